@@ -1,0 +1,53 @@
+"""The contract every adapter meets: a picklable spec that rebuilds a resident solver."""
+
+from __future__ import annotations
+
+import abc
+from typing import Literal
+
+import numpy as np
+
+Sense = Literal["min", "max"]
+
+
+def check_sense(sense: str, *, where: str) -> Sense:
+    if sense not in ("min", "max"):
+        raise ValueError(f"{where}: sense={sense!r} must be 'min' or 'max'")
+    return sense  # type: ignore[return-value]
+
+
+class ResidentSolver(abc.ABC):
+    """A model built once (in a worker or in-process) whose objective is swapped per solve."""
+
+    @abc.abstractmethod
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+        """Optimise ``sum(cost * x)`` over the model.
+
+        Args:
+            cost: float64 vector of length ``prod(spec.shape)``.
+            time_limit: seconds for this instance, or None for no limit.
+
+        Returns:
+            ``(solution, status, ok)``: the flattened decision (float64), the solver's status name,
+            and whether the solution is usable (``solution`` is None when not).
+        """
+
+
+class ModelSpec(abc.ABC):
+    """Picklable recipe of a declared model with the objective ``sum(w * x)``.
+
+    Subclasses are frozen dataclasses holding plain data (text, bytes, arrays) so that the spec
+    can cross process boundaries; OR-Tools objects are rebuilt from it by :meth:`build`.
+    """
+
+    shape: tuple[int, ...]
+    sense: Sense
+
+    @abc.abstractmethod
+    def build(self) -> ResidentSolver:
+        """Rebuild the model and its solver (once per worker)."""
+
+    @abc.abstractmethod
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``A y = b`` (``A`` of shape ``(m, prod(shape))``) that every feasible decision
+        satisfies, restricted to constraints over cost variables only; used by ``"auto"``."""

@@ -1,0 +1,23 @@
+"""Training-time noise margin (Sahoo et al., Sec. 3.6): each entry gets +alpha/2 or -alpha/2."""
+
+from __future__ import annotations
+
+import torch
+
+
+def sign_noise(
+    shape: torch.Size | tuple[int, ...],
+    alpha: float,
+    *,
+    dtype: torch.dtype,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw ``xi`` uniformly from ``{-alpha/2, +alpha/2}`` per entry.
+
+    Drawn on the CPU (with ``generator`` if given, else the global RNG) so that a seed gives the
+    same noise on every device.
+    """
+    bits = torch.randint(0, 2, tuple(shape), generator=generator, dtype=torch.int8)
+    xi = (bits.to(torch.float64) - 0.5) * float(alpha)
+    return xi.to(device=device, dtype=dtype)
