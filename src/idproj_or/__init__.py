@@ -1,7 +1,7 @@
 """idproj_or: declared OR-Tools / CVXPY optimisation models as PyTorch layers, trained with
 identity-with-projection gradients (Sahoo et al., ICLR 2023).
 
-Imports are lazy so that solver worker processes never load torch.
+Imports are lazy: ``import idproj_or`` is cheap, and solver workers load only what they use.
 """
 
 from __future__ import annotations
@@ -13,25 +13,39 @@ from .errors import SolverError, WorkerError
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "OptLayer": "layer",
-    "CpSatLayer": "adapters.cpsat",
-    "BatchInfo": "batch",
+# public name -> (module, attribute); attribute None means the module itself
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "OptLayer": ("layer", "OptLayer"),
+    "BatchInfo": ("batch", "BatchInfo"),
+    "CpSatLayer": ("adapters.cpsat", "CpSatLayer"),
+    "LinearSolverLayer": ("adapters.linear", "LinearSolverLayer"),
+    "CvxpyLayer": ("adapters.cvxpy", "CvxpyLayer"),
+    "AssignmentLayer": ("adapters.assignment", "AssignmentLayer"),
+    "TSPLayer": ("adapters.routing", "TSPLayer"),
+    "problems": ("problems", None),
+    "data": ("data", None),
+    "metrics": ("metrics", None),
 }
 
 __all__ = ["SolverError", "WorkerError", *_LAZY]
 
 if TYPE_CHECKING:
+    from . import data, metrics, problems
+    from .adapters.assignment import AssignmentLayer
     from .adapters.cpsat import CpSatLayer
+    from .adapters.cvxpy import CvxpyLayer
+    from .adapters.linear import LinearSolverLayer
+    from .adapters.routing import TSPLayer
     from .batch import BatchInfo
     from .layer import OptLayer
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _LAZY:
         raise AttributeError(f"module 'idproj_or' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    module, attr = _LAZY[name]
+    mod = importlib.import_module(f".{module}", __name__)
+    value = mod if attr is None else getattr(mod, attr)
     globals()[name] = value
     return value
 

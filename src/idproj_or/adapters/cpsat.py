@@ -18,41 +18,11 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from ..layer import OptLayer
-from .base import ModelSpec, ResidentSolver, Sense, check_sense
+from .base import ModelSpec, ResidentSolver, Sense, as_variable_array, check_sense
 
 RESOLUTION = 2**20  # largest |cost| of an instance becomes +-1,048,576 (>= 1e6)
 # CP-SAT rejects objectives whose bound may leave int64; keep a wide margin.
 _OBJECTIVE_BOUND = 2**62
-
-
-def as_variable_array(variables: Any, var_type: type, *, where: str) -> np.ndarray:
-    """``variables`` as an object array whose elements are all ``var_type``; its shape is the cost
-    shape."""
-    arr = np.empty(np.shape(variables) if not isinstance(variables, np.ndarray) else variables.shape, dtype=object)
-    flat_in = list(_flatten(variables))
-    if arr.size != len(flat_in):
-        raise ValueError(f"{where}: variables must be a rectangular array-like of variables")
-    arr.reshape(-1)[:] = flat_in
-    if arr.size == 0:
-        raise ValueError(f"{where}: variables is empty; pass at least one variable")
-    for pos, v in enumerate(flat_in):
-        if not isinstance(v, var_type):
-            idx = tuple(int(k) for k in np.unravel_index(pos, arr.shape))
-            raise ValueError(
-                f"{where}: variables{list(idx)} is a {type(v).__name__}, expected a {var_type.__name__} of the model"
-            )
-    return arr
-
-
-def _flatten(x: Any) -> Sequence[Any]:
-    if isinstance(x, np.ndarray):
-        return list(x.reshape(-1))
-    if isinstance(x, (list, tuple)):
-        out: list[Any] = []
-        for item in x:
-            out.extend(_flatten(item) if isinstance(item, (list, tuple, np.ndarray)) else [item])
-        return out
-    return [x]
 
 
 def _declared_sense(proto: Any) -> Sense:
