@@ -24,7 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) site build

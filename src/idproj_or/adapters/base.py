@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -20,10 +21,14 @@ def check_sense(sense: str, *, where: str) -> Sense:
 def as_variable_array(variables: Any, var_type: type, *, where: str) -> np.ndarray:
     """``variables`` as an object array whose elements are all ``var_type``; its shape is the cost
     shape."""
-    arr = np.empty(np.shape(variables) if not isinstance(variables, np.ndarray) else variables.shape, dtype=object)
     flat_in = list(_flatten(variables))
-    if arr.size != len(flat_in):
+    try:
+        shape = variables.shape if isinstance(variables, np.ndarray) else np.shape(variables)
+    except ValueError:
+        shape = None
+    if shape is None or math.prod(shape) != len(flat_in):
         raise ValueError(f"{where}: variables must be a rectangular array-like of variables")
+    arr = np.empty(shape, dtype=object)
     arr.reshape(-1)[:] = flat_in
     if arr.size == 0:
         raise ValueError(f"{where}: variables is empty; pass at least one variable")

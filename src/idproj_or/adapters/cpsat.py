@@ -158,9 +158,11 @@ def cpsat_spec(model: cp_model.CpModel, variables: Any, sense: str | None, *, wh
     proto = model.proto
     n_vars = len(proto.variables)
     index = np.array([v.index for v in arr.reshape(-1)], dtype=np.int64)
-    for pos, v in enumerate(index.tolist()):
-        if not 0 <= v < n_vars:
-            raise ValueError(f"{where}: variables[{pos}] (proto index {v}) is not a variable of this model")
+    for pos, var in enumerate(arr.reshape(-1)):
+        if var.model_proto is not proto or not 0 <= var.index < n_vars:
+            raise ValueError(
+                f"{where}: variables[{pos}] ({var.name!r}, proto index {var.index}) is not a variable of this model"
+            )
     bound = 0.0
     for v in np.unique(index).tolist():
         dom = list(proto.variables[v].domain)

@@ -1,0 +1,41 @@
+"""A spec whose instances fail on demand: exercises per-instance error reporting everywhere."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from idproj_or.adapters.base import ModelSpec, ResidentSolver
+
+
+@dataclass(frozen=True)
+class SignSpec(ModelSpec):
+    """y = 1[cost < 0] (a trivially exact solver); an instance with cost[0] > 100 "fails"; a cost[0]
+    of -999 makes the worker process exit, as a crash would."""
+
+    shape: tuple[int, ...] = (3,)
+    sense: str = "min"
+    delay: float = 0.0
+
+    def build(self) -> ResidentSolver:
+        return SignSolver(self.delay)
+
+    def equalities(self):
+        return np.zeros((0, 3)), np.zeros(0)
+
+
+class SignSolver(ResidentSolver):
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def solve(self, cost, time_limit):
+        if self.delay:
+            time.sleep(self.delay)
+        if cost[0] == -999:
+            os._exit(3)
+        if cost[0] > 100:
+            return None, "BROKEN", False
+        return (cost < 0).astype(np.float64), "OPTIMAL", True

@@ -1,0 +1,84 @@
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import numpy as np
+import torch
+from _fake import SignSpec
+from _models import k_subset, knapsack_32
+
+import idproj_or as ipo
+from idproj_or.batch import BatchSolver, get_pool, pool_pids
+
+
+def knapsack_costs(b=48, seed=0):
+    return torch.rand(b, 32, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_serial_pool_and_user_executors_give_identical_results():
+    m, x = knapsack_32()
+    costs = knapsack_costs()
+    serial = ipo.CpSatLayer(m, x, sense="max")
+    expected = serial(costs)
+    assert serial.last_info.mode == "serial"
+    pooled = ipo.CpSatLayer(m, x, sense="max", workers=2)
+    assert torch.equal(pooled(costs), expected)
+    assert pooled.last_info.mode == "pool"
+    with ThreadPoolExecutor(2) as threads:
+        layer = ipo.CpSatLayer(m, x, sense="max", executor=threads)
+        assert torch.equal(layer(costs), expected) and layer.last_info.mode == "executor"
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as procs:
+        assert torch.equal(ipo.CpSatLayer(m, x, sense="max", executor=procs)(costs), expected)
+    np.testing.assert_array_equal(pooled.last_info.objective, serial.last_info.objective)
+    assert pooled.last_info.status == serial.last_info.status
+
+
+def test_dask_executor_gives_identical_results():
+    from distributed import Client, LocalCluster
+
+    m, x = knapsack_32(seed=1)
+    costs = knapsack_costs(16, seed=1)
+    expected = ipo.CpSatLayer(m, x, sense="max")(costs)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            layer = ipo.CpSatLayer(m, x, sense="max", executor=client.get_executor())
+            assert torch.equal(layer(costs), expected)
+
+
+def test_last_info_reports_status_objective_and_time_per_instance():
+    m, x = knapsack_32()
+    costs = knapsack_costs(5)
+    layer = ipo.CpSatLayer(m, x, sense="max", projection="none")
+    y = layer(costs)
+    info = layer.last_info
+    assert len(info) == 5 and info.status == ("OPTIMAL",) * 5
+    np.testing.assert_allclose(info.objective, (costs * y).sum(1).numpy())
+    assert np.all(info.wall_time > 0)
+    assert info[2].status == "OPTIMAL" and info[2].objective == info.objective[2]
+
+
+def test_fast_small_batches_fall_back_to_serial_after_measuring():
+    layer = ipo.OptLayer(SignSpec(), projection="none", workers=2)
+    costs = torch.randn(8, 3)
+    layer(costs)
+    assert layer.last_info.mode == "pool"  # first call measures
+    for _ in range(3):
+        assert torch.equal(layer(costs), (costs < 0).float())
+        assert layer.last_info.mode == "serial"
+
+
+def test_slow_batches_stay_in_the_pool_in_chunks():
+    solver = BatchSolver(SignSpec(delay=0.002), workers=2, executor=None, time_limit=None)
+    for _ in range(2):
+        result = solver.solve(np.random.default_rng(0).normal(size=(64, 3)))
+        assert result.info.mode == "pool"
+    assert solver._n_chunks(64, 2) >= 4  # more chunks than workers, for load balance
+
+
+def test_layers_with_the_same_worker_count_share_one_pool():
+    m, x, _ = k_subset(5, 2)
+    a = ipo.CpSatLayer(m, x, workers=2)
+    b = ipo.CpSatLayer(m, x, sense="max", workers=2)
+    a(torch.randn(6, 5))
+    pids = pool_pids(2)
+    b(torch.randn(6, 5))
+    assert pool_pids(2) == pids and get_pool(2) is get_pool(2)

@@ -1,0 +1,168 @@
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from _fake import SignSpec
+from _models import k_subset, knapsack_32
+from ortools.sat.python import cp_model
+
+import idproj_or as ipo
+from idproj_or.batch import pool_pids
+
+
+def layer4(**options):
+    m, x, _ = k_subset(4, 2)
+    return ipo.CpSatLayer(m, x, **options)
+
+
+def count_solves(layer):
+    calls = []
+    solve = layer._batch.solve
+    layer._batch.solve = lambda c: calls.append(1) or solve(c)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "costs, message",
+    [
+        (torch.tensor([[0.0, 1, 2, 3], [1, 2, 3, 4], [1, float("nan"), 3, 4]]),
+         r"costs\[2\] has a non-finite entry nan at index \(1,\) \(batch index 2\)"),
+        (torch.tensor([[0.0, 1, float("-inf"), 3]]), r"costs\[0\] has a non-finite entry -inf at index \(2,\)"),
+        (torch.zeros(3, 5), r"expected costs of shape \(4,\) or \(B, 4\), got \(3, 5\)"),
+        (torch.zeros(2, 2, 4), r"expected costs of shape \(4,\) or \(B, 4\), got \(2, 2, 4\)"),
+        (torch.zeros(0, 4), r"empty batch \(costs of shape \(0, 4\)\)"),
+        (torch.zeros(2, 4, dtype=torch.int64), r"costs must be a floating-point tensor, got dtype torch.int64"),
+    ],
+)
+def test_bad_costs_are_rejected_before_any_solve(costs, message):
+    layer = layer4()
+    calls = count_solves(layer)
+    with pytest.raises(ValueError, match=message):
+        layer(costs)
+    assert calls == []
+
+
+def test_nan_position_is_reported_in_the_cost_shape():
+    m = cp_model.CpModel()
+    x = [[m.new_bool_var(f"x{i}{j}") for j in range(3)] for i in range(2)]
+    costs = torch.zeros(4, 2, 3)
+    costs[3, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"costs\[3\] has a non-finite entry nan at index \(1, 2\)"):
+        ipo.CpSatLayer(m, x)(costs)
+
+
+def test_infeasible_model_raises_solver_error_with_index_and_status():
+    m, x, _ = k_subset(4, 2)
+    m.add(sum(x) == 3)
+    with pytest.raises(ipo.SolverError, match=r"instance 0 of the batch has no solution \(solver status INFEASIBLE\)") as e:
+        ipo.CpSatLayer(m, x)(torch.randn(2, 4))
+    assert e.value.index == 0 and e.value.status == "INFEASIBLE"
+
+
+def test_time_limit_without_a_feasible_point_raises_solver_error():
+    rng = np.random.default_rng(1)
+    w = rng.integers(10**6, 10**7, size=60)
+    m = cp_model.CpModel()
+    x = [m.new_bool_var(f"x{i}") for i in range(60)]
+    m.add(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
+    with pytest.raises(ipo.SolverError, match=r"solver status UNKNOWN") as e:
+        ipo.CpSatLayer(m, x, time_limit=1e-3)(torch.randn(2, 60))
+    assert e.value.status == "UNKNOWN"
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_failing_instance_is_reported_by_its_batch_index(workers):
+    layer = ipo.OptLayer(SignSpec(), projection="none", workers=workers)
+    costs = torch.randn(40, 3)
+    costs[27, 0] = 500.0
+    costs[33, 0] = 500.0
+    with pytest.raises(ipo.SolverError, match=r"OptLayer: instance 27 of the batch has no solution \(solver status BROKEN\)") as e:
+        layer(costs)
+    assert e.value.index == 27
+    assert layer.last_info.status[27] == "BROKEN" and layer.last_info.status[26] == "OPTIMAL"
+
+
+def test_killed_worker_is_an_error_within_seconds_and_the_next_call_works():
+    layer = ipo.OptLayer(SignSpec(delay=0.02), projection="none", workers=2)
+    costs = torch.randn(200, 3)
+    expected = (costs < 0).float()
+    assert torch.equal(layer(costs[:4]), expected[:4])  # pool is up
+    pids = pool_pids(2)
+    assert len(pids) == 2
+    timer = threading.Timer(0.3, os.kill, args=(pids[0], 9))
+    timer.start()
+    t0 = time.perf_counter()
+    with pytest.raises(ipo.WorkerError, match=r"a worker of the 2-process pool died .* next call starts a fresh one"):
+        layer(costs)
+    assert time.perf_counter() - t0 < 10
+    timer.join()
+    assert torch.equal(layer(costs), expected)
+    assert set(pool_pids(2)).isdisjoint(pids)
+
+
+def test_worker_that_exits_mid_chunk_is_an_error_not_a_hang():
+    layer = ipo.OptLayer(SignSpec(), projection="none", workers=2)
+    costs = torch.randn(10, 3)
+    costs[5, 0] = -999.0
+    t0 = time.perf_counter()
+    with pytest.raises(ipo.WorkerError):
+        layer(costs)
+    assert time.perf_counter() - t0 < 10
+    costs[5, 0] = 1.0
+    assert torch.equal(layer(costs), (costs < 0).float())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_output_keeps_the_callers_dtype_and_unbatched_shape(dtype):
+    layer = layer4(sense="max")
+    w = torch.tensor([1.0, 4.0, 2.0, 3.0], dtype=dtype)
+    y = layer(w)
+    assert y.dtype == dtype and y.shape == (4,) and y.tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_numpy_costs_are_accepted():
+    assert layer4(sense="max")(np.array([1.0, 4.0, 2.0, 3.0])).tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_constructor_validation_names_the_method_and_value():
+    m, x, _ = k_subset(4, 2)
+    other = cp_model.CpModel()
+    foreign = [other.new_bool_var(f"y{i}") for i in range(6)]
+    with pytest.raises(TypeError, match=r"CpSatLayer: model must be an ortools.sat.python.cp_model.CpModel, got list"):
+        ipo.CpSatLayer([], x)
+    with pytest.raises(ValueError, match=r"CpSatLayer: variables\[2\] is a int, expected a IntVar"):
+        ipo.CpSatLayer(m, [x[0], x[1], 3])
+    with pytest.raises(ValueError, match=r"CpSatLayer: variables\[1\] is a NotBooleanVariable"):
+        ipo.CpSatLayer(m, [x[0], ~x[1]])
+    with pytest.raises(ValueError, match=r"CpSatLayer: variables\[0\] \('y0', proto index 0\) is not a variable of this model"):
+        ipo.CpSatLayer(m, foreign)
+    with pytest.raises(ValueError, match=r"CpSatLayer: variables is empty"):
+        ipo.CpSatLayer(m, [])
+    with pytest.raises(ValueError, match=r"CpSatLayer: sense='maximize' must be 'min' or 'max'"):
+        ipo.CpSatLayer(m, x, sense="maximize")
+    with pytest.raises(ValueError, match=r"CpSatLayer: workers=0 must be None or a positive int"):
+        ipo.CpSatLayer(m, x, workers=0)
+    with pytest.raises(ValueError, match=r"pass either workers= or executor=, not both"):
+        ipo.CpSatLayer(m, x, workers=2, executor=__import__("concurrent.futures").futures.ThreadPoolExecutor(1))
+    with pytest.raises(ValueError, match=r"executor must be a concurrent.futures.Executor, got str"):
+        ipo.CpSatLayer(m, x, executor="dask")
+    with pytest.raises(ValueError, match=r"time_limit=-1 must be a positive number of seconds"):
+        ipo.CpSatLayer(m, x, time_limit=-1)
+    with pytest.raises(ValueError, match=r"projection='unit' is not one of"):
+        ipo.CpSatLayer(m, x, projection="unit")
+
+
+def test_objective_overflow_is_caught_at_construction():
+    m = cp_model.CpModel()
+    big = [m.new_int_var(0, 2**45, f"b{i}") for i in range(8)]
+    with pytest.raises(ValueError, match=r"objective could overflow CP-SAT's int64"):
+        ipo.CpSatLayer(m, big)
+
+
+def test_ragged_variables_are_rejected():
+    m, x, _ = k_subset(4, 2)
+    with pytest.raises(ValueError, match=r"rectangular"):
+        ipo.CpSatLayer(m, [[x[0], x[1]], [x[2]]])
