@@ -175,8 +175,8 @@ class BatchResult:
 
 
 # Target seconds of solving per pool chunk, and chunks per worker at most (load balance).
-_CHUNK_SECONDS = 0.02
-_MAX_CHUNKS_PER_WORKER = 4
+_CHUNK_SECONDS = 0.05
+_MAX_CHUNKS_PER_WORKER = 16
 # Prior of a pool round trip before it is measured (seconds).
 _POOL_OVERHEAD_PRIOR = 0.003
 
