@@ -1,0 +1,279 @@
+"""Travelling salesman: costs ``(n, n)`` -> the 0/1 adjacency matrix of a tour.
+
+``y[i, j] = 1`` when the tour goes from node ``i`` to node ``j``; every node has exactly one
+successor and one predecessor, the diagonal is 0, and the arcs form a single cycle through all
+``n`` nodes. Costs need not be symmetric; the diagonal costs are ignored.
+
+Two methods:
+
+- ``"cpsat"`` (exact): a CP-SAT model with one Boolean per arc and ``add_circuit``, built once per
+  worker through the CP-SAT adapter (:mod:`idproj_or.adapters.cpsat`); each solve swaps the
+  objective. Costs are rounded as in that adapter (``RESOLUTION`` 2^20 steps of the instance's
+  largest off-diagonal magnitude). Status ``"OPTIMAL"`` means the tour is proven optimal for the
+  rounded costs; ``"FEASIBLE"`` means the time limit stopped the proof.
+- ``"routing"`` (heuristic, for n in the hundreds): OR-Tools' vehicle-routing solver with one
+  vehicle, a first-solution strategy and a local-search metaheuristic (guided local search by
+  default) under a time limit. The status is the routing solver's own name
+  (``"ROUTING_SUCCESS"``, ``"ROUTING_PARTIAL_SUCCESS_LOCAL_OPTIMUM_NOT_REACHED"``, ...); it proves
+  optimality (``"ROUTING_OPTIMAL"``) only when its search space is exhausted, i.e. for tiny n. Costs are shifted so that the cheapest off-diagonal arc costs 0 (every tour
+  has ``n`` arcs, so the argmin is unchanged) and scaled to integers with ``ROUTING_RESOLUTION``
+  (2^24) steps of the off-diagonal range.
+
+The routing model is rebuilt for every instance from the worker's search parameters and that
+instance's integer matrix (``RegisterTransitMatrix``, about 2.5 ms at n = 100, small against the
+time limit). A resident ``RoutingModel`` with a Python transit callback was measured first and
+rejected: solving the same instance twice on it gave different tours (search state carries over
+between solves, breaking the "no state from one solve to the next" contract), and every arc
+evaluation crossed into Python.
+
+Determinism: guided local search stops only at the time limit, so its tours depend on machine
+speed. Pass ``solution_limit`` (stop after that many solutions, with a time limit large enough
+not to bind) or ``metaheuristic="GREEDY_DESCENT"`` (stop at the first local optimum) to get the
+same tours on every run, serial or in workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+from ortools.sat.python import cp_model
+
+from ..layer import OptLayer
+from .assignment import check_auto_size, check_size
+from .base import ModelSpec, ResidentSolver, Sense, check_sense
+from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
+
+METHODS = ("cpsat", "routing")
+ROUTING_RESOLUTION = 2**24  # off-diagonal cost range of an instance becomes 0 .. 16,777,216
+ROUTING_TIME_LIMIT = 1.0  # seconds per instance when method="routing" and no time_limit is given
+FIRST_SOLUTION_STRATEGIES: tuple[str, ...] = tuple(
+    k for k in routing_enums_pb2.FirstSolutionStrategy.Value.keys() if k != "UNSET"
+)
+METAHEURISTICS: tuple[str, ...] = tuple(
+    k for k in routing_enums_pb2.LocalSearchMetaheuristic.Value.keys() if k != "UNSET"
+)
+
+
+def tsp_equalities(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``A y = b`` of every tour over the flattened ``(n, n)`` adjacency: out-degree 1 per
+    node (``n`` rows over the off-diagonal entries), in-degree 1 per node (``n`` rows), and
+    ``y[i, i] = 0`` (``n`` rows: the diagonal cost never changes the argmin)."""
+    off = 1.0 - np.eye(n)
+    out_rows = np.einsum("ij,ik->ijk", np.eye(n), off).reshape(n, n * n)
+    in_rows = np.einsum("jk,ik->jik", np.eye(n), off).reshape(n, n * n)
+    diag_rows = np.eye(n * n)[np.arange(n) * (n + 1)]
+    a = np.concatenate([out_rows, in_rows, diag_rows])
+    b = np.concatenate([np.ones(2 * n), np.zeros(n)])
+    return a, b
+
+
+def circuit_model(n: int) -> tuple[cp_model.CpModel, list[list[cp_model.IntVar]]]:
+    """A CP-SAT model whose solutions are the tours of ``n`` nodes, and its ``(n, n)`` arc
+    variables (the diagonal entries are the constant 0)."""
+    model = cp_model.CpModel()
+    zero = model.new_constant(0)
+    x = [[zero if i == j else model.new_bool_var(f"x{i}_{j}") for j in range(n)] for i in range(n)]
+    model.add_circuit([(i, j, x[i][j]) for i in range(n) for j in range(n) if i != j])
+    return model, x
+
+
+@dataclass(frozen=True)
+class TspCpSatSpec(CpSatSpec):
+    """The CP-SAT adapter's spec of :func:`circuit_model`, with the diagonal costs ignored."""
+
+    def build(self) -> ResidentSolver:
+        return TspCpSatSolver(self)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        return tsp_equalities(self.shape[0])
+
+
+class TspCpSatSolver(CpSatSolver):
+    def __init__(self, spec: TspCpSatSpec) -> None:
+        super().__init__(spec)
+        n = spec.shape[0]
+        self.diagonal = np.arange(n) * (n + 1)
+
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+        # Zero the ignored diagonal so that it cannot coarsen the integer scaling.
+        cost = cost.copy()
+        cost[self.diagonal] = 0.0
+        return super().solve(cost, time_limit)
+
+
+@dataclass(frozen=True)
+class TspRoutingSpec(ModelSpec):
+    n: int
+    sense: Sense
+    first_solution: str = "PATH_CHEAPEST_ARC"
+    metaheuristic: str = "GUIDED_LOCAL_SEARCH"
+    solution_limit: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (self.n, self.n)
+
+    def build(self) -> ResidentSolver:
+        return RoutingTspSolver(self)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        return tsp_equalities(self.n)
+
+
+class RoutingTspSolver(ResidentSolver):
+    def __init__(self, spec: TspRoutingSpec) -> None:
+        self.n = spec.n
+        self.sign = -1.0 if spec.sense == "max" else 1.0
+        self.off_diagonal = ~np.eye(self.n, dtype=bool)
+        params = pywrapcp.DefaultRoutingSearchParameters()
+        params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.Value.Value(spec.first_solution)
+        params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.Value.Value(spec.metaheuristic)
+        if spec.solution_limit is not None:
+            params.solution_limit = spec.solution_limit
+        self.params = params
+
+    def integer_costs(self, cost: np.ndarray) -> np.ndarray:
+        """Off-diagonal costs shifted to start at 0 and rounded to ``ROUTING_RESOLUTION`` steps."""
+        c = self.sign * cost.reshape(self.n, self.n)
+        off = c[self.off_diagonal]
+        low, span = off.min(), off.max() - off.min()
+        scaled = np.zeros((self.n, self.n), dtype=np.int64)
+        if span > 0:
+            scaled[self.off_diagonal] = np.rint((off - low) * (ROUTING_RESOLUTION / span)).astype(np.int64)
+        return scaled
+
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+        seconds = ROUTING_TIME_LIMIT if time_limit is None else time_limit
+        self.params.time_limit.FromNanoseconds(max(int(seconds * 1e9), 1))
+        manager = pywrapcp.RoutingIndexManager(self.n, 1, 0)
+        routing = pywrapcp.RoutingModel(manager)
+        transit = routing.RegisterTransitMatrix(self.integer_costs(cost).tolist())
+        routing.SetArcCostEvaluatorOfAllVehicles(transit)
+        solution = routing.SolveWithParameters(self.params)
+        status = routing_enums_pb2.RoutingSearchStatus.Value.Name(routing.status())
+        if solution is None:
+            return None, status, False
+        y = np.zeros((self.n, self.n))
+        index = routing.Start(0)
+        while not routing.IsEnd(index):
+            nxt = solution.Value(routing.NextVar(index))
+            y[manager.IndexToNode(index), manager.IndexToNode(nxt)] = 1.0
+            index = nxt
+        return y.reshape(-1), status, True
+
+
+def _choice(value: str, choices: tuple[str, ...], name: str, *, where: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{where}: {name}={value!r} is not one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def tsp_spec(
+    n: int,
+    method: str,
+    sense: str,
+    *,
+    first_solution: str | None,
+    metaheuristic: str | None,
+    solution_limit: int | None,
+    where: str,
+) -> TspCpSatSpec | TspRoutingSpec:
+    n = check_size(n, "n", where=where, minimum=2)
+    _choice(method, METHODS, "method", where=where)
+    resolved = check_sense(sense, where=where)
+    if method == "cpsat":
+        given = [k for k, v in (("first_solution", first_solution), ("metaheuristic", metaheuristic),
+                                ("solution_limit", solution_limit)) if v is not None]
+        if given:
+            raise ValueError(f"{where}: {', '.join(given)} only apply to method='routing'")
+        model, x = circuit_model(n)
+        base = cpsat_spec(model, x, resolved, where=where)
+        return TspCpSatSpec(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
+    limit = None if solution_limit is None else check_size(solution_limit, "solution_limit", where=where)
+    return TspRoutingSpec(
+        n,
+        resolved,
+        _choice(first_solution or "PATH_CHEAPEST_ARC", FIRST_SOLUTION_STRATEGIES, "first_solution", where=where),
+        _choice(metaheuristic or "GUIDED_LOCAL_SEARCH", METAHEURISTICS, "metaheuristic", where=where),
+        limit,
+    )
+
+
+class TSPLayer(OptLayer):
+    """Travelling salesman as a layer: costs ``(n, n)`` -> 0/1 tour adjacency ``(n, n)``.
+
+    ``y[i, j] = 1`` when the tour goes ``i -> j``. Costs may be asymmetric; the diagonal is
+    ignored (it must still be finite). ``projection="auto"`` uses the in/out-degree equalities
+    and ``y[i, i] = 0``: adding a constant to a row or a column, or changing the diagonal, never
+    changes the optimal tour. It is refused above ``AUTO_MAX_SIZE`` (4096) cost entries, i.e.
+    n > 64, where its dense projector gets too large; use ``projection="std"`` there.
+
+    Args:
+        n: number of nodes (>= 2).
+        method: ``"cpsat"`` (exact; ``layer.last_info.status`` is ``"OPTIMAL"`` when proven) or
+            ``"routing"`` (OR-Tools routing heuristic for large n; its status is
+            ``"ROUTING_OPTIMAL"`` only when the search space is exhausted, i.e. tiny n).
+        sense: ``"min"`` (default) or ``"max"``.
+        first_solution: routing only; a ``FirstSolutionStrategy`` name (default
+            ``"PATH_CHEAPEST_ARC"``).
+        metaheuristic: routing only; a ``LocalSearchMetaheuristic`` name (default
+            ``"GUIDED_LOCAL_SEARCH"``, which runs until the time limit).
+        solution_limit: routing only; stop after this many solutions (deterministic results).
+        time_limit: seconds per instance. ``"cpsat"``: default None (prove optimality).
+            ``"routing"``: default ``ROUTING_TIME_LIMIT`` (1 s).
+        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``generator`` (see
+            :class:`idproj_or.layer.OptLayer`).
+
+    Example:
+        >>> import torch
+        >>> layer = TSPLayer(3)
+        >>> c = torch.tensor([[0.0, 1.0, 9.0], [9.0, 0.0, 1.0], [1.0, 9.0, 0.0]])
+        >>> layer(c).tolist()
+        [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+
+    def __init__(
+        self,
+        n: int,
+        method: str = "cpsat",
+        sense: str = "min",
+        *,
+        first_solution: str | None = None,
+        metaheuristic: str | None = None,
+        solution_limit: int | None = None,
+        projection: str = "auto",
+        noise: float = 0.0,
+        workers: int | None = None,
+        executor: Any = None,
+        time_limit: float | None = None,
+        generator: Any = None,
+    ) -> None:
+        spec = tsp_spec(
+            n,
+            method,
+            sense,
+            first_solution=first_solution,
+            metaheuristic=metaheuristic,
+            solution_limit=solution_limit,
+            where=type(self).__name__,
+        )
+        check_auto_size(projection, spec.shape[0] ** 2, where=type(self).__name__)
+        if method == "routing" and time_limit is None:
+            time_limit = ROUTING_TIME_LIMIT
+        super().__init__(
+            spec,
+            projection=projection,
+            noise=noise,
+            workers=workers,
+            executor=executor,
+            time_limit=time_limit,
+            generator=generator,
+        )
+        self.method = method
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, " + super().extra_repr()
