@@ -1,0 +1,337 @@
+"""Synthetic predict-then-optimise data following PyEPO's published generators.
+
+The formulas are those of Tang & Khalil, "PyEPO" (arXiv 2206.14234) and its ``pyepo.data``
+module, so that regrets measured here can be compared with PyEPO's. The random stream differs
+(numpy ``Generator`` instead of ``RandomState``): the same seed gives the same data here on every
+run, not the same numbers as PyEPO's ``genData``. docs/data.md states every formula.
+
+Every generator draws the *ground truth* (the matrix ``B``, item weights, city coordinates) and
+``num_data`` feature/cost pairs from one seed; draw train and test together and split them, so
+that both share one ground truth.
+
+:func:`solve_dataset` solves the true costs once through a layer and returns an
+:class:`OptDataset` of tensors ``(features, costs, solutions, objectives)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .layer import OptLayer
+
+
+class Synthetic(NamedTuple):
+    """Features and true costs of ``num_data`` instances.
+
+    ``features`` is ``(num_data, num_features)``; ``costs`` is ``(num_data, *cost_shape)``.
+    """
+
+    features: np.ndarray
+    costs: np.ndarray
+
+
+class KnapsackData(NamedTuple):
+    """A multi-dimensional knapsack data set: fixed weights and capacities, feature-driven values.
+
+    ``weights`` is ``(dim, num_items)`` (multiples of 0.01 in ``[3, 8)``), ``capacities`` is
+    ``(dim,)``, ``features`` is ``(num_data, num_features)`` and ``costs`` (item values) is
+    ``(num_data, num_items)``.
+    """
+
+    weights: np.ndarray
+    capacities: np.ndarray
+    features: np.ndarray
+    costs: np.ndarray
+
+
+class TSPData(NamedTuple):
+    """A TSP data set: fixed city coordinates, feature-driven symmetric edge costs.
+
+    ``coords`` is ``(num_nodes, 2)``, ``features`` is ``(num_data, num_features)`` and ``costs``
+    is ``(num_data, num_nodes, num_nodes)``: symmetric, zero diagonal, ``costs[k, i, j]`` the cost
+    of travelling between ``i`` and ``j`` (what :class:`idproj_or.TSPLayer` takes).
+    """
+
+    coords: np.ndarray
+    features: np.ndarray
+    costs: np.ndarray
+
+
+def _check(where: str, num_data: int, num_features: int, deg: int, noise_width: float) -> None:
+    for name, value in (("num_data", num_data), ("num_features", num_features), ("deg", deg)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{where}: {name}={value!r} must be a positive int")
+    if not (isinstance(noise_width, (int, float)) and 0.0 <= noise_width <= 1.0):
+        raise ValueError(f"{where}: noise_width={noise_width!r} must be a number in [0, 1]")
+
+
+def _polynomial(x: np.ndarray, b: np.ndarray, deg: int) -> np.ndarray:
+    """``(x B^T / sqrt(p) + 3) ** deg`` for every row of ``x``."""
+    return (x @ b.T / math.sqrt(x.shape[1]) + 3.0) ** deg
+
+
+def shortest_path(
+    num_data: int,
+    num_features: int = 5,
+    grid: tuple[int, int] = (5, 5),
+    *,
+    deg: int = 1,
+    noise_width: float = 0.0,
+    seed: int = 135,
+) -> Synthetic:
+    """Edge costs of a grid shortest path (PyEPO ``shortestpath.genData``).
+
+    ``c = ((x B^T / sqrt(p) + 3)^deg + 1) / 3.5^deg * eps`` with ``x ~ N(0, I_p)``,
+    ``B ~ Bernoulli(0.5)^(d x p)``, ``eps ~ U[1 - noise_width, 1 + noise_width]`` per entry, and
+    ``d = (h - 1) w + (w - 1) h`` edges of the ``h x w`` grid.
+
+    Args:
+        num_data: number of instances.
+        num_features: feature dimension ``p``.
+        grid: ``(h, w)`` nodes of the grid.
+        deg: polynomial degree (model misspecification grows with it).
+        noise_width: half-width of the multiplicative noise.
+        seed: seed of the numpy ``Generator``; the same seed gives the same data.
+
+    Returns:
+        :class:`Synthetic` with features ``(num_data, p)`` and costs ``(num_data, d)`` (float64;
+        positive when ``deg`` is even and ``noise_width < 1``).
+
+    Example:
+        >>> feats, costs = shortest_path(4, 5, (5, 5), deg=4, noise_width=0.5, seed=0)
+        >>> feats.shape, costs.shape
+        ((4, 5), (4, 40))
+    """
+    _check("shortest_path", num_data, num_features, deg, noise_width)
+    h, w = grid
+    if not all(isinstance(v, (int, np.integer)) and v >= 2 for v in (h, w)):
+        raise ValueError(f"shortest_path: grid={grid!r} must be two ints >= 2")
+    d = (h - 1) * w + (w - 1) * h
+    rng = np.random.default_rng(seed)
+    b = rng.binomial(1, 0.5, (d, num_features)).astype(np.float64)
+    x = rng.normal(0.0, 1.0, (num_data, num_features))
+    eps = rng.uniform(1.0 - noise_width, 1.0 + noise_width, (num_data, d))
+    c = (_polynomial(x, b, deg) + 1.0) / 3.5**deg * eps
+    return Synthetic(x, c)
+
+
+def knapsack(
+    num_data: int,
+    num_features: int = 5,
+    num_items: int = 32,
+    *,
+    dim: int = 2,
+    deg: int = 1,
+    noise_width: float = 0.0,
+    capacity: float = 0.5,
+    seed: int = 135,
+) -> KnapsackData:
+    """Item values of a multi-dimensional knapsack (PyEPO ``knapsack.genData``).
+
+    Weights ``W`` are drawn once, uniformly from ``{3.00, 3.01, ..., 7.99}`` (``dim x m``).
+    Values ``c = ceil(5 ((x B^T / sqrt(p) + 3)^deg + 1) / 3.5^deg * eps)`` with
+    ``x ~ N(0, I_p)``, ``B ~ Bernoulli(0.5)^(m x p)``, ``eps ~ U[1 - noise_width, 1 + noise_width]``.
+    Capacities are ``capacity * sum_i W[k, i]`` per dimension ``k``.
+
+    Args:
+        num_data: number of instances.
+        num_features: feature dimension ``p``.
+        num_items: number of items ``m``.
+        dim: number of capacity constraints.
+        deg: polynomial degree.
+        noise_width: half-width of the multiplicative noise.
+        capacity: each capacity as a fraction of that dimension's total weight, in ``(0, 1]``.
+        seed: seed of the numpy ``Generator``.
+
+    Returns:
+        :class:`KnapsackData` (values are integers stored as float64).
+
+    Example:
+        >>> data = knapsack(3, 5, 32, dim=2, deg=4, noise_width=0.5, seed=0)
+        >>> data.weights.shape, data.capacities.shape, data.costs.shape
+        ((2, 32), (2,), (3, 32))
+    """
+    _check("knapsack", num_data, num_features, deg, noise_width)
+    for name, value in (("num_items", num_items), ("dim", dim)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"knapsack: {name}={value!r} must be a positive int")
+    if not (isinstance(capacity, (int, float)) and 0.0 < capacity <= 1.0):
+        raise ValueError(f"knapsack: capacity={capacity!r} must be a fraction in (0, 1]")
+    rng = np.random.default_rng(seed)
+    weights = rng.integers(300, 800, (dim, num_items)) / 100.0
+    b = rng.binomial(1, 0.5, (num_items, num_features)).astype(np.float64)
+    x = rng.normal(0.0, 1.0, (num_data, num_features))
+    eps = rng.uniform(1.0 - noise_width, 1.0 + noise_width, (num_data, num_items))
+    c = np.ceil(5.0 * (_polynomial(x, b, deg) + 1.0) / 3.5**deg * eps)
+    capacities = capacity * weights.sum(axis=1)
+    return KnapsackData(weights, capacities, x, c)
+
+
+def tsp(
+    num_data: int,
+    num_features: int = 5,
+    num_nodes: int = 20,
+    *,
+    deg: int = 1,
+    noise_width: float = 0.0,
+    seed: int = 135,
+) -> TSPData:
+    """Symmetric edge costs of a TSP (PyEPO ``tsp.genData``).
+
+    Cities: the first ``n // 2`` uniform in ``[-2, 2]^2``, the rest ``N(0, I_2)``. For each of the
+    ``E = n (n - 1) / 2`` edges ``e = (i, j)``, ``i < j``:
+    ``c_e = ||z_i - z_j|| + (x B^T / sqrt(p) + 3)^deg_e / 3^(deg - 1) * eps_e`` with
+    ``B = Bernoulli(0.5) * U[-2, 2]`` (``E x p``), ``x ~ N(0, I_p)``,
+    ``eps ~ U[1 - noise_width, 1 + noise_width]``, rounded to 4 decimals.
+
+    Args:
+        num_data: number of instances.
+        num_features: feature dimension ``p``.
+        num_nodes: number of cities ``n`` (>= 3).
+        deg: polynomial degree.
+        noise_width: half-width of the multiplicative noise.
+        seed: seed of the numpy ``Generator``.
+
+    Returns:
+        :class:`TSPData`; ``costs`` is ``(num_data, n, n)``, symmetric with a zero diagonal.
+        :func:`edge_vector` gives the ``E`` free entries in PyEPO's order.
+
+    Example:
+        >>> data = tsp(2, 5, 6, deg=2, noise_width=0.5, seed=0)
+        >>> data.costs.shape, bool((data.costs == data.costs.transpose(0, 2, 1)).all())
+        ((2, 6, 6), True)
+    """
+    _check("tsp", num_data, num_features, deg, noise_width)
+    if not isinstance(num_nodes, (int, np.integer)) or num_nodes < 3:
+        raise ValueError(f"tsp: num_nodes={num_nodes!r} must be an int >= 3")
+    n = num_nodes
+    e = n * (n - 1) // 2
+    rng = np.random.default_rng(seed)
+    coords = np.concatenate((rng.uniform(-2.0, 2.0, (n // 2, 2)), rng.normal(0.0, 1.0, (n - n // 2, 2))))
+    iu, ju = np.triu_indices(n, k=1)
+    dist = np.linalg.norm(coords[iu] - coords[ju], axis=1)
+    b = rng.binomial(1, 0.5, (e, num_features)) * rng.uniform(-2.0, 2.0, (e, num_features))
+    x = rng.normal(0.0, 1.0, (num_data, num_features))
+    eps = rng.uniform(1.0 - noise_width, 1.0 + noise_width, (num_data, e))
+    edge = np.round(dist + _polynomial(x, b, deg) / 3.0 ** (deg - 1) * eps, 4)
+    return TSPData(coords, x, edge_matrix(edge, n))
+
+
+def edge_matrix(edges: np.ndarray, n: int) -> np.ndarray:
+    """Symmetric ``(..., n, n)`` matrices (zero diagonal) from edge vectors ``(..., n(n-1)/2)``
+    in row-major upper-triangle order (``(0,1), (0,2), ..., (n-2, n-1)``).
+
+    Example:
+        >>> edge_matrix(np.array([1.0, 2.0, 3.0]), 3).tolist()
+        [[0.0, 1.0, 2.0], [1.0, 0.0, 3.0], [2.0, 3.0, 0.0]]
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    if edges.shape[-1] != n * (n - 1) // 2:
+        raise ValueError(f"edge_matrix: last axis {edges.shape[-1]} != n(n-1)/2 = {n * (n - 1) // 2}")
+    iu, ju = np.triu_indices(n, k=1)
+    out = np.zeros((*edges.shape[:-1], n, n))
+    out[..., iu, ju] = edges
+    out[..., ju, iu] = edges
+    return out
+
+
+def edge_vector(matrices: np.ndarray) -> np.ndarray:
+    """The upper-triangle entries ``(..., n(n-1)/2)`` of ``(..., n, n)`` matrices (inverse of
+    :func:`edge_matrix` for symmetric input).
+
+    Example:
+        >>> edge_vector(edge_matrix(np.array([1.0, 2.0, 3.0]), 3)).tolist()
+        [1.0, 2.0, 3.0]
+    """
+    matrices = np.asarray(matrices)
+    n = matrices.shape[-1]
+    iu, ju = np.triu_indices(n, k=1)
+    return matrices[..., iu, ju]
+
+
+@dataclass(frozen=True)
+class OptDataset(torch.utils.data.Dataset):
+    """Features, true costs, optimal decisions and optimal objectives, as tensors.
+
+    ``dataset[i]`` is ``(features[i], costs[i], solutions[i], objectives[i])``, so a
+    ``torch.utils.data.DataLoader`` over it yields batches of the four.
+    """
+
+    features: torch.Tensor
+    costs: torch.Tensor
+    solutions: torch.Tensor
+    objectives: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.features[i], self.costs[i], self.solutions[i], self.objectives[i]
+
+    def subset(self, index: slice | np.ndarray | torch.Tensor) -> OptDataset:
+        """The instances at ``index`` (e.g. ``slice(0, 1000)``) as a new data set."""
+        return OptDataset(self.features[index], self.costs[index], self.solutions[index], self.objectives[index])
+
+
+def solve_dataset(
+    layer: OptLayer,
+    features: np.ndarray | torch.Tensor,
+    costs: np.ndarray | torch.Tensor,
+    *,
+    chunk: int = 200,
+    progress: bool = True,
+    desc: str = "solving true costs",
+    dtype: torch.dtype = torch.float32,
+) -> OptDataset:
+    """Solve every true cost once through ``layer`` (its pool when it has ``workers=``).
+
+    Args:
+        layer: the layer whose model is solved (its ``solve``: exact, no projection or noise).
+        features: ``(N, p)`` features.
+        costs: ``(N, *layer.shape)`` true costs.
+        chunk: instances per ``layer.solve`` call (the progress bar moves per chunk).
+        progress: show a tqdm progress bar.
+        desc: the progress bar's label.
+        dtype: floating dtype of the returned features, costs and solutions.
+
+    Returns:
+        :class:`OptDataset`; ``objectives[i] = sum(costs[i] * solutions[i])`` in float64, of the
+        costs as stored (in ``dtype``).
+
+    Example:
+        >>> import idproj_or as ipo
+        >>> from ortools.sat.python import cp_model
+        >>> m = cp_model.CpModel()
+        >>> x = [m.new_bool_var(f"x{i}") for i in range(3)]
+        >>> _ = m.add(sum(x) == 1)
+        >>> costs = np.array([[3.0, 1.0, 2.0], [1.0, 2.0, 3.0]])
+        >>> ds = solve_dataset(ipo.CpSatLayer(m, x), np.zeros((2, 1)), costs, progress=False)
+        >>> ds.solutions.tolist(), ds.objectives.tolist()
+        ([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], [1.0, 1.0])
+    """
+    feats = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    # Solve the costs as they will be stored, so that decisions, objectives and costs agree.
+    true = torch.as_tensor(np.asarray(costs)).to(dtype).to(torch.float64)
+    if feats.ndim != 2:
+        raise ValueError(f"solve_dataset: features must be (N, p), got shape {tuple(feats.shape)}")
+    if tuple(true.shape[1:]) != layer.shape or len(true) != len(feats):
+        raise ValueError(
+            f"solve_dataset: costs must be ({len(feats)}, {', '.join(map(str, layer.shape))}) to match "
+            f"{len(feats)} features and the layer's cost shape, got {tuple(true.shape)}"
+        )
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"solve_dataset: chunk={chunk!r} must be a positive int")
+    parts = []
+    with tqdm(total=len(true), desc=desc, disable=not progress, leave=False) as bar:
+        for start in range(0, len(true), chunk):
+            parts.append(layer.solve(true[start : start + chunk]))
+            bar.update(len(parts[-1]))
+    sols = torch.cat(parts)
+    objectives = (true * sols).reshape(len(true), -1).sum(dim=1)
+    return OptDataset(feats.to(dtype), true.to(dtype), sols.to(dtype), objectives)

@@ -1,0 +1,156 @@
+"""Decision quality: regret of the decisions that predicted costs induce, measured on true costs.
+
+For one instance with true cost ``c``, optimal objective ``z* = <c, y(c)>`` and predicted cost
+``c_hat``, the regret is ``<c, y(c_hat)> - z*`` for a minimisation model and ``z* - <c, y(c_hat)>``
+for a maximisation model, so it is ``>= 0`` either way. The normalized regret of a set of
+instances is ``sum_i regret_i / sum_i |z*_i|`` (PyEPO's ``reduction="normalized"``).
+
+Decisions come from ``layer.solve``: exact, with no projection or noise, batched through the
+layer's pool when it has ``workers=``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .data import OptDataset
+from .layer import OptLayer
+
+REDUCTIONS = ("none", "sum", "mean")
+
+
+def _as_batch(layer: OptLayer, costs: torch.Tensor | np.ndarray, name: str, where: str) -> torch.Tensor:
+    t = torch.as_tensor(costs)
+    if not t.is_floating_point():
+        t = t.to(torch.float64)
+    if tuple(t.shape[1:]) != layer.shape:
+        raise ValueError(
+            f"{where}: {name} must have shape (B, {', '.join(map(str, layer.shape))}) for this layer, "
+            f"got {tuple(t.shape)}"
+        )
+    return t
+
+
+def regret(
+    layer: OptLayer,
+    pred_costs: torch.Tensor | np.ndarray,
+    true_costs: torch.Tensor | np.ndarray,
+    *,
+    optimal: torch.Tensor | np.ndarray | None = None,
+    reduction: str = "none",
+) -> torch.Tensor:
+    """Regret of ``layer``'s decisions for ``pred_costs``, measured on ``true_costs``.
+
+    Args:
+        layer: the model the decisions are taken in; its ``sense`` sets the sign.
+        pred_costs: ``(B, *layer.shape)`` predicted costs.
+        true_costs: ``(B, *layer.shape)`` true costs.
+        optimal: ``(B,)`` optimal objectives for the true costs, when known (e.g.
+            ``OptDataset.objectives``); otherwise solved here.
+        reduction: ``"none"`` (per instance, shape ``(B,)``), ``"sum"`` or ``"mean"``.
+
+    Returns:
+        float64 tensor of regrets (``>= 0`` up to solver tolerance).
+
+    Example:
+        >>> import idproj_or as ipo
+        >>> from ortools.sat.python import cp_model
+        >>> m = cp_model.CpModel()
+        >>> x = [m.new_bool_var(f"x{i}") for i in range(3)]
+        >>> _ = m.add(sum(x) == 1)
+        >>> layer = ipo.CpSatLayer(m, x, sense="max")
+        >>> regret(layer, torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[5.0, 2.0, 1.0]])).tolist()
+        [3.0]
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"regret: reduction={reduction!r} must be one of {', '.join(map(repr, REDUCTIONS))}")
+    pred = _as_batch(layer, pred_costs, "pred_costs", "regret")
+    true = _as_batch(layer, true_costs, "true_costs", "regret").to(torch.float64)
+    if len(pred) != len(true):
+        raise ValueError(f"regret: {len(pred)} predicted and {len(true)} true cost vectors; they must match")
+    decisions = layer.solve(pred.detach().to("cpu")).to(torch.float64)
+    flat_true = true.to("cpu").reshape(len(true), -1)
+    achieved = (flat_true * decisions.reshape(len(true), -1)).sum(dim=1)
+    if optimal is None:
+        best = (flat_true * layer.solve(flat_true.reshape(true.shape)).reshape(len(true), -1)).sum(dim=1)
+    else:
+        best = torch.as_tensor(optimal, dtype=torch.float64).to("cpu").reshape(-1)
+        if len(best) != len(true):
+            raise ValueError(f"regret: optimal has {len(best)} entries for {len(true)} instances")
+    r = best - achieved if layer.sense == "max" else achieved - best
+    if reduction == "sum":
+        return r.sum()
+    if reduction == "mean":
+        return r.mean()
+    return r
+
+
+def normalized_regret(
+    layer: OptLayer,
+    pred_costs: torch.Tensor | np.ndarray,
+    true_costs: torch.Tensor | np.ndarray,
+    *,
+    optimal: torch.Tensor | np.ndarray | None = None,
+) -> float:
+    """``sum_i regret_i / sum_i |z*_i|`` over a batch (see :func:`regret` for the arguments).
+
+    Raises:
+        ValueError: when every optimal objective is 0 (the ratio is undefined).
+
+    Example:
+        >>> import idproj_or as ipo
+        >>> from ortools.sat.python import cp_model
+        >>> m = cp_model.CpModel()
+        >>> x = [m.new_bool_var(f"x{i}") for i in range(3)]
+        >>> _ = m.add(sum(x) == 1)
+        >>> layer = ipo.CpSatLayer(m, x, sense="max")
+        >>> normalized_regret(layer, torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
+        ...                   torch.tensor([[5.0, 2.0, 1.0], [5.0, 2.0, 1.0]]))
+        0.3
+    """
+    true = _as_batch(layer, true_costs, "true_costs", "normalized_regret").to(torch.float64)
+    if optimal is None:
+        flat = true.to("cpu").reshape(len(true), -1)
+        optimal = (flat * layer.solve(true.to("cpu")).reshape(len(true), -1)).sum(dim=1)
+    best = torch.as_tensor(optimal, dtype=torch.float64).to("cpu").reshape(-1)
+    denominator = float(best.abs().sum())
+    if denominator == 0.0:
+        raise ValueError("normalized_regret: every optimal objective is 0; the normalized regret is undefined")
+    return float(regret(layer, pred_costs, true, optimal=best, reduction="sum")) / denominator
+
+
+@torch.no_grad()
+def evaluate(
+    predictor: torch.nn.Module,
+    layer: OptLayer,
+    dataset: OptDataset,
+    *,
+    batch_size: int = 1000,
+) -> float:
+    """Normalized regret of ``predictor``'s costs on ``dataset`` (features -> costs -> decisions).
+
+    The predictor runs in ``eval()`` mode without gradients; its previous mode is restored.
+    ``predictor(features)`` must return ``(B, *layer.shape)`` costs (or ``(B, prod(shape))``).
+
+    Example:
+        >>> import idproj_or as ipo
+        >>> from ortools.sat.python import cp_model
+        >>> m = cp_model.CpModel()
+        >>> x = [m.new_bool_var(f"x{i}") for i in range(3)]
+        >>> _ = m.add(sum(x) <= 2)
+        >>> layer = ipo.CpSatLayer(m, x, sense="max")
+        >>> ds = ipo.data.solve_dataset(layer, torch.eye(3), torch.eye(3) + 1.0, progress=False)
+        >>> evaluate(torch.nn.Linear(3, 3), layer, ds) >= 0.0
+        True
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"evaluate: batch_size={batch_size!r} must be a positive int")
+    was_training = predictor.training
+    predictor.eval()
+    try:
+        preds = [predictor(dataset.features[i : i + batch_size]) for i in range(0, len(dataset), batch_size)]
+    finally:
+        predictor.train(was_training)
+    pred = torch.cat(preds).reshape(len(dataset), *layer.shape)
+    return normalized_regret(layer, pred, dataset.costs, optimal=dataset.objectives)
