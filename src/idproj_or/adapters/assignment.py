@@ -97,24 +97,32 @@ class AssignmentSolver(ResidentSolver):
         self.heads = heads.reshape(-1).astype(np.int32)
         self.padded = np.zeros((self.size, self.size), dtype=np.int64)
         self.scale = -RESOLUTION if spec.sense == "max" else RESOLUTION
-        self.rows = np.arange(self.n)
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
         # time_limit is not used: the algorithm is polynomial and always runs to optimality.
-        peak = float(np.abs(cost).max())
-        scaled = np.rint(cost * (self.scale / peak)) if peak > 0 else np.zeros_like(cost)
-        self.padded[: self.n, : self.m] = scaled.reshape(self.n, self.m)
+        peak = np.abs(cost).max()
+        if peak > 0:
+            scaled = np.rint(cost * (self.scale / peak)).astype(np.int64)
+        else:
+            scaled = np.zeros(cost.shape, dtype=np.int64)
+        if self.n == self.m:
+            arc_costs = scaled
+        else:
+            self.padded[: self.n, : self.m] = scaled.reshape(self.n, self.m)
+            arc_costs = self.padded.reshape(-1)
         lsa = linear_sum_assignment.SimpleLinearSumAssignment()
-        lsa.add_arcs_with_cost(self.tails, self.heads, self.padded.reshape(-1))
+        lsa.add_arcs_with_cost(self.tails, self.heads, arc_costs)
         status = lsa.solve()
         if status != _OPTIMAL:
             # Never query mates after a failed solve (OR-Tools may crash on it).
             return None, status.name, False
-        cols = np.fromiter((lsa.right_mate(i) for i in range(self.n)), dtype=np.int64, count=self.n)
-        keep = cols < self.m  # rows matched to a padding column are unassigned (n > m)
-        y = np.zeros((self.n, self.m))
-        y[self.rows[keep], cols[keep]] = 1.0
-        return y.reshape(-1), status.name, True
+        y = np.zeros(self.n * self.m)
+        mate, m = lsa.right_mate, self.m
+        for i in range(self.n):
+            j = mate(i)
+            if j < m:  # rows matched to a padding column stay unassigned (n > m)
+                y[i * m + j] = 1.0
+        return y, "OPTIMAL", True
 
 
 class AssignmentLayer(OptLayer):
