@@ -132,10 +132,12 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
 
     costs = torch.rand(BATCH, 20, 20, generator=gen, dtype=torch.float64)
-    compare("(a) assignment 20x20", {p: ipo.AssignmentLayer(20, projection=p) for p in PROJECTIONS}, make_hand_assignment(20, 20), costs, args.repeats)
+    layers = {p: ipo.AssignmentLayer(20, projection=p) for p in PROJECTIONS}
+    compare("(a) assignment 20x20", layers, make_hand_assignment(20, 20), costs, args.repeats)
 
     costs = torch.rand(BATCH, 10, 10, generator=gen, dtype=torch.float64)
-    compare("(b) TSP-10 cpsat", {p: ipo.TSPLayer(10, projection=p) for p in PROJECTIONS}, make_hand_tsp(10), costs, args.repeats)
+    layers = {p: ipo.TSPLayer(10, projection=p) for p in PROJECTIONS}
+    compare("(b) TSP-10 cpsat", layers, make_hand_tsp(10), costs, args.repeats)
 
 
 if __name__ == "__main__":

@@ -141,7 +141,11 @@ def test_equalities_match_the_cpsat_circuit_rows():
 
 @pytest.mark.parametrize(
     "method, options",
-    [("cpsat", {}), ("routing", {"solution_limit": 20, "time_limit": 10.0}), ("routing", {"metaheuristic": "GREEDY_DESCENT"})],
+    [
+        ("cpsat", {}),
+        ("routing", {"solution_limit": 20, "time_limit": 10.0}),
+        ("routing", {"metaheuristic": "GREEDY_DESCENT"}),
+    ],
 )
 def test_serial_and_pool_give_identical_results(method, options):
     costs = torch.rand(8, 9, 9, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -189,8 +193,8 @@ def test_cpsat_time_limit_reports_feasible_or_optimal_tours():
         ((4.0,), {}, r"TSPLayer: n=4.0 must be an int >= 2"),
         ((4, "lkh"), {}, r"TSPLayer: method='lkh' is not one of 'cpsat', 'routing'"),
         ((4, "cpsat", "shortest"), {}, r"TSPLayer: sense='shortest' must be 'min' or 'max'"),
-        ((4,), {"metaheuristic": "GREEDY_DESCENT"}, r"TSPLayer: metaheuristic only apply to method='routing'"),
-        ((4,), {"solution_limit": 3, "first_solution": "SAVINGS"}, r"TSPLayer: first_solution, solution_limit only"),
+        ((4,), {"metaheuristic": "GREEDY_DESCENT"}, r"TSPLayer: metaheuristic applies only to method='routing'"),
+        ((4,), {"solution_limit": 3, "first_solution": "SAVINGS"}, r"TSPLayer: first_solution, solution_limit apply only to method='routing'"),
         ((4, "routing"), {"metaheuristic": "ANNEALING"}, r"TSPLayer: metaheuristic='ANNEALING' is not one of .*'GUIDED_LOCAL_SEARCH'"),
         ((4, "routing"), {"first_solution": "NEAREST"}, r"TSPLayer: first_solution='NEAREST' is not one of .*'SAVINGS'"),
         ((4, "routing"), {"solution_limit": 0}, r"TSPLayer: solution_limit=0 must be an int >= 1"),

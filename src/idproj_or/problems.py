@@ -200,7 +200,9 @@ def knapsack(
         raise ValueError(f"{where}: weights must have shape (d, n) or (n,) with n >= 1, got {np.shape(weights)}")
     cap = np.asarray(capacities, dtype=np.float64).reshape(-1)
     if cap.shape != (w.shape[0],):
-        raise ValueError(f"{where}: capacities must have shape ({w.shape[0]},) to match weights, got {np.shape(capacities)}")
+        raise ValueError(
+            f"{where}: capacities must have shape ({w.shape[0]},) to match weights, got {np.shape(capacities)}"
+        )
     if not (np.all(np.isfinite(w)) and np.all(np.isfinite(cap))):
         raise ValueError(f"{where}: weights and capacities must be finite")
     d, n = w.shape

@@ -15,9 +15,10 @@ Two methods:
   vehicle, a first-solution strategy and a local-search metaheuristic (guided local search by
   default) under a time limit. The status is the routing solver's own name
   (``"ROUTING_SUCCESS"``, ``"ROUTING_PARTIAL_SUCCESS_LOCAL_OPTIMUM_NOT_REACHED"``, ...); it proves
-  optimality (``"ROUTING_OPTIMAL"``) only when its search space is exhausted, i.e. for tiny n. Costs are shifted so that the cheapest off-diagonal arc costs 0 (every tour
-  has ``n`` arcs, so the argmin is unchanged) and scaled to integers with ``ROUTING_RESOLUTION``
-  (2^24) steps of the off-diagonal range.
+  optimality (``"ROUTING_OPTIMAL"``) only when its search space is exhausted, i.e. for tiny n.
+  Costs are shifted so that the cheapest off-diagonal arc costs 0 (every tour has ``n`` arcs, so
+  the argmin is unchanged) and scaled to integers with ``ROUTING_RESOLUTION`` (2^24) steps of the
+  off-diagonal range.
 
 The routing model is rebuilt for every instance from the worker's search parameters and that
 instance's integer matrix (``RegisterTransitMatrix``, about 2.5 ms at n = 100, small against the
@@ -189,7 +190,8 @@ def tsp_spec(
         given = [k for k, v in (("first_solution", first_solution), ("metaheuristic", metaheuristic),
                                 ("solution_limit", solution_limit)) if v is not None]
         if given:
-            raise ValueError(f"{where}: {', '.join(given)} only apply to method='routing'")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{where}: {', '.join(given)} {verb} only to method='routing'")
         model, x = circuit_model(n)
         base = cpsat_spec(model, x, resolved, where=where)
         return TspCpSatSpec(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
