@@ -9,7 +9,9 @@ without the library on the same prebuilt model (target <= 1.15):
 (b) TSP-10 with CP-SAT: one prebuilt add_circuit model, per instance swap the objective
     coefficients in the proto and solve with a one-thread CpSolver.
 
-"layer fwd" is the forward pass only (projection + solve); "fwd+bwd" adds the backward. Each
+"layer.solve" is the solve path alone (validation, batch routing, the resident solver, no
+projection, no autograd). "layer fwd" is the forward pass (projection + solve); "fwd+bwd" adds
+the backward. Each
 layer runs with projection "auto" (the default; a dense 400x400 / 100x100 projector matmul) and
 "std" (O(n) per row), to separate the projection's cost from the solve path's.
 
@@ -107,18 +109,21 @@ def compare(label: str, layers: dict[str, ipo.OptLayer], hand: Callable[[np.ndar
     objective = (c * hand(c)).sum((1, 2))
     for layer in layers.values():
         np.testing.assert_allclose((c * layer(costs).numpy()).sum((1, 2)), objective, rtol=1e-5)
+    first = next(iter(layers.values()))
     runs: list[list[float]] = []
     for _ in range(repeats):  # interleaved, so machine load hits every variant alike
-        row = [timed(lambda: hand(c))]
+        row = [timed(lambda: hand(c)), timed(lambda: first.solve(costs))]
         for layer in layers.values():
             row += [timed(lambda: forward(layer, costs)), timed(lambda: forward_backward(layer, costs))]
         runs.append(row)
     med = [statistics.median(r[k] for r in runs) for k in range(len(runs[0]))]
-    print(f"{label}, batch {BATCH}, serial: hand loop {med[0] * 1e3:.1f} ms ({med[0] / BATCH * 1e3:.3f} ms a solve)")
+    hand_t = med[0]
+    print(f"{label}, batch {BATCH}, serial: hand loop {hand_t * 1e3:.1f} ms ({hand_t / BATCH * 1e3:.3f} ms a solve); "
+          f"layer.solve (no projection, no graph) {med[1] * 1e3:.1f} ms ({med[1] / hand_t:.3f}x)")
     for k, name in enumerate(layers):
-        fwd, both = med[1 + 2 * k], med[2 + 2 * k]
-        print(f"    projection={name!r}: layer fwd {fwd * 1e3:.1f} ms ({fwd / med[0]:.3f}x), "
-              f"fwd+bwd {both * 1e3:.1f} ms ({both / med[0]:.3f}x); target <= 1.15x")
+        fwd, both = med[2 + 2 * k], med[3 + 2 * k]
+        print(f"    projection={name!r}: layer fwd {fwd * 1e3:.1f} ms ({fwd / hand_t:.3f}x), "
+              f"fwd+bwd {both * 1e3:.1f} ms ({both / hand_t:.3f}x); target <= 1.15x")
 
 
 def main() -> None:
