@@ -212,6 +212,34 @@ def test_every_backend_of_a_ready_problem_has_the_same_optimum(name):
             assert close(value, best, c), (backend, value, best)
 
 
+# ----------------------------------------------------------------- every backend, through its layer
+
+LAYER_BACKENDS = ("cpsat", "pywraplp")
+DEDICATED = {
+    "assignment": lambda: ipo.AssignmentLayer(3, 4),
+    "tsp": lambda: ipo.TSPLayer(5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDS))
+def test_every_backend_layer_agrees_on_the_optimum_and_the_auto_invariances(name):
+    layers = {backend: BUILDS[name](backend).layer() for backend in LAYER_BACKENDS}
+    if name in DEDICATED:
+        layers["dedicated"] = DEDICATED[name]()
+    shape = layers["cpsat"].shape
+    costs = torch.as_tensor(np.random.default_rng(len(name) + 1).uniform(0, 1, size=(6, *shape)))
+    values = {}
+    for backend, layer in layers.items():
+        assert layer.shape == shape and layer.sense == layers["cpsat"].sense
+        values[backend] = (costs * layer(costs)).flatten(1).sum(1).numpy()
+    for backend, value in values.items():
+        np.testing.assert_allclose(value, values["cpsat"], atol=costs.numel() / RESOLUTION, err_msg=backend)
+    # "auto" projects out the same directions whichever backend declares the model
+    spans = [layer.spec.equalities()[0] for layer in layers.values()]
+    rank = np.linalg.matrix_rank(spans[0])
+    assert all(np.linalg.matrix_rank(a) == rank == np.linalg.matrix_rank(np.vstack([spans[0], a])) for a in spans)
+
+
 def test_default_pywraplp_solvers_and_cvxpy_variable_kinds():
     assert problems.knapsack([1, 2], 2, backend="pywraplp").model.SolverVersion().startswith("SCIP")
     assert problems.top_k(3, 1, backend="pywraplp").model.SolverVersion().startswith("Glop")
