@@ -21,7 +21,9 @@ demo: $(STAMP)
 	$(BIN)/python -m idproj_or.cli demo knapsack
 
 bench: $(STAMP)
+	$(PIP) -q -e ".[bench]"
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/compare_pyepo.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
