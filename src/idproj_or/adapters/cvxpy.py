@@ -21,8 +21,8 @@ Resident solver:
 - any other CVXPY solver (CLARABEL, SCS, SCIPY, OSQP, GUROBI, ...): per instance the compiled
   problem is re-instantiated with the new parameter value (``solver.apply(param_prob)``, the
   step CVXPY's own DPP fast path does) and passed to ``solver.solve_via_data``. This skips
-  CVXPY's canonicalisation but not the solver's set-up. (CVXPY 1.9.3's GLOP and PDLP
-  interfaces refuse OR-Tools 9.15; use :class:`LinearSolverLayer` for those.)
+  CVXPY's canonicalisation but not the solver's set-up. (CVXPY's GLOP and PDLP
+  interfaces (1.8, 1.9) refuse OR-Tools 9.15; use :class:`LinearSolverLayer` for those.)
 
 Statuses are CVXPY's (``"optimal"``, ``"optimal_inaccurate"``, ``"infeasible"``,
 ``"unbounded"``, ``"user_limit"``, ...). ``"user_limit"`` (time limit) with a feasible point is
