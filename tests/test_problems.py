@@ -214,7 +214,7 @@ def test_every_backend_of_a_ready_problem_has_the_same_optimum(name):
 
 # ----------------------------------------------------------------- every backend, through its layer
 
-LAYER_BACKENDS = ("cpsat", "pywraplp")
+LAYER_BACKENDS = ("cpsat", "pywraplp", "cvxpy")
 DEDICATED = {
     "assignment": lambda: ipo.AssignmentLayer(3, 4),
     "tsp": lambda: ipo.TSPLayer(5),
