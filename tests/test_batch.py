@@ -71,7 +71,8 @@ def test_slow_batches_stay_in_the_pool_in_chunks():
     for _ in range(2):
         result = solver.solve(np.random.default_rng(0).normal(size=(64, 3)))
         assert result.info.mode == "pool"
-    assert solver._n_chunks(64, 2) >= 4  # more chunks than workers, for load balance
+    # a long batch is cut into more chunks than workers, for load balance
+    assert solver._n_chunks(1000, 2) >= 4
 
 
 def test_layers_with_the_same_worker_count_share_one_pool():
