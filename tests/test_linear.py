@@ -275,7 +275,7 @@ def test_time_limit_returns_feasible_incumbent() -> None:
     weights = rng.integers(20, 100, size=(10, 400))
     for row in weights:
         solver.Add(sum(int(a) * v for a, v in zip(row, x)) <= int(row.sum()) // 2)
-    layer = ipo.LinearSolverLayer(solver, x, "max", time_limit=0.1)
+    layer = ipo.LinearSolverLayer(solver, x, "max", time_limit=0.3)
     y = layer.solve(torch.from_numpy(rng.integers(20, 100, 400).astype(float))).numpy()
     assert layer.last_info.status == ("FEASIBLE",)
     assert np.all(weights @ y <= weights.sum(axis=1) // 2) and y.sum() > 0

@@ -15,13 +15,14 @@ one instance to the next:
 
 Why not keep a ``pywraplp.Solver`` and call ``Objective().SetCoefficient``: measured on OR-Tools
 9.15, a resident pywraplp solver carries state from one solve to the next. GLOP and CLP warm
-start from the previous basis, and SCIP keeps enough (even with ``limits/maxorigsol = 0``) that
-on a knapsack with tied costs the returned optimum depended on the previous instance in 29/100
-(GLOP) and 7/30 (SCIP) cases, which breaks the serial / pool parity contract. The fresh-instance
-routes are history free and about as fast: 5x5 grid LP with GLOP 0.17 ms vs 0.17 ms resident;
-32-item knapsack with SCIP 7.3 ms vs 6.3 ms resident (model_builder) and 12 ms with
-``SolveWithProto``. The per-variable SWIG calls (``SetCoefficient``, ``solution_value``) cost
-about 2 us each, more than the vectorised calls used here.
+start from the previous basis, and SCIP reuses the previous solution when it is still optimal
+(even with ``limits/maxorigsol = 0``): with tied costs the returned optimum depended on the
+previous instance in 29/100 (GLOP) and 7/30 (SCIP) cases, which breaks the serial / pool parity
+contract. The price (benchmarks/adapters_linear_cvxpy.py, batch 256, serial): GLOP on a 5x5
+grid LP 0.34 ms a solve in the layer against 0.31 ms for the resident loop; SCIP on a 32-item
+knapsack 10.4 ms against 7.3 ms, a fresh SCIP instance per solve (``SolveWithProto`` with SCIP
+is slower still, about 2x). The per-variable SWIG calls (``SetCoefficient``, ``solution_value``)
+cost about 2 us each, more than the vectorised calls used here.
 
 These routes run each solver with its own defaults (a MIP is solved to a zero gap), while
 ``pywraplp.Solver.Solve`` sets a relative MIP gap of 1e-4.
@@ -115,6 +116,9 @@ class LinearSolver(ResidentSolver):
         self.index = index
         self.unique, self.inverse = np.unique(index, return_inverse=True)
         self.unique_list: list[int] = self.unique.tolist()
+        # Without repeated variables the costs go to the solver as they are, in index order.
+        self.repeated = len(self.unique) < len(index)
+        self.index_list: list[int] = index.tolist()
         self.backend = spec.backend
         self.parameters = _SOLVER_PARAMETERS.get(spec.backend, "")
         integer = np.array([proto.variable[i].is_integer for i in index.tolist()], dtype=bool)
@@ -138,25 +142,30 @@ class LinearSolver(ResidentSolver):
             self.variables = self.request.model.variable
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
-        coeffs = np.bincount(self.inverse, weights=cost, minlength=len(self.unique)).tolist()
-        if self.helper is not None:
-            values, status = self._solve_model_builder(coeffs, time_limit)
+        if self.repeated:
+            indices = self.unique_list
+            coeffs = np.bincount(self.inverse, weights=cost, minlength=len(self.unique)).tolist()
         else:
-            values, status = self._solve_proto(coeffs, time_limit)
-        if status not in _OK or values is None or len(values) == 0:
+            indices, coeffs = self.index_list, cost.tolist()
+        if self.helper is not None:
+            x, status = self._solve_model_builder(indices, coeffs, time_limit)
+        else:
+            x, status = self._solve_proto(indices, coeffs, time_limit)
+        if status not in _OK or x is None:
             return None, status, False
-        x = values[self.index]
         # "+ 0.0" turns the -0.0 some solvers report into 0.0.
         x[self.round] = np.rint(x[self.round]) + 0.0
         return x, status, True
 
-    def _solve_model_builder(self, coeffs: list[float], time_limit: float | None) -> tuple[np.ndarray | None, str]:
+    def _solve_model_builder(
+        self, indices: list[int], coeffs: list[float], time_limit: float | None
+    ) -> tuple[np.ndarray | None, str]:
         helper = self.helper
         # set_objective_coefficients skips zero coefficients (keeps the previous value), so
         # clear first.
         helper.clear_objective()
         helper.set_maximize(self.maximize)
-        helper.set_objective_coefficients(self.unique_list, coeffs)
+        helper.set_objective_coefficients(indices, coeffs)
         # A new solver helper per solve: a reused one keeps state (CP-SAT then reports its time
         # limit reached on the second solve).
         solver = mbh.ModelSolverHelper(self.backend)
@@ -166,12 +175,16 @@ class LinearSolver(ResidentSolver):
             solver.set_time_limit_in_seconds(float(time_limit))
         solver.solve(helper)
         status = solver.status().name
-        values = np.array(solver.variable_values()) if solver.has_solution() else None
-        return values, status
+        if not solver.has_solution():
+            return None, status
+        # variable_values() is a view into the solver's memory: index (a copy) while it lives.
+        return solver.variable_values()[self.index], status
 
-    def _solve_proto(self, coeffs: list[float], time_limit: float | None) -> tuple[np.ndarray | None, str]:
+    def _solve_proto(
+        self, indices: list[int], coeffs: list[float], time_limit: float | None
+    ) -> tuple[np.ndarray | None, str]:
         variables = self.variables
-        for i, c in zip(self.unique_list, coeffs):
+        for i, c in zip(indices, coeffs):
             variables[i].objective_coefficient = c
         if time_limit is None:
             self.request.ClearField("solver_time_limit_seconds")
@@ -180,7 +193,9 @@ class LinearSolver(ResidentSolver):
         response = linear_solver_pb2.MPSolutionResponse()
         pywraplp.Solver.SolveWithProto(self.request, response)
         status = linear_solver_pb2.MPSolverResponseStatus.Name(response.status).removeprefix("MPSOLVER_")
-        return np.array(response.variable_value, dtype=np.float64), status
+        if not len(response.variable_value):
+            return None, status
+        return np.array(response.variable_value, dtype=np.float64)[self.index], status
 
 
 def linear_equalities(proto: linear_solver_pb2.MPModelProto, var_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
