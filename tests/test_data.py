@@ -34,7 +34,8 @@ def test_deterministic_per_seed(make):
 
 
 def test_shortest_path_shapes_and_formula():
-    feats, costs = data.shortest_path(50, 4, (3, 4), deg=1, noise_width=0.0, seed=1)
+    feats, costs, expected = data.shortest_path(50, 4, (3, 4), deg=1, noise_width=0.0, seed=1)
+    np.testing.assert_array_equal(expected, costs)  # no noise: the cost is its expectation
     d = 2 * 4 + 3 * 3  # (h-1) w + (w-1) h
     assert feats.shape == (50, 4) and costs.shape == (50, d)
     # deg 1, no noise: c = (x B^T / sqrt(p) + 4) / 3.5, so B is recovered exactly and is 0/1.
@@ -49,6 +50,7 @@ def test_shortest_path_deg_and_noise_range():
     assert clean.shape == (200, 40)
     assert (clean >= 1 / 3.5**4).all()  # ((.)^4 + 1) / 3.5^4 with an even degree
     ratio = noisy / clean  # x and B are drawn before the noise: same for both widths
+    np.testing.assert_allclose(data.shortest_path(200, 5, (5, 5), deg=4, noise_width=0.5, seed=3).expected, clean)
     assert ratio.min() >= 0.5 and ratio.max() <= 1.5
     assert ratio.min() < 0.6 and ratio.max() > 1.4
 
@@ -67,6 +69,17 @@ def test_knapsack_shapes_ranges_and_capacity():
     v = clean.costs
     assert (d.costs <= np.ceil(1.5 * v)).all() and (d.costs >= np.floor(0.5 * (v - 1))).all()
     assert data.knapsack(5, 3, 7, dim=3, capacity=0.25, seed=1).capacities.shape == (3,)
+
+
+def test_expected_ceil_matches_monte_carlo_and_edges():
+    m = np.array([0.3, 1.0, 2.7, 10.0, -1.6, 0.0])
+    eps = np.random.default_rng(0).uniform(0.5, 1.5, (400_000, 1))
+    np.testing.assert_allclose(data.expected_ceil(m, 0.5), np.ceil(m * eps).mean(axis=0), atol=5e-3)
+    np.testing.assert_array_equal(data.expected_ceil(m, 0.0), np.ceil(m))
+    d = data.knapsack(50, 5, 8, deg=4, noise_width=0.5, seed=3)
+    # the noisy values average to their expectation over many draws of eps
+    assert abs(d.costs.mean() - d.expected.mean()) < 0.05 * d.expected.mean()
+    np.testing.assert_array_equal(data.knapsack(50, 5, 8, deg=4, seed=3).expected, data.knapsack(50, 5, 8, deg=4, seed=3).costs)
 
 
 def test_knapsack_formula_without_noise():
@@ -98,6 +111,9 @@ def test_tsp_shapes_symmetry_and_formula():
     coef, *_ = np.linalg.lstsq(design, feat_term, rcond=None)
     np.testing.assert_allclose(design @ coef, feat_term, atol=1e-4)
     np.testing.assert_allclose(coef[-1], 3.0, atol=1e-4)
+    np.testing.assert_allclose(d.expected, d.costs, atol=5e-5)  # no noise: up to the rounding
+    noisy = data.tsp(2000, 3, 5, deg=2, noise_width=0.5, seed=4)
+    np.testing.assert_allclose(noisy.costs.mean(axis=0), noisy.expected.mean(axis=0), rtol=0.05)
     assert np.abs(coef[:-1] * math.sqrt(3)).max() <= 2.0 + 1e-3  # B = Bernoulli * U[-2, 2]
 
 

@@ -29,11 +29,14 @@ from .layer import OptLayer
 class Synthetic(NamedTuple):
     """Features and true costs of ``num_data`` instances.
 
-    ``features`` is ``(num_data, num_features)``; ``costs`` is ``(num_data, *cost_shape)``.
+    ``features`` is ``(num_data, num_features)``; ``costs`` is ``(num_data, *cost_shape)``;
+    ``expected`` is ``E[costs | features]`` (same shape): deciding on it is the best any predictor
+    can do in expectation, so its regret is the floor that the noise sets.
     """
 
     features: np.ndarray
     costs: np.ndarray
+    expected: np.ndarray
 
 
 class KnapsackData(NamedTuple):
@@ -41,13 +44,14 @@ class KnapsackData(NamedTuple):
 
     ``weights`` is ``(dim, num_items)`` (multiples of 0.01 in ``[3, 8)``), ``capacities`` is
     ``(dim,)``, ``features`` is ``(num_data, num_features)`` and ``costs`` (item values) is
-    ``(num_data, num_items)``.
+    ``(num_data, num_items)``; ``expected`` is ``E[costs | features]`` (exact, rounding included).
     """
 
     weights: np.ndarray
     capacities: np.ndarray
     features: np.ndarray
     costs: np.ndarray
+    expected: np.ndarray
 
 
 class TSPData(NamedTuple):
@@ -55,12 +59,14 @@ class TSPData(NamedTuple):
 
     ``coords`` is ``(num_nodes, 2)``, ``features`` is ``(num_data, num_features)`` and ``costs``
     is ``(num_data, num_nodes, num_nodes)``: symmetric, zero diagonal, ``costs[k, i, j]`` the cost
-    of travelling between ``i`` and ``j`` (what :class:`idproj_or.TSPLayer` takes).
+    of travelling between ``i`` and ``j`` (what :class:`idproj_or.TSPLayer` takes); ``expected``
+    is ``E[costs | features]`` (up to the 4-decimal rounding).
     """
 
     coords: np.ndarray
     features: np.ndarray
     costs: np.ndarray
+    expected: np.ndarray
 
 
 def _check(where: str, num_data: int, num_features: int, deg: int, noise_width: float) -> None:
@@ -104,8 +110,8 @@ def shortest_path(
         positive when ``deg`` is even and ``noise_width < 1``).
 
     Example:
-        >>> feats, costs = shortest_path(4, 5, (5, 5), deg=4, noise_width=0.5, seed=0)
-        >>> feats.shape, costs.shape
+        >>> d = shortest_path(4, 5, (5, 5), deg=4, noise_width=0.5, seed=0)
+        >>> d.features.shape, d.costs.shape
         ((4, 5), (4, 40))
     """
     _check("shortest_path", num_data, num_features, deg, noise_width)
@@ -117,8 +123,8 @@ def shortest_path(
     b = rng.binomial(1, 0.5, (d, num_features)).astype(np.float64)
     x = rng.normal(0.0, 1.0, (num_data, num_features))
     eps = rng.uniform(1.0 - noise_width, 1.0 + noise_width, (num_data, d))
-    c = (_polynomial(x, b, deg) + 1.0) / 3.5**deg * eps
-    return Synthetic(x, c)
+    mean = (_polynomial(x, b, deg) + 1.0) / 3.5**deg
+    return Synthetic(x, mean * eps, mean)
 
 
 def knapsack(
@@ -168,9 +174,10 @@ def knapsack(
     b = rng.binomial(1, 0.5, (num_items, num_features)).astype(np.float64)
     x = rng.normal(0.0, 1.0, (num_data, num_features))
     eps = rng.uniform(1.0 - noise_width, 1.0 + noise_width, (num_data, num_items))
-    c = np.ceil(5.0 * (_polynomial(x, b, deg) + 1.0) / 3.5**deg * eps)
+    mean = 5.0 * (_polynomial(x, b, deg) + 1.0) / 3.5**deg
+    c = np.ceil(mean * eps)
     capacities = capacity * weights.sum(axis=1)
-    return KnapsackData(weights, capacities, x, c)
+    return KnapsackData(weights, capacities, x, c, expected_ceil(mean, noise_width))
 
 
 def tsp(
@@ -219,8 +226,34 @@ def tsp(
     b = rng.binomial(1, 0.5, (e, num_features)) * rng.uniform(-2.0, 2.0, (e, num_features))
     x = rng.normal(0.0, 1.0, (num_data, num_features))
     eps = rng.uniform(1.0 - noise_width, 1.0 + noise_width, (num_data, e))
-    edge = np.round(dist + _polynomial(x, b, deg) / 3.0 ** (deg - 1) * eps, 4)
-    return TSPData(coords, x, edge_matrix(edge, n))
+    feature_cost = _polynomial(x, b, deg) / 3.0 ** (deg - 1)
+    edge = np.round(dist + feature_cost * eps, 4)
+    return TSPData(coords, x, edge_matrix(edge, n), edge_matrix(dist + feature_cost, n))
+
+
+def expected_ceil(mean: np.ndarray, noise_width: float) -> np.ndarray:
+    """``E[ceil(m * eps)]`` for ``eps ~ U[1 - noise_width, 1 + noise_width]``, elementwise in ``m``.
+
+    With ``G(t) = int_0^t ceil(u) du = k (k + 1) / 2 + (k + 1)(t - k)``, ``k = floor(t)`` (valid for
+    every real ``t``), the expectation is ``(G(m (1 + w)) - G(m (1 - w))) / (2 m w)``.
+
+    Example:
+        >>> expected_ceil(np.array([1.0, 2.0]), 0.5).tolist()  # ceil(u) over u in [0.5, 1.5]: 1 or 2
+        [1.5, 2.5]
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    if noise_width == 0:
+        return np.ceil(mean)
+
+    def g(t: np.ndarray) -> np.ndarray:
+        k = np.floor(t)
+        return k * (k + 1) / 2 + (k + 1) * (t - k)
+
+    lo, hi = mean * (1 - noise_width), mean * (1 + noise_width)
+    span = hi - lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (g(hi) - g(lo)) / span
+    return np.where(span != 0, out, np.ceil(mean))
 
 
 def edge_matrix(edges: np.ndarray, n: int) -> np.ndarray:

@@ -1,0 +1,325 @@
+"""Training loops, tables and plots shared by the examples (examples/*.py) and ``idproj-or demo``.
+
+Two ways to learn a cost predictor:
+
+- :func:`fit`: decision-focused. Predicted costs go through the layer (identity with
+  projection) and the loss is taken on the decisions: ``"regret"`` (the realised objective
+  ``<c, y>``, signed so that lower is better) or ``"hamming"`` (``||y - y*||^2`` to the optimal
+  decision).
+- :func:`fit_two_stage`: the usual baseline. Least-squares regression of the true costs on the
+  features (the best linear fit in mean squared error), then solve.
+
+Both return a :class:`History` with the normalized test regret before and after training.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import OptDataset
+from .layer import OptLayer
+from .metrics import evaluate, normalized_regret
+
+LOSSES = ("regret", "hamming")
+
+
+def decision_loss(
+    name: str,
+    decisions: torch.Tensor,
+    costs: torch.Tensor,
+    solutions: torch.Tensor,
+    *,
+    sense: str,
+) -> torch.Tensor:
+    """Mean over the batch of a loss on the decisions ``(B, *shape)``.
+
+    Args:
+        name: ``"regret"``: ``<c, y>`` for min, ``-<c, y>`` for max (its gradient is the regret's);
+            ``"hamming"``: ``||y - y*||^2`` (for 0/1 decisions, the Hamming distance).
+        decisions: the layer's output ``y``.
+        costs: true costs ``c``.
+        solutions: optimal decisions ``y*`` for ``c``.
+        sense: the layer's ``"min"`` or ``"max"``.
+
+    Returns:
+        scalar tensor.
+
+    Example:
+        >>> y = torch.tensor([[1.0, 0.0]]); c = torch.tensor([[2.0, 3.0]]); s = torch.tensor([[0.0, 1.0]])
+        >>> decision_loss("regret", y, c, s, sense="max").item(), decision_loss("hamming", y, c, s, sense="max").item()
+        (-2.0, 2.0)
+    """
+    b = len(decisions)
+    y = decisions.reshape(b, -1)
+    if name == "regret":
+        value = (costs.reshape(b, -1).to(y) * y).sum(dim=1)
+        return (-value if sense == "max" else value).mean()
+    if name == "hamming":
+        return ((y - solutions.reshape(b, -1).to(y)) ** 2).sum(dim=1).mean()
+    raise ValueError(f"decision_loss: loss={name!r} must be one of {', '.join(map(repr, LOSSES))}")
+
+
+@dataclass
+class History:
+    """What one training run measured.
+
+    ``test_regret[k]`` is the normalized test regret after ``epochs[k]`` epochs (``epochs[0] == 0``
+    is the untrained model); ``train_regret[k - 1]`` is the normalized regret of the decisions the
+    layer took during epoch ``k`` (with the training noise, if any), measured on the true training
+    costs: it is free, since those decisions were solved anyway. A baseline that does not train
+    by epochs (two-stage, oracle) has no ``epochs`` and one ``test_regret``.
+    """
+
+    label: str
+    seed: int
+    epochs: list[int] = field(default_factory=list)
+    test_regret: list[float] = field(default_factory=list)
+    train_regret: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> float:
+        return self.test_regret[-1]
+
+    @property
+    def untrained(self) -> float | None:
+        return self.test_regret[0] if self.epochs and self.epochs[0] == 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    perm = torch.randperm(n, generator=generator)
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def fit(
+    predictor: torch.nn.Module,
+    layer: OptLayer,
+    train: OptDataset,
+    test: OptDataset,
+    *,
+    loss: str = "regret",
+    epochs: int = 5,
+    lr: float = 1e-2,
+    batch_size: int = 32,
+    seed: int = 0,
+    eval_every: int = 1,
+    label: str = "",
+    progress: bool = True,
+) -> History:
+    """Train ``predictor`` end to end through ``layer`` with Adam; decision loss ``loss``.
+
+    Args:
+        predictor: maps ``(B, p)`` features to ``(B, *layer.shape)`` (or flat) costs.
+        layer: the optimisation layer (its projection and noise apply in training).
+        train: training data (:func:`idproj_or.data.solve_dataset`).
+        test: test data, for the normalized regret.
+        loss: ``"regret"`` or ``"hamming"`` (see :func:`decision_loss`).
+        epochs: passes over ``train``.
+        lr: Adam learning rate.
+        batch_size: instances per step.
+        seed: seeds the batch order.
+        eval_every: test every this many epochs (0: only before and after training).
+        label: name of the run in tables and plots.
+        progress: show a tqdm bar.
+
+    Returns:
+        :class:`History`.
+
+    Example:
+        >>> history = fit(torch.nn.Linear(5, 32), layer, train, test, loss="regret")  # doctest: +SKIP
+        >>> history.final  # doctest: +SKIP
+        0.027
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"fit: loss={loss!r} must be one of {', '.join(map(repr, LOSSES))}")
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"fit: epochs={epochs!r} must be an int >= 0")
+    history = History(label or f"{layer.projection}/{loss}", seed)
+    history.epochs.append(0)
+    history.test_regret.append(evaluate(predictor, layer, test))
+    optimizer = torch.optim.Adam(predictor.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    sign = -1.0 if layer.sense == "max" else 1.0
+    denominator = float(train.objectives.abs().sum()) or 1.0
+    steps = math.ceil(len(train) / batch_size)
+    start = time.perf_counter()
+    bar = tqdm(total=epochs * steps, desc=history.label, disable=not progress, leave=False)
+    predictor.train()
+    layer.train()
+    for epoch in range(1, epochs + 1):
+        epoch_regret = 0.0
+        for index in _batches(len(train), batch_size, generator):
+            x, c, w, z = train[index]
+            y = layer(predictor(x).reshape(len(x), *layer.shape))
+            value = decision_loss(loss, y, c, w, sense=layer.sense)
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            achieved = (c.reshape(len(x), -1).double() * y.detach().reshape(len(x), -1).double()).sum(dim=1)
+            epoch_regret += float((sign * (achieved - z)).sum())
+            bar.update()
+            bar.set_postfix(loss=f"{value.item():.3g}")
+        history.train_regret.append(epoch_regret / denominator)
+        if epoch == epochs or (eval_every and epoch % eval_every == 0):
+            history.epochs.append(epoch)
+            history.test_regret.append(evaluate(predictor, layer, test))
+            bar.set_postfix(test_regret=f"{history.test_regret[-1]:.2%}")
+    bar.close()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def fit_two_stage(
+    predictor: torch.nn.Linear,
+    layer: OptLayer,
+    train: OptDataset,
+    test: OptDataset,
+    *,
+    seed: int = 0,
+    label: str = "two-stage",
+) -> History:
+    """Two-stage baseline: least-squares fit of the true costs (the MSE-optimal linear
+    ``predictor``), then solve. ``predictor`` is overwritten with the fit.
+
+    Args:
+        predictor: a ``torch.nn.Linear(p, prod(layer.shape))`` (with bias).
+        layer: the optimisation layer (only its exact ``solve`` is used).
+        train: training data.
+        test: test data.
+        seed: recorded in the history (the fit is deterministic).
+        label: name of the run.
+
+    Returns:
+        :class:`History` with the fitted model's test regret.
+    """
+    if not isinstance(predictor, torch.nn.Linear) or predictor.bias is None:
+        raise ValueError("fit_two_stage: predictor must be a torch.nn.Linear with a bias")
+    history = History(label, seed)
+    start = time.perf_counter()
+    x = train.features.double()
+    design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    target = train.costs.reshape(len(x), -1).double()
+    coef = torch.linalg.lstsq(design, target).solution
+    with torch.no_grad():
+        predictor.weight.copy_(coef[:-1].T)
+        predictor.bias.copy_(coef[-1])
+    history.test_regret.append(evaluate(predictor, layer, test))
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def oracle(layer: OptLayer, expected: torch.Tensor, test: OptDataset, *, seed: int = 0) -> History:
+    """The Bayes floor: the regret of deciding on ``expected = E[c | x]`` (the generators'
+    ``expected``). No predictor does better in expectation; the noise sets this level.
+
+    Example:
+        >>> oracle(layer, torch.as_tensor(data.expected[1000:]), test).final  # doctest: +SKIP
+        0.0324
+    """
+    history = History("oracle E[c|x]", seed)
+    start = time.perf_counter()
+    history.test_regret.append(normalized_regret(layer, expected, test.costs, optimal=test.objectives))
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def summarize(histories: Sequence[History]) -> dict[str, dict[str, Any]]:
+    """Final test regret per label over seeds: mean, sample std, min, max, seeds, seconds."""
+    by_label: dict[str, list[History]] = {}
+    for h in histories:
+        by_label.setdefault(h.label, []).append(h)
+    out: dict[str, dict[str, Any]] = {}
+    for label, runs in by_label.items():
+        finals = [h.final for h in runs]
+        out[label] = {
+            "mean": statistics.fmean(finals),
+            "std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "min": min(finals),
+            "max": max(finals),
+            "seeds": [h.seed for h in runs],
+            "untrained": _mean_or_none([h.untrained for h in runs]),
+            "seconds": statistics.fmean(h.seconds for h in runs),
+        }
+    return out
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return statistics.fmean(kept) if kept else None
+
+
+def format_table(summary: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table of :func:`summarize`'s output (regrets in %)."""
+    lines = [
+        "| method | test regret (mean) | std | min | max | seeds | untrained | s/run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, s in summary.items():
+        untrained = "-" if s["untrained"] is None else f"{s['untrained']:.2%}"
+        lines.append(
+            f"| {label} | {s['mean']:.2%} | {s['std']:.2%} | {s['min']:.2%} | {s['max']:.2%} | "
+            f"{len(s['seeds'])} | {untrained} | {s['seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_histories(histories: Sequence[History], path: str | Path, *, title: str) -> Path:
+    """Learning curves as a PNG: normalized test regret per epoch (solid; mean over seeds, band
+    min..max), the regret of the training decisions per epoch (dotted), and baselines without
+    epochs (two-stage, oracle) as horizontal lines.
+
+    Returns:
+        the path written.
+    """
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_label: dict[str, list[History]] = {}
+    for h in histories:
+        by_label.setdefault(h.label, []).append(h)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    styles = iter(["--", "-.", (0, (5, 1, 1, 1))])
+    for label, runs in by_label.items():
+        epochs = runs[0].epochs
+        curves = torch.tensor([h.test_regret for h in runs if h.epochs == epochs], dtype=torch.float64) * 100
+        mean = curves.mean(dim=0)
+        if not epochs:
+            ax.axhline(float(mean[-1]), ls=next(styles, "--"), color="gray", label=f"{label} ({float(mean[-1]):.2f}%)")
+            continue
+        (line,) = ax.plot(epochs, mean, marker="o", label=f"{label} ({float(mean[-1]):.2f}%)")
+        if len(curves) > 1:
+            ax.fill_between(epochs, curves.min(dim=0).values, curves.max(dim=0).values, color=line.get_color(), alpha=0.2)
+        train = torch.tensor([h.train_regret for h in runs], dtype=torch.float64).mean(dim=0) * 100
+        ax.plot(range(1, len(train) + 1), train, ls=":", color=line.get_color(), alpha=0.8)
+    if any(h.epochs for h in histories):
+        ax.plot([], [], ls=":", color="black", label="training decisions (dotted)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("normalized regret (%)")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
