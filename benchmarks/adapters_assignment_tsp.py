@@ -12,7 +12,7 @@ without the library on the same prebuilt model (target <= 1.15):
 "layer.solve" is the solve path alone (validation, batch routing, the resident solver, no
 projection, no autograd). "layer fwd" is the forward pass (projection + solve); "fwd+bwd" adds
 the backward. Each
-layer runs with projection "auto" (the default; a dense 400x400 / 100x100 projector matmul) and
+layer runs with projection "auto" (the default; a product with the r x n invariance basis) and
 "std" (O(n) per row), to separate the projection's cost from the solve path's.
 
 On a machine whose cores are busy, torch's intra-op thread pool can make even the layer's small
@@ -40,7 +40,7 @@ from idproj_or.adapters.cpsat import RESOLUTION
 from idproj_or.adapters.routing import circuit_model
 
 BATCH = 128
-# "auto" (the default) multiplies by a dense (size x size) projector; "std" is O(size) a row.
+# "auto" (the default) multiplies by the (r x size) invariance basis; "std" is O(size) a row.
 PROJECTIONS = ("auto", "std")
 
 

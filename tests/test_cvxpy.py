@@ -190,9 +190,9 @@ def test_gradient_is_projected_negative_identity() -> None:
     w = torch.tensor(rng.random((3, 4)), requires_grad=True)
     g = torch.tensor(rng.normal(size=(3, 4)))
     (layer(w) * g).sum().backward()
-    projector = layer.projector.to(torch.float64)
+    basis = layer.basis.to(torch.float64)
     jac = torch.autograd.functional.jacobian(
-        lambda v: project(v.reshape(1, -1), "auto", projector)[0], w.detach()
+        lambda v: project(v.reshape(1, -1), "auto", basis)[0], w.detach()
     ).reshape(12, 12)
     torch.testing.assert_close(w.grad.reshape(-1), -jac.T @ g.reshape(-1))
 

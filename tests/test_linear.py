@@ -13,7 +13,7 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 import idproj_or as ipo
 from idproj_or.adapters.linear import LinearSpec, detect_backend, linear_spec
-from idproj_or.projection import invariance_projector, project
+from idproj_or.projection import invariance_basis, project
 
 MIP_BACKENDS = ["SCIP", "CBC", "SAT", "HIGHS", "BOP"]
 LP_BACKENDS = ["GLOP", "CLP", "PDLP", "HIGHS_LP"]
@@ -182,9 +182,11 @@ def test_auto_projection_invariance() -> None:
         y_shift = layer.solve(torch.from_numpy(shifted)).numpy()
         assert w @ y_shift == pytest.approx(w @ y_w, abs=1e-9)
         np.testing.assert_allclose(a @ y_shift, b, atol=1e-9)
-    # The projector removes exactly the row space of A.
-    assert layer.projector is not None
-    np.testing.assert_allclose(layer.projector.numpy(), invariance_projector(a), atol=1e-12)
+    # The basis spans exactly the row space of A.
+    assert layer.basis is not None
+    q = layer.basis.numpy()
+    np.testing.assert_allclose(q.T @ q, invariance_basis(a).T @ invariance_basis(a), atol=1e-12)
+    np.testing.assert_allclose(a - a @ q.T @ q, 0, atol=1e-9)
 
 
 def test_equalities_cover_rows_fixed_and_repeated_variables() -> None:
@@ -212,8 +214,8 @@ def test_gradient_is_projected_negative_identity() -> None:
     w = torch.tensor(rng.random(len(x)), requires_grad=True)
     g = torch.tensor(rng.normal(size=len(x)))
     (layer(w) * g).sum().backward()
-    projector = layer.projector.to(torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda v: project(v[None], "auto", projector)[0], w.detach())
+    basis = layer.basis.to(torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: project(v[None], "auto", basis)[0], w.detach())
     torch.testing.assert_close(w.grad, -jac.T @ g)
 
 

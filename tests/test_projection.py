@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from idproj_or.projection import PROJECTIONS, check_projection, invariance_projector, project
+from idproj_or.projection import PROJECTIONS, check_projection, invariance_basis, project
 
 
 def rows(b=4, n=6, seed=0):
@@ -29,25 +29,28 @@ def test_projections_act_per_instance_not_across_the_batch():
 @pytest.mark.parametrize("projection", ["norm", "std", "auto"])
 def test_constant_cost_gives_no_nan_forward_or_backward(projection):
     w = torch.full((2, 5), 3.0, dtype=torch.float64, requires_grad=True)
-    m = torch.from_numpy(invariance_projector(np.ones((1, 5))))
-    out = project(w * 0 if projection == "norm" else w, projection, m)
+    q = torch.from_numpy(invariance_basis(np.ones((1, 5))))
+    out = project(w * 0 if projection == "norm" else w, projection, q)
     out.sum().backward()
     assert torch.isfinite(out).all() and torch.isfinite(w.grad).all()
 
 
 def test_auto_with_all_ones_row_equals_std_and_without_rows_equals_norm():
     w = rows(n=7)
-    ones = torch.from_numpy(invariance_projector(np.ones((1, 7))))
-    none = torch.from_numpy(invariance_projector(np.zeros((0, 7))))
+    ones = torch.from_numpy(invariance_basis(np.ones((1, 7))))
+    none = torch.from_numpy(invariance_basis(np.zeros((0, 7))))
     torch.testing.assert_close(project(w, "auto", ones), project(w, "std"))
     torch.testing.assert_close(project(w, "auto", none), project(w, "norm"))
 
 
-def test_invariance_projector_removes_exactly_the_row_space():
+def test_invariance_basis_spans_exactly_the_row_space():
     rng = np.random.default_rng(3)
     a = rng.normal(size=(3, 8))
-    a = np.vstack([a, a[0] + a[1]])  # a redundant row must not change the projector
-    m = invariance_projector(a)
+    a = np.vstack([a, a[0] + a[1]])  # a redundant row must not add a direction
+    q = invariance_basis(a)
+    assert q.shape == (3, 8)
+    np.testing.assert_allclose(q @ q.T, np.eye(3), atol=1e-12)
+    m = q.T @ q
     np.testing.assert_allclose(m @ m, m, atol=1e-12)
     np.testing.assert_allclose(m, m.T, atol=1e-12)
     assert round(np.trace(m)) == 3

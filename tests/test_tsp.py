@@ -198,7 +198,6 @@ def test_cpsat_time_limit_reports_feasible_or_optimal_tours():
         ((4, "routing"), {"metaheuristic": "ANNEALING"}, r"TSPLayer: metaheuristic='ANNEALING' is not one of .*'GUIDED_LOCAL_SEARCH'"),
         ((4, "routing"), {"first_solution": "NEAREST"}, r"TSPLayer: first_solution='NEAREST' is not one of .*'SAVINGS'"),
         ((4, "routing"), {"solution_limit": 0}, r"TSPLayer: solution_limit=0 must be an int >= 1"),
-        ((65, "routing"), {}, r"TSPLayer: projection='auto' would build a dense 4225x4225 projector"),
         ((4, "routing"), {"time_limit": 0.0}, r"TSPLayer: time_limit=0.0 must be a positive"),
     ],
 )

@@ -13,7 +13,7 @@ from .autograd import identity_solve
 from .batch import BatchInfo, BatchSolver
 from .errors import SolverError
 from .noise import sign_noise
-from .projection import check_projection, invariance_projector, project
+from .projection import check_projection, invariance_basis, project
 
 
 class OptLayer(torch.nn.Module):
@@ -64,11 +64,11 @@ class OptLayer(torch.nn.Module):
         self.time_limit = time_limit
         self._batch = BatchSolver(spec, workers=workers, executor=executor, time_limit=time_limit)
         self.last_info: BatchInfo | None = None
-        projector = None
+        basis = None
         if projection == "auto":
             a, _ = spec.equalities()
-            projector = torch.from_numpy(invariance_projector(a.reshape(-1, self.size)))
-        self.register_buffer("projector", projector, persistent=False)
+            basis = torch.from_numpy(invariance_basis(a.reshape(-1, self.size)))
+        self.register_buffer("basis", basis, persistent=False)
 
     @property
     def size(self) -> int:
@@ -126,8 +126,8 @@ class OptLayer(torch.nn.Module):
         w, batched = self._flatten(costs)
         out_dtype = w.dtype
         w = w.to(torch.promote_types(w.dtype, torch.float32))
-        projector = self.projector.to(w) if self.projector is not None else None
-        z = project(w, self.projection, projector)
+        basis = self.basis.to(w) if self.basis is not None else None
+        z = project(w, self.projection, basis)
         if self.training and self._noise > 0:
             z = z + sign_noise(z.shape, self._noise, dtype=z.dtype, device=z.device, generator=self.generator)
         y = identity_solve(z, self._solve, sense=self.sense)

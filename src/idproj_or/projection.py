@@ -35,27 +35,31 @@ def normalize(w: torch.Tensor) -> torch.Tensor:
     return w * torch.rsqrt((w * w).sum(dim=-1, keepdim=True) + EPS * EPS)
 
 
-def invariance_projector(a: np.ndarray) -> np.ndarray:
-    """Orthogonal projector ``M = A^T (A A^T)^+ A`` onto the row space of ``a`` (n x n).
+def invariance_basis(a: np.ndarray) -> np.ndarray:
+    """Orthonormal rows ``Q`` (``r x n``) spanning the row space of ``a``.
 
-    ``w - w M`` removes exactly the directions ``A^T l`` that the equalities ``A y = b`` prove
-    do not change the argmin.
+    ``Q^T Q = A^T (A A^T)^+ A`` is the orthogonal projector onto the directions ``A^T l`` that
+    the equalities ``A y = b`` prove do not change the argmin; ``w - (w Q^T) Q`` removes them.
+    Keeping ``Q`` instead of the ``n x n`` projector costs ``O(r n)`` memory and time (a 100-city
+    tour: 199 x 10^4, not 10^4 x 10^4).
     """
     a = np.asarray(a, dtype=np.float64)
     if a.size == 0:
-        return np.zeros((a.shape[1], a.shape[1]))
-    # Orthonormal basis of the row space via SVD: robust to redundant rows (e.g. the degree
-    # rows of a square assignment sum to the same total).
-    _, s, vt = np.linalg.svd(a, full_matrices=False)
-    rank = int((s > s.max() * max(a.shape) * np.finfo(float).eps).sum())
-    basis = vt[:rank]
-    return basis.T @ basis
+        return np.zeros((0, a.shape[1]))
+    # Eigen-decomposition of the small Gram matrix A A^T (r x r) instead of an SVD of the wide A:
+    # for a 100-city tour 0.1 s instead of 11 s. Redundant rows (the row and column sums of a
+    # square assignment share a total) give zero eigenvalues and are dropped.
+    lam, u = np.linalg.eigh(a @ a.T)
+    keep = lam > lam.max() * max(a.shape) * 1e-12
+    q0 = (u[:, keep].T @ a) / np.sqrt(lam[keep])[:, None]
+    q, _ = np.linalg.qr(q0.T)  # re-orthonormalise to full precision
+    return q.T
 
 
-def project(w: torch.Tensor, projection: str, projector: torch.Tensor | None = None) -> torch.Tensor:
+def project(w: torch.Tensor, projection: str, basis: torch.Tensor | None = None) -> torch.Tensor:
     """Apply ``projection`` to each row of ``w`` (shape ``(B, n)``).
 
-    ``projector`` is the ``(n, n)`` matrix of :func:`invariance_projector`, required for "auto".
+    ``basis`` is the ``(r, n)`` matrix of :func:`invariance_basis`, required for "auto".
     """
     if projection == "none":
         return w
@@ -66,7 +70,7 @@ def project(w: torch.Tensor, projection: str, projector: torch.Tensor | None = N
     if projection == "std":
         return normalize(mean_center(w))
     if projection == "auto":
-        if projector is None:
-            raise ValueError('projection="auto" needs the invariance projector of the model')
-        return normalize(w - w @ projector)
+        if basis is None:
+            raise ValueError('projection="auto" needs the invariance basis of the model')
+        return normalize(w - (w @ basis.T) @ basis)
     raise ValueError(f"unknown projection {projection!r}")

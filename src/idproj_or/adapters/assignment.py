@@ -29,23 +29,6 @@ from .base import ModelSpec, ResidentSolver, Sense, check_sense
 
 RESOLUTION = 2**30  # largest |cost| of an instance becomes +-1,073,741,824
 _OPTIMAL = linear_sum_assignment.SimpleLinearSumAssignment.OPTIMAL
-# projection="auto" makes OptLayer build a dense (size, size) projector; above this many cost
-# entries (128 MB in float64, about a second of set-up) it is refused with advice instead of
-# silently allocating gigabytes (TSP n = 100 would need 800 MB and ~15 s).
-AUTO_MAX_SIZE = 4096
-
-
-def check_auto_size(projection: str, size: int, *, where: str) -> None:
-    """Refuse ``projection="auto"`` when its dense projector would exceed ``AUTO_MAX_SIZE``."""
-    if projection == "auto" and size > AUTO_MAX_SIZE:
-        raise ValueError(
-            f"{where}: projection='auto' would build a dense {size}x{size} projector "
-            f"({size * size * 8 / 1e9:.1f} GB) for {size} cost entries (limit {AUTO_MAX_SIZE}); pass "
-            "projection='std', which is also valid here (every feasible decision has the same "
-            "number of ones)"
-        )
-
-
 def check_size(value: Any, name: str, *, where: str, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum`` (bools and floats are refused)."""
     if isinstance(value, bool):
@@ -134,9 +117,7 @@ class AssignmentLayer(OptLayer):
     the instance's largest magnitude (see the module docstring).
 
     ``projection="auto"`` uses the row-sum equalities (``n <= m``) and column-sum equalities
-    (``n >= m``): adding a constant to a whole row (or column) never changes the argmin. It is
-    refused above ``AUTO_MAX_SIZE`` (4096) cost entries, where its dense projector gets too
-    large; use ``projection="std"`` there.
+    (``n >= m``): adding a constant to a whole row (or column) never changes the argmin.
 
     Args:
         n: number of rows.
@@ -170,7 +151,6 @@ class AssignmentLayer(OptLayer):
         n = check_size(n, "n", where=where)
         m = n if m is None else check_size(m, "m", where=where)
         spec = AssignmentSpec(n, m, check_sense(sense, where=where))
-        check_auto_size(projection, n * m, where=where)
         super().__init__(
             spec,
             projection=projection,

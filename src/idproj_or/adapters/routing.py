@@ -44,7 +44,7 @@ from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.sat.python import cp_model
 
 from ..layer import OptLayer
-from .assignment import check_auto_size, check_size
+from .assignment import check_size
 from .base import ModelSpec, ResidentSolver, Sense, check_sense
 from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
 
@@ -66,7 +66,8 @@ def tsp_equalities(n: int) -> tuple[np.ndarray, np.ndarray]:
     off = 1.0 - np.eye(n)
     out_rows = np.einsum("ij,ik->ijk", np.eye(n), off).reshape(n, n * n)
     in_rows = np.einsum("jk,ik->jik", np.eye(n), off).reshape(n, n * n)
-    diag_rows = np.eye(n * n)[np.arange(n) * (n + 1)]
+    diag_rows = np.zeros((n, n * n))
+    diag_rows[np.arange(n), np.arange(n) * (n + 1)] = 1.0
     a = np.concatenate([out_rows, in_rows, diag_rows])
     b = np.concatenate([np.ones(2 * n), np.zeros(n)])
     return a, b
@@ -211,8 +212,7 @@ class TSPLayer(OptLayer):
     ``y[i, j] = 1`` when the tour goes ``i -> j``. Costs may be asymmetric; the diagonal is
     ignored (it must still be finite). ``projection="auto"`` uses the in/out-degree equalities
     and ``y[i, i] = 0``: adding a constant to a row or a column, or changing the diagonal, never
-    changes the optimal tour. It is refused above ``AUTO_MAX_SIZE`` (4096) cost entries, i.e.
-    n > 64, where its dense projector gets too large; use ``projection="std"`` there.
+    changes the optimal tour.
 
     Args:
         n: number of nodes (>= 2).
@@ -263,7 +263,6 @@ class TSPLayer(OptLayer):
             solution_limit=solution_limit,
             where=type(self).__name__,
         )
-        check_auto_size(projection, spec.shape[0] ** 2, where=type(self).__name__)
         if method == "routing" and time_limit is None:
             time_limit = ROUTING_TIME_LIMIT
         super().__init__(
