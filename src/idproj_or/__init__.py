@@ -7,11 +7,24 @@ Imports are lazy: ``import idproj_or`` is cheap, and solver workers load only wh
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import SolverError, WorkerError
 
 __version__ = "0.1.0"
+
+
+class _QuietOrtoolsProbe(logging.Filter):
+    """CVXPY 1.8 warns at every solver probe that its GLOP/PDLP interfaces refuse OR-Tools 9.15.
+    Those interfaces are never used here (LinearSolverLayer covers both), so drop that warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Unrecognized new version of ortools" not in record.getMessage()
+
+
+# Installed before cvxpy is imported anywhere through this package (cvxpy probes on import).
+logging.getLogger("__cvxpy__").addFilter(_QuietOrtoolsProbe())
 
 # public name -> (module, attribute); attribute None means the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {

@@ -44,6 +44,8 @@ from cvxpy.utilities import scopes
 from ..layer import OptLayer
 from .base import ModelSpec, ResidentSolver, Sense
 
+
+
 _OK = ("optimal", "optimal_inaccurate")
 # How each solver's interface takes a time limit (seconds); value None means nested options.
 _TIME_LIMIT = {"CLARABEL": "time_limit", "SCS": "time_limit_secs", "SCIPY": None}
