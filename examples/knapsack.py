@@ -18,9 +18,7 @@ the Bayes floor (deciding on the true ``E[c | x]``, which no predictor beats in 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,26 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Knapsack (PyEPO setting) trained through CpSatLayer with identity + projection.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (data, init, order)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--train", type=int, default=1000, help="training instances")
-    p.add_argument("--test", type=int, default=1000, help="test instances")
     p.add_argument("--items", type=int, default=32)
     p.add_argument("--dim", type=int, default=2, help="capacity dimensions")
-    p.add_argument("--features", type=int, default=5)
-    p.add_argument("--deg", type=int, default=4, help="polynomial degree of the true values")
-    p.add_argument("--noise-width", type=float, default=0.5, help="half-width of the data noise")
-    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--loss", choices=training.LOSSES, default="regret", help="loss on the decision")
-    p.add_argument("--projection", choices=PROJECTIONS, default="auto")
-    p.add_argument("--noise", type=float, default=0.0, help="training-only margin of the layer (noise=)")
-    p.add_argument("--compare", action="store_true", help="also train with every other projection")
-    p.add_argument("--no-baselines", action="store_true", help="skip the two-stage and oracle rows")
-    p.add_argument("--eval-every", type=int, default=1, help="test every k epochs (0: only before/after)")
-    p.add_argument("--workers", type=int, default=2, help="solver processes (0: solve in-process)")
-    p.add_argument("--out", type=Path, default=Path("runs/knapsack"), help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    training.add_common_arguments(p, projections=PROJECTIONS, out="runs/knapsack")
     return p.parse_args(argv)
 
 
@@ -118,22 +99,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     start = time.perf_counter()
     histories = run(args)
-    results: dict[str, Any] = {
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "summary": training.summarize(histories),
-        "histories": [h.to_dict() for h in histories],
-        "seconds": time.perf_counter() - start,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot = training.plot_histories(
-        histories, args.out / "curves.png",
-        title=f"knapsack {args.items}x{args.dim}, deg {args.deg}, noise {args.noise_width}",
-    )
-    results["plot"] = str(plot)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    print(training.format_table(results["summary"]))
-    print(f"seeds {args.seeds}; {results['seconds']:.0f} s; results {args.out / 'results.json'}; plot {plot}")
-    return results
+    title = f"knapsack {args.items}x{args.dim}, deg {args.deg}, noise {args.noise_width}"
+    return training.report(histories, args, title=title, seconds=time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,39 @@ def test_knapsack_example_tiny_run_lowers_regret(tmp_path):
     assert (tmp_path / "curves.png").is_file()
 
 
+@pytest.mark.parametrize(
+    ("name", "args", "labels"),
+    [
+        ("shortest_path", ["--grid", "3", "3"], {"auto (regret)", "two-stage", "oracle E[c|x]"}),
+        ("tsp", ["--nodes", "6"], {"auto (regret)", "two-stage", "oracle E[c|x]"}),
+        ("tsp", ["--nodes", "7", "--method", "routing", "--no-baselines"], {"auto (regret)"}),
+    ],
+    ids=["shortest_path", "tsp", "tsp-routing"],
+)
+def test_other_examples_tiny_run_lowers_regret(tmp_path, name, args, labels):
+    example = cli.load_example({"shortest_path": "shortest-path"}.get(name, name))
+    results = example.main(args + [
+        "--seeds", "0", "--train", "100", "--test", "40", "--epochs", "3", "--batch-size", "10", "--lr", "0.05",
+        "--workers", "0", "--quiet", "--out", str(tmp_path),
+    ])
+    s = results["summary"]
+    assert set(s) == labels
+    assert s["auto (regret)"]["mean"] < 0.5 * s["auto (regret)"]["untrained"]
+    assert (tmp_path / "curves.png").is_file()
+
+
+def test_tsp_edge_model_is_symmetric_and_differentiable():
+    example = cli.load_example("tsp")
+    model = example.EdgeModel(3, 5)
+    out = model(torch.randn(4, 3))
+    assert out.shape == (4, 5, 5)
+    torch.testing.assert_close(out, out.transpose(1, 2))
+    assert torch.all(torch.diagonal(out, dim1=1, dim2=2) == 0)
+    out[:, 0, 1].sum().backward()
+    assert model.linear.bias.grad is not None and model.linear.bias.grad[0] == 4.0  # edge (0, 1) only
+    assert model.linear.bias.grad[1:].abs().sum() == 0
+
+
 def test_cli_demo_runs_example_with_passthrough(tmp_path, capsys):
     code = cli.main([
         "demo", "knapsack", "--quiet", "--out", str(tmp_path), "--",

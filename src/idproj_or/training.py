@@ -14,6 +14,8 @@ Both return a :class:`History` with the normalized test regret before and after 
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import statistics
 import time
@@ -323,3 +325,53 @@ def plot_histories(histories: Sequence[History], path: str | Path, *, title: str
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def add_common_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    projections: Sequence[str],
+    out: str,
+    seeds: Sequence[int] = (0, 1, 2),
+    train: int = 1000,
+    test: int = 1000,
+    epochs: int = 5,
+) -> None:
+    """The command-line options every example shares (seeds, sizes, optimiser, projection,
+    loss, noise, workers, output)."""
+    p = parser
+    p.add_argument("--seeds", type=int, nargs="+", default=list(seeds), help="one run per seed (data, init, order)")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--train", type=int, default=train, help="training instances")
+    p.add_argument("--test", type=int, default=test, help="test instances")
+    p.add_argument("--features", type=int, default=5)
+    p.add_argument("--deg", type=int, default=4, help="polynomial degree of the true costs")
+    p.add_argument("--noise-width", type=float, default=0.5, help="half-width of the data noise")
+    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--loss", choices=LOSSES, default="regret", help="loss on the decision")
+    p.add_argument("--projection", choices=list(projections), default="auto")
+    p.add_argument("--noise", type=float, default=0.0, help="training-only margin of the layer (noise=)")
+    p.add_argument("--compare", action="store_true", help=f"also train with every other projection of {list(projections)}")
+    p.add_argument("--no-baselines", action="store_true", help="skip the two-stage and oracle rows")
+    p.add_argument("--eval-every", type=int, default=1, help="test every k epochs (0: only before/after)")
+    p.add_argument("--workers", type=int, default=2, help="solver processes (0: solve in-process)")
+    p.add_argument("--out", type=Path, default=Path(out), help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def report(histories: Sequence[History], args: argparse.Namespace, *, title: str, seconds: float) -> dict[str, Any]:
+    """Write ``<args.out>/results.json`` and ``curves.png``, print the table; return the results."""
+    results: dict[str, Any] = {
+        "title": title,
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "summary": summarize(histories),
+        "histories": [h.to_dict() for h in histories],
+        "seconds": seconds,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    results["plot"] = str(plot_histories(histories, args.out / "curves.png", title=title))
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    print(format_table(results["summary"]))
+    print(f"seeds {args.seeds}; {seconds:.0f} s; results {args.out / 'results.json'}; plot {results['plot']}")
+    return results
