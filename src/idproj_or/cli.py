@@ -24,7 +24,7 @@ from typing import Any
 # demo name -> (example script, its arguments for a run of under 2 minutes on 2 cores)
 DEMOS: dict[str, tuple[str, list[str]]] = {
     "knapsack": ("knapsack.py", ["--seeds", "0", "--eval-every", "0"]),
-    "tsp": ("tsp.py", ["--seeds", "0", "--eval-every", "0"]),
+    "tsp": ("tsp.py", ["--seeds", "0", "--train", "200", "--test", "100", "--eval-every", "0"]),
     "shortest-path": ("shortest_path.py", ["--seeds", "0"]),
 }
 

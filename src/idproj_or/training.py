@@ -336,9 +336,11 @@ def add_common_arguments(
     train: int = 1000,
     test: int = 1000,
     epochs: int = 5,
+    loss: str = "regret",
+    noise: float = 0.0,
 ) -> None:
     """The command-line options every example shares (seeds, sizes, optimiser, projection,
-    loss, noise, workers, output)."""
+    loss, noise, workers, output); the keyword arguments are their defaults."""
     p = parser
     p.add_argument("--seeds", type=int, nargs="+", default=list(seeds), help="one run per seed (data, init, order)")
     p.add_argument("--epochs", type=int, default=epochs)
@@ -349,9 +351,9 @@ def add_common_arguments(
     p.add_argument("--noise-width", type=float, default=0.5, help="half-width of the data noise")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--loss", choices=LOSSES, default="regret", help="loss on the decision")
+    p.add_argument("--loss", choices=LOSSES, default=loss, help="loss on the decision")
     p.add_argument("--projection", choices=list(projections), default="auto")
-    p.add_argument("--noise", type=float, default=0.0, help="training-only margin of the layer (noise=)")
+    p.add_argument("--noise", type=float, default=noise, help="training-only margin of the layer (noise=)")
     p.add_argument("--compare", action="store_true", help=f"also train with every other projection of {list(projections)}")
     p.add_argument("--no-baselines", action="store_true", help="skip the two-stage and oracle rows")
     p.add_argument("--eval-every", type=int, default=1, help="test every k epochs (0: only before/after)")
