@@ -142,7 +142,7 @@ def fit(
     Example:
         >>> history = fit(torch.nn.Linear(5, 32), layer, train, test, loss="regret")  # doctest: +SKIP
         >>> history.final  # doctest: +SKIP
-        0.027
+        0.0339
     """
     if loss not in LOSSES:
         raise ValueError(f"fit: loss={loss!r} must be one of {', '.join(map(repr, LOSSES))}")
