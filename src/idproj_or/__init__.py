@@ -35,6 +35,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "CvxpyLayer": ("adapters.cvxpy", "CvxpyLayer"),
     "AssignmentLayer": ("adapters.assignment", "AssignmentLayer"),
     "TSPLayer": ("adapters.routing", "TSPLayer"),
+    "KnapsackLayer": ("adapters.knapsack", "KnapsackLayer"),
+    "ShortestPathLayer": ("adapters.shortest_path", "ShortestPathLayer"),
     "problems": ("problems", None),
     "data": ("data", None),
     "metrics": ("metrics", None),
@@ -48,7 +50,9 @@ if TYPE_CHECKING:
     from .adapters.cpsat import CpSatLayer
     from .adapters.cvxpy import CvxpyLayer
     from .adapters.linear import LinearSolverLayer
+    from .adapters.knapsack import KnapsackLayer
     from .adapters.routing import TSPLayer
+    from .adapters.shortest_path import ShortestPathLayer
     from .batch import BatchInfo
     from .layer import OptLayer
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .adapters.base import ModelSpec, ResidentSolver
+from .adapters.base import ChunkResult, ModelSpec, ResidentSolver
 from .errors import WorkerError
 
 _RESIDENT_PER_THREAD = 16
@@ -44,28 +44,10 @@ def _resident(key: str, payload: bytes) -> ResidentSolver:
     return solver
 
 
-ChunkResult = tuple[np.ndarray, list[str], np.ndarray, int]
-
-
 def solve_chunk(key: str, payload: bytes, costs: np.ndarray, time_limit: float | None) -> ChunkResult:
-    """Solve the rows of ``costs`` in order; stop at the first instance without a solution.
-
-    Returns ``(solutions, statuses, wall_times, n_ok)``: rows ``[:n_ok]`` are solved; when
-    ``n_ok < len(costs)``, ``statuses[n_ok]`` is the failing instance's status.
-    """
-    solver = _resident(key, payload)
-    sols = np.zeros_like(costs)
-    times = np.zeros(len(costs))
-    statuses: list[str] = []
-    for i, cost in enumerate(costs):
-        t0 = time.perf_counter()
-        x, status, ok = solver.solve(cost, time_limit)
-        times[i] = time.perf_counter() - t0
-        statuses.append(status)
-        if not ok:
-            return sols, statuses, times, i
-        sols[i] = x
-    return sols, statuses, times, len(costs)
+    """Solve the rows of ``costs`` on this thread's resident solver of the spec (see
+    :meth:`ResidentSolver.solve_many`)."""
+    return _resident(key, payload).solve_many(costs, time_limit)
 
 
 def _init_worker() -> None:

@@ -31,13 +31,13 @@ import numpy as np
 
 from .adapters.assignment import check_size
 from .adapters.base import Sense
+from .adapters.knapsack import integer_row, knapsack_arrays
 
 if TYPE_CHECKING:
     from .layer import OptLayer
 
 BACKENDS: tuple[str, ...] = ("cpsat", "pywraplp", "cvxpy")
-# Largest power of ten a knapsack row is multiplied by to make its weights integers for CP-SAT.
-_MAX_DECIMALS = 6
+_CPSAT_HINT = ", or use backend='pywraplp' / 'cvxpy'"
 
 
 @dataclass(frozen=True)
@@ -145,22 +145,6 @@ def _cpsat_sense(model: Any, variables: np.ndarray, sense: Sense) -> None:
 # --------------------------------------------------------------------------- knapsack
 
 
-def _integer_row(weights: np.ndarray, capacity: float, *, row: int, where: str) -> tuple[np.ndarray, int]:
-    """Weights times the smallest power of ten that makes them integers, and the capacity on the
-    same scale rounded down (an exact reformulation, since ``w @ x`` is then an integer)."""
-    for decimals in range(_MAX_DECIMALS + 1):
-        scaled = weights * 10.0**decimals
-        rounded = np.rint(scaled)
-        if np.all(np.abs(scaled - rounded) <= 1e-9 * np.maximum(1.0, np.abs(scaled))):
-            cap = capacity * 10.0**decimals
-            return rounded.astype(np.int64), int(np.floor(cap + 1e-9 * max(1.0, abs(cap))))
-    raise ValueError(
-        f"{where}: weights row {row} has more than {_MAX_DECIMALS} decimals; backend='cpsat' "
-        "needs integer weights (or decimals it can scale to integers): round them, or use "
-        "backend='pywraplp' / 'cvxpy'"
-    )
-
-
 def knapsack(
     weights: Any,
     capacities: Any,
@@ -193,18 +177,7 @@ def knapsack(
     """
     where = "knapsack"
     _check_backend(backend, solver, where=where)
-    w = np.asarray(weights, dtype=np.float64)
-    if w.ndim == 1:
-        w = w[None, :]
-    if w.ndim != 2 or w.shape[1] == 0:
-        raise ValueError(f"{where}: weights must have shape (d, n) or (n,) with n >= 1, got {np.shape(weights)}")
-    cap = np.asarray(capacities, dtype=np.float64).reshape(-1)
-    if cap.shape != (w.shape[0],):
-        raise ValueError(
-            f"{where}: capacities must have shape ({w.shape[0]},) to match weights, got {np.shape(capacities)}"
-        )
-    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(cap))):
-        raise ValueError(f"{where}: weights and capacities must be finite")
+    w, cap = knapsack_arrays(weights, capacities, where=where)
     d, n = w.shape
     if backend == "cpsat":
         from ortools.sat.python import cp_model
@@ -212,7 +185,7 @@ def knapsack(
         model = cp_model.CpModel()
         x = _objects([model.new_bool_var(f"x{i}") for i in range(n)], (n,))
         for k in range(d):
-            row, bound = _integer_row(w[k], float(cap[k]), row=k, where=where)
+            row, bound = integer_row(w[k], float(cap[k]), row=k, where=where, hint=_CPSAT_HINT)
             model.add(cp_model.LinearExpr.weighted_sum(list(x), row.tolist()) <= bound)
         _cpsat_sense(model, x, "max")
         return Problem(where, backend, model, x, "max")

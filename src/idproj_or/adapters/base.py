@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import abc
 import math
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 Sense = Literal["min", "max"]
+# (solutions, statuses, wall times, number of leading rows solved)
+ChunkResult = tuple[np.ndarray, list[str], np.ndarray, int]
 
 
 def check_sense(sense: str, *, where: str) -> Sense:
@@ -67,6 +70,27 @@ class ResidentSolver(abc.ABC):
             ``(solution, status, ok)``: the flattened decision (float64), the solver's status name,
             and whether the solution is usable (``solution`` is None when not).
         """
+
+    def solve_many(self, costs: np.ndarray, time_limit: float | None) -> ChunkResult:
+        """Solve the rows of ``costs`` in order; stop at the first instance without a solution.
+
+        Returns ``(solutions, statuses, wall_times, n_ok)``: rows ``[:n_ok]`` are solved; when
+        ``n_ok < len(costs)``, ``statuses[n_ok]`` is the failing instance's status. Solvers that
+        can treat a whole chunk at once (vectorised over rows) override this; each row's answer
+        must not depend on the other rows, so that any chunking gives the same results.
+        """
+        sols = np.zeros_like(costs)
+        times = np.zeros(len(costs))
+        statuses: list[str] = []
+        for i, cost in enumerate(costs):
+            t0 = time.perf_counter()
+            x, status, ok = self.solve(cost, time_limit)
+            times[i] = time.perf_counter() - t0
+            statuses.append(status)
+            if not ok:
+                return sols, statuses, times, i
+            sols[i] = x
+        return sols, statuses, times, len(costs)
 
 
 class ModelSpec(abc.ABC):

@@ -1,0 +1,128 @@
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import idproj_or as ipo
+from idproj_or import problems
+from idproj_or.adapters.knapsack import RESOLUTION
+
+
+def brute_force(w: np.ndarray, cap: np.ndarray, c: np.ndarray, sense: str) -> float:
+    best = None
+    for y in itertools.product((0, 1), repeat=w.shape[1]):
+        y = np.array(y, float)
+        if np.all(w @ y <= cap + 1e-9):
+            v = float(c @ y)
+            if best is None or (v > best if sense == "max" else v < best):
+                best = v
+    assert best is not None
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 9),
+    d=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
+    sense=st.sampled_from(["max", "min"]),
+    decimals=st.sampled_from([0, 2]),
+)
+def test_optimal_against_brute_force(n, d, seed, sense, decimals):
+    rng = np.random.default_rng(seed)
+    w = np.round(rng.uniform(0, 8, size=(d, n)), decimals)
+    cap = np.round(rng.uniform(0, w.sum(1) + 1), decimals)
+    costs = rng.normal(size=(3, n)) * rng.uniform(0.01, 100)  # mixed signs, any scale
+    layer = ipo.KnapsackLayer(w, cap, sense=sense, projection="none")
+    y = layer.solve(torch.as_tensor(costs)).numpy()
+    assert layer.last_info.status == ("OPTIMAL",) * 3
+    for c, yi in zip(costs, y):
+        assert set(np.unique(yi)) <= {0.0, 1.0}
+        assert np.all(w @ yi <= cap + 1e-9)
+        tol = n * np.abs(c).max() * 2 / RESOLUTION
+        assert abs(float(c @ yi) - brute_force(w, cap, c, sense)) <= tol
+
+
+def test_same_decisions_as_cpsat_on_pyepo_sized_instances():
+    rng = np.random.default_rng(0)
+    w = np.round(rng.uniform(3, 8, size=(2, 32)), 2)
+    cap = 0.5 * w.sum(1)
+    costs = torch.as_tensor(rng.normal(size=(40, 32)) + 2)
+    ours = ipo.KnapsackLayer(w, cap, projection="none").solve(costs)
+    ref = problems.knapsack(w, cap).layer(projection="none").solve(costs)
+    torch.testing.assert_close((ours * costs).sum(1), (ref * costs).sum(1), rtol=0, atol=1e-6)
+
+
+def test_nothing_worth_packing_and_zero_values_are_left_out():
+    layer = ipo.KnapsackLayer([1, 1, 1], 3, projection="none")
+    assert layer.solve(torch.tensor([-1.0, -2.0, -0.5])).tolist() == [0.0, 0.0, 0.0]
+    assert layer.solve(torch.tensor([0.0, 1.0, 0.0])).tolist() == [0.0, 1.0, 0.0]
+    # "min": the items of negative cost are the ones worth packing, within capacity
+    small = ipo.KnapsackLayer([2, 2, 2], 4, sense="min", projection="none")
+    assert small.solve(torch.tensor([-1.0, -3.0, -2.0])).tolist() == [0.0, 1.0, 1.0]
+
+
+def test_items_heavier_than_a_capacity_are_auto_equalities():
+    layer = ipo.KnapsackLayer([[1, 9, 2, 1], [1, 1, 5, 1]], [5, 4])
+    a, b = layer.spec.equalities()
+    np.testing.assert_array_equal(a, [[0, 1, 0, 0], [0, 0, 1, 0]])
+    np.testing.assert_array_equal(b, [0, 0])
+    w = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    (layer(w) * torch.randn(4, 4, dtype=torch.float64)).sum().backward()
+    assert torch.all(w.grad[:, 1:3] == 0)  # the heavy items' costs never matter
+    assert torch.all(w.grad[:, [0, 3]].abs().sum(1) > 0)
+
+
+def test_gradient_is_plus_projected_identity_for_max():
+    layer = ipo.KnapsackLayer(np.ones((1, 6)), 3, projection="norm")
+    w = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(5, 6, dtype=torch.float64)
+    (layer(w) * g).sum().backward()
+    expected = torch.autograd.grad((torch.nn.functional.normalize(w, dim=1, eps=0) * g).sum(), w)[0]
+    torch.testing.assert_close(w.grad, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_spec_pickles_and_pool_matches_serial():
+    rng = np.random.default_rng(1)
+    w = np.round(rng.uniform(3, 8, size=(2, 20)), 2)
+    layer = ipo.KnapsackLayer(w, 0.5 * w.sum(1), workers=2)
+    assert pickle.loads(pickle.dumps(layer.spec)) == layer.spec
+    costs = torch.as_tensor(rng.integers(0, 4, size=(64, 20)).astype(float))  # many ties
+    serial = ipo.KnapsackLayer(w, 0.5 * w.sum(1)).solve(costs)
+    torch.testing.assert_close(layer.solve(costs), serial, rtol=0, atol=0)
+    assert layer.last_info.mode == "pool"
+
+
+def test_time_limit_returns_the_best_packing_found():
+    rng = np.random.default_rng(2)
+    w = rng.integers(1000, 100000, size=(3, 60))
+    layer = ipo.KnapsackLayer(w, w.sum(1) // 2, projection="none", time_limit=1e-4)
+    y = layer.solve(torch.as_tensor(rng.integers(1000, 100000, size=(2, 60)).astype(float))).numpy()
+    assert set(layer.last_info.status) <= {"OPTIMAL", "FEASIBLE"}
+    assert np.all(w @ y.T <= (w.sum(1) // 2)[:, None])
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: ipo.KnapsackLayer([[1, -2]], [3]), r"KnapsackLayer: weights\[0, 1\]=-2.0 is negative"),
+        (lambda: ipo.KnapsackLayer([1, 2], [-1]), r"KnapsackLayer: capacities\[0\]=-1.0 is negative"),
+        (lambda: ipo.KnapsackLayer([[1, 2]], [1, 2]), r"capacities must have shape \(1,\)"),
+        (lambda: ipo.KnapsackLayer([], 1), r"weights must have shape \(d, n\)"),
+        (lambda: ipo.KnapsackLayer([1, np.inf], 1), r"must be finite"),
+        (lambda: ipo.KnapsackLayer([1, 1 / 3], 1), r"weights row 0 has more than 6 decimals"),
+        (lambda: ipo.KnapsackLayer([1, 2], 1, sense="maximize"), r"sense='maximize' must be 'min' or 'max'"),
+    ],
+)
+def test_bad_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bad_cost_shape_names_the_expected_shape():
+    with pytest.raises(ValueError, match=r"expected costs of shape \(3,\) or \(B, 3\)"):
+        ipo.KnapsackLayer([1, 2, 3], 3)(torch.ones(2, 4))
