@@ -194,7 +194,7 @@ class BatchSolver:
 
     def _use_pool(self, n: int) -> bool:
         assert self.workers is not None
-        if self.workers < 2 and self._per_instance is not None:
+        if self.workers < 2:  # one process never beats solving in-process
             return False
         if self._per_instance is None:
             return n > 1
