@@ -56,14 +56,22 @@ def test_last_info_reports_status_objective_and_time_per_instance():
     assert info[2].status == "OPTIMAL" and info[2].objective == info.objective[2]
 
 
-def test_fast_small_batches_fall_back_to_serial_after_measuring():
+def test_fast_models_never_start_the_pool():
+    # the first call solves one instance in-process to measure: too fast for a pool to pay
     layer = ipo.OptLayer(SignSpec(), projection="none", workers=2)
     costs = torch.randn(8, 3)
-    layer(costs)
-    assert layer.last_info.mode == "pool"  # first call measures
     for _ in range(3):
         assert torch.equal(layer(costs), (costs < 0).float())
         assert layer.last_info.mode == "serial"
+
+
+def test_slow_first_batch_goes_to_the_pool_after_the_probe():
+    solver = BatchSolver(SignSpec(delay=0.01), workers=2, executor=None, time_limit=None)
+    costs = np.random.default_rng(0).normal(size=(16, 3))
+    result = solver.solve(costs)
+    assert result.info.mode == "pool"
+    np.testing.assert_array_equal(result.solutions, (costs < 0).astype(float))
+    assert np.all(result.info.wall_time >= 0.009)  # every instance, the probe included, measured
 
 
 def test_slow_batches_stay_in_the_pool_in_chunks():

@@ -11,6 +11,7 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 import idproj_or as ipo
+from _fake import force_pool
 from idproj_or.adapters.cvxpy import CvxpySpec
 from idproj_or.projection import project
 
@@ -148,7 +149,7 @@ def test_parity_serial_vs_pool() -> None:
     problem, c, x = assignment()
     costs = torch.from_numpy(np.random.default_rng(14).integers(0, 3, size=(12, 3, 4)).astype(float))
     serial = ipo.CvxpyLayer(problem, c, x)
-    pooled = ipo.CvxpyLayer(problem, c, x, workers=2)
+    pooled = force_pool(ipo.CvxpyLayer(problem, c, x, workers=2))
     y_pool = pooled(costs)
     assert pooled.last_info.mode == "pool"
     assert torch.equal(serial(costs), y_pool)

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from _fake import SignSpec
+from _fake import SignSpec, force_pool
 from _models import k_subset, knapsack_32
 from ortools.sat.python import cp_model
 
@@ -104,7 +104,7 @@ def test_killed_worker_is_an_error_within_seconds_and_the_next_call_works():
 
 
 def test_worker_that_exits_mid_chunk_is_an_error_not_a_hang():
-    layer = ipo.OptLayer(SignSpec(), projection="none", workers=2)
+    layer = force_pool(ipo.OptLayer(SignSpec(), projection="none", workers=2))
     costs = torch.randn(10, 3)
     costs[5, 0] = -999.0
     t0 = time.perf_counter()

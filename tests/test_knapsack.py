@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import idproj_or as ipo
+from _fake import force_pool
 from idproj_or import problems
 from idproj_or.adapters.knapsack import RESOLUTION
 
@@ -89,7 +90,7 @@ def test_gradient_is_plus_projected_identity_for_max():
 def test_spec_pickles_and_pool_matches_serial():
     rng = np.random.default_rng(1)
     w = np.round(rng.uniform(3, 8, size=(2, 20)), 2)
-    layer = ipo.KnapsackLayer(w, 0.5 * w.sum(1), workers=2)
+    layer = force_pool(ipo.KnapsackLayer(w, 0.5 * w.sum(1), workers=2))
     assert pickle.loads(pickle.dumps(layer.spec)) == layer.spec
     costs = torch.as_tensor(rng.integers(0, 4, size=(64, 20)).astype(float))  # many ties
     serial = ipo.KnapsackLayer(w, 0.5 * w.sum(1)).solve(costs)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import idproj_or as ipo
+from _fake import force_pool
 from idproj_or import problems
 from idproj_or.adapters import shortest_path as sp_module
 
@@ -88,8 +89,7 @@ def test_pool_matches_serial():
     rng = np.random.default_rng(5)
     costs = torch.as_tensor(rng.integers(0, 3, size=(300, 40)).astype(float))  # many ties
     serial = ipo.ShortestPathLayer.grid(5, 5).solve(costs)
-    layer = ipo.ShortestPathLayer.grid(5, 5, workers=2)
-    layer._batch._per_instance = 1.0  # force the pool: it would (rightly) stay serial
+    layer = force_pool(ipo.ShortestPathLayer.grid(5, 5, workers=2))
     assert pickle.loads(pickle.dumps(layer.spec)) == layer.spec
     torch.testing.assert_close(layer.solve(costs), serial, rtol=0, atol=0)
     assert layer.last_info.mode == "pool"

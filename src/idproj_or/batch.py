@@ -193,11 +193,9 @@ class BatchSolver:
             self._per_instance = t if self._per_instance is None else 0.7 * self._per_instance + 0.3 * t
 
     def _use_pool(self, n: int) -> bool:
-        assert self.workers is not None
+        assert self.workers is not None and self._per_instance is not None
         if self.workers < 2:  # one process never beats solving in-process
             return False
-        if self._per_instance is None:
-            return n > 1
         serial = n * self._per_instance
         pool = serial / min(self.workers, n) + self._overhead
         return pool < serial
@@ -215,14 +213,31 @@ class BatchSolver:
             parallel = int(getattr(self.executor, "_max_workers", 0) or 4)
             chunks = self._run(self.executor, costs, self._n_chunks(n, parallel), "executor")
             mode = "executor"
-        elif self.workers is not None and self._use_pool(n):
-            pool = get_pool(self.workers)
-            t0 = time.perf_counter()
-            chunks = self._run_pool(pool, costs)
-            wall = time.perf_counter() - t0
-            busy = sum(float(c[2].sum()) for c in chunks) / min(self.workers, len(chunks))
-            self._overhead = 0.7 * self._overhead + 0.3 * max(wall - busy, 0.0)
-            mode = "pool"
+        elif self.workers is not None:
+            chunks, mode = [], "serial"
+            rest = costs
+            if self._per_instance is None and self.workers >= 2:
+                # Probe: solve the first instance in-process to measure the solve time, so a
+                # fast model never starts a pool it does not need.
+                probe = solve_chunk(self.key, self.payload, costs[:1], self.time_limit)
+                if probe[3] == 0:  # the first instance has no solution: report it, solve no more
+                    times = np.zeros(n)
+                    times[0] = probe[2][0]
+                    return self._gather(costs, [(np.zeros_like(costs), probe[1], times, 0)], "serial")
+                chunks.append(probe)
+                self._observe(probe[2])
+                rest = costs[1:]
+            if len(rest) and self._per_instance is not None and self._use_pool(len(rest)):
+                pool = get_pool(self.workers)
+                t0 = time.perf_counter()
+                pooled = self._run_pool(pool, rest)
+                wall = time.perf_counter() - t0
+                busy = sum(float(c[2].sum()) for c in pooled) / min(self.workers, len(pooled))
+                self._overhead = 0.7 * self._overhead + 0.3 * max(wall - busy, 0.0)
+                chunks += pooled
+                mode = "pool"
+            elif len(rest):
+                chunks.append(solve_chunk(self.key, self.payload, rest, self.time_limit))
         else:
             chunks = [solve_chunk(self.key, self.payload, costs, self.time_limit)]
             mode = "serial"
