@@ -448,7 +448,7 @@ def report(tasks: list[str]) -> None:
             row(f"ours, auto, {declared}", f"{name}-declared", f"{name}-time-declared-w")
         for method in PYEPO_METHODS:
             row(f"PyEPO {method.upper()}", f"{name}-pyepo-{method}", f"{name}-time-pyepo-{method}-p")
-        row("oracle E[c|x] (floor)", f"{name}-oracle", None)
+        row("oracle E[c\\|x] (floor)", f"{name}-oracle", None)
 
         if name == "knapsack":
             notes.add("`norm` is `auto` here (a knapsack has no equality), so it is not run twice; "
