@@ -195,8 +195,6 @@ class BatchSolver:
 
     def _use_pool(self, n: int) -> bool:
         assert self.workers is not None and self._per_instance is not None
-        if self.workers < 2:  # one process never beats solving in-process
-            return False
         serial = n * self._per_instance
         pool = serial / min(self.workers, n) + self._overhead
         return pool < serial
@@ -214,10 +212,10 @@ class BatchSolver:
             parallel = int(getattr(self.executor, "_max_workers", 0) or 4)
             chunks = self._run(self.executor, costs, self._n_chunks(n, parallel), "executor")
             mode = "executor"
-        elif self.workers is not None:
+        elif self.workers is not None and self.workers >= 2:  # one process never beats in-process
             chunks, mode = [], "serial"
             rest = costs
-            if self._per_instance is None and self.workers >= 2:
+            if self._per_instance is None:
                 # Probe: solve the first instance in-process to measure the solve time, so a
                 # fast model never starts a pool it does not need.
                 probe = solve_chunk(self.key, self.payload, costs[:1], self.time_limit)
@@ -228,7 +226,7 @@ class BatchSolver:
                 chunks.append(probe)
                 self._observe(probe[2])
                 rest = costs[1:]
-            if len(rest) and self._per_instance is not None and self._use_pool(len(rest)):
+            if len(rest) and self._use_pool(len(rest)):
                 pool = get_pool(self.workers)
                 t0 = time.perf_counter()
                 pooled = self._run_pool(pool, rest)
