@@ -56,6 +56,7 @@ IMG = ROOT / "docs" / "img"
 N_TRAIN = N_TEST = 1000
 FEATURES, DEG, NOISE, BATCH, LR = 5, 4, 0.5, 32, 1e-2
 # Knapsack: "norm" is "auto" (no equality; no item heavier than a capacity): not run twice.
+TASKS = ("shortest_path", "knapsack", "tsp")
 PROJECTIONS = {"shortest_path": ["none", "norm", "auto"], "knapsack": ["none", "auto"],
                "tsp": ["none", "auto"]}  # TSP: ~60 ms a solve; the full ablation is in docs/learning.md
 PYEPO_METHODS = ["nid", "spo+", "dbb"]
@@ -334,7 +335,7 @@ def phase_scaling() -> dict[str, Any]:
 def main() -> None:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["shortest_path", "knapsack", "tsp"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--phases", nargs="+", default=["regret", "timing", "scaling"],
                         choices=["regret", "timing", "scaling"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -357,7 +358,7 @@ def main() -> None:
                 phase_timing(Task(name, 1))
         if "scaling" in args.phases:
             cached("scaling", phase_scaling)
-    report(args.tasks)
+    report()
 
 
 def _load(pattern: str) -> list[dict[str, Any]]:
@@ -382,7 +383,8 @@ def _per_epoch(run: dict[str, Any] | None) -> float | None:
     return statistics.mean(run["seconds_per_epoch"]) if run else None
 
 
-def report(tasks: list[str]) -> None:
+def report() -> None:
+    """docs/benchmarks.md from every cached run (whatever ``--tasks`` ran this time)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -413,7 +415,7 @@ def report(tasks: list[str]) -> None:
         "Details: `benchmarks/compare_pyepo.py`.",
         "",
     ]
-    for name in tasks:
+    for name in TASKS:
         if not any(k.startswith(f"{name}-") for k in runs):
             continue
         final = "20" if name != "tsp" else "5"
