@@ -1,5 +1,6 @@
 import itertools
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -99,12 +100,39 @@ def test_spec_pickles_and_pool_matches_serial():
 
 
 def test_time_limit_returns_the_best_packing_found():
+    # Subset sum with even weights and an odd capacity: the LP bound stays a whole weight unit
+    # above every packing, so nothing is pruned and 2^60 nodes are left to visit.
     rng = np.random.default_rng(2)
-    w = rng.integers(1000, 100000, size=(3, 60))
-    layer = ipo.KnapsackLayer(w, w.sum(1) // 2, projection="none", time_limit=1e-4)
-    y = layer.solve(torch.as_tensor(rng.integers(1000, 100000, size=(2, 60)).astype(float))).numpy()
-    assert set(layer.last_info.status) <= {"OPTIMAL", "FEASIBLE"}
-    assert np.all(w @ y.T <= (w.sum(1) // 2)[:, None])
+    w = 2 * rng.integers(500, 5000, size=60)
+    cap = w.sum() // 2 + 1 - (w.sum() // 2) % 2
+    layer = ipo.KnapsackLayer(w, cap, projection="none", time_limit=0.05)
+    t0 = time.perf_counter()
+    y = layer.solve(torch.as_tensor(np.stack([w, w]).astype(float))).numpy()
+    assert time.perf_counter() - t0 < 5.0
+    assert layer.last_info.status == ("FEASIBLE", "FEASIBLE")
+    assert np.all(y @ w <= cap)
+    assert np.all(y @ w >= cap - 2 * 5000)  # better than an empty or a poor packing
+    # without a limit the same layer proves small instances optimal
+    unlimited = ipo.KnapsackLayer(w[:12], w[:12].sum() // 2 + 1, projection="none")
+    unlimited.solve(torch.as_tensor(w[:12].astype(float)))
+    assert unlimited.last_info.status == ("OPTIMAL",)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 10),
+    d=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_integer_ties_zero_weights_and_zero_capacities_against_brute_force(n, d, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 6, size=(d, n)) * (rng.random((d, n)) < 0.8)  # some zero weights
+    cap = rng.integers(0, max(1, int(w.sum() // d)) + 1, size=d) * (rng.random(d) < 0.9)
+    costs = rng.integers(-3, 5, size=(4, n)).astype(float)  # small integers: many ties
+    y = ipo.KnapsackLayer(w, cap, projection="none").solve(torch.as_tensor(costs)).numpy()
+    for c, yi in zip(costs, y):
+        assert np.all(w @ yi <= cap)
+        assert float(c @ yi) == brute_force(w, cap, c, "max")
 
 
 @pytest.mark.parametrize(
