@@ -14,13 +14,16 @@ from idproj_or.adapters.base import ModelSpec, ResidentSolver
 @dataclass(frozen=True)
 class SignSpec(ModelSpec):
     """y = 1[cost < 0] (a trivially exact solver); an instance with cost[0] > 100 "fails"; a cost[0]
-    of -999 makes the worker process exit, as a crash would."""
+    of -999 makes the worker process exit, as a crash would. ``delay`` is seconds per solve,
+    ``build_delay`` seconds to build the solver (a large model)."""
 
     shape: tuple[int, ...] = (3,)
     sense: str = "min"
     delay: float = 0.0
+    build_delay: float = 0.0
 
     def build(self) -> ResidentSolver:
+        time.sleep(self.build_delay)
         return SignSolver(self.delay)
 
     def equalities(self):

@@ -83,6 +83,16 @@ def test_slow_batches_stay_in_the_pool_in_chunks():
     assert solver._n_chunks(1000, 2) >= 4
 
 
+def test_building_the_model_in_a_worker_is_not_pool_overhead():
+    # Each worker builds the model on its first chunk (0.4 s here): counted as pool overhead, it
+    # would keep later batches of this model off the pool that they need.
+    solver = BatchSolver(SignSpec(delay=0.003, build_delay=0.4), workers=2, executor=None, time_limit=None)
+    for _ in range(2):
+        result = solver.solve(np.random.default_rng(0).normal(size=(64, 3)))
+        assert result.info.mode == "pool"
+    assert solver._overhead < 0.05
+
+
 def test_layers_with_the_same_worker_count_share_one_pool():
     m, x, _ = k_subset(5, 2)
     a = ipo.CpSatLayer(m, x, workers=2)

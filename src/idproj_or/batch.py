@@ -50,6 +50,16 @@ def solve_chunk(key: str, payload: bytes, costs: np.ndarray, time_limit: float |
     return _resident(key, payload).solve_many(costs, time_limit)
 
 
+def _remote_chunk(
+    key: str, payload: bytes, costs: np.ndarray, time_limit: float | None
+) -> tuple[ChunkResult, float]:
+    """:func:`solve_chunk` in a worker, with the seconds spent building the resident solver
+    there (work, not pool overhead: a cold worker must not make the pool look slow)."""
+    t0 = time.perf_counter()
+    solver = _resident(key, payload)
+    return solver.solve_many(costs, time_limit), time.perf_counter() - t0
+
+
 def _init_worker() -> None:
     # One thread per worker: the pool provides the parallelism (no oversubscription).
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -156,12 +166,19 @@ class BatchResult:
     failed: int | None  # lowest batch index without a solution
 
 
-# Target seconds of solving per pool chunk, and chunks per worker at most (load balance).
-_CHUNK_SECONDS = 0.05
+# Target seconds of solving per pool chunk, and chunks per worker at most (load balance: solve
+# times are heavy-tailed, and a free worker takes the next chunk; a round trip costs ~1 ms).
+_CHUNK_SECONDS = 0.01
 _MAX_CHUNKS_PER_WORKER = 16
 # Prior of a pool round trip before it is measured (seconds), on the safe side: a low prior
 # sends small batches of sub-millisecond solves to the pool before the overhead is learned.
 _POOL_OVERHEAD_PRIOR = 0.007  # measured here: ~6.6 ms for a 2-chunk call
+# Least round trip the learned overhead may fall to: with every core busy, the pool's own cost
+# hides in the workers' solve times, and wall - busy alone would drift to zero.
+_POOL_OVERHEAD_FLOOR = 0.001
+# The pool must be predicted this much faster than in-process: a wrong "pool" costs more than a
+# wrong "in-process" on small batches.
+_POOL_MARGIN = 0.9
 
 
 class BatchSolver:
@@ -197,7 +214,7 @@ class BatchSolver:
         assert self.workers is not None and self._per_instance is not None
         serial = n * self._per_instance
         pool = serial / min(self.workers, n) + self._overhead
-        return pool < serial
+        return pool < _POOL_MARGIN * serial
 
     def _n_chunks(self, n: int, parallel: int) -> int:
         if self._per_instance is None:
@@ -210,7 +227,7 @@ class BatchSolver:
         n = len(costs)
         if self.executor is not None:
             parallel = int(getattr(self.executor, "_max_workers", 0) or 4)
-            chunks = self._run(self.executor, costs, self._n_chunks(n, parallel), "executor")
+            chunks = [c for c, _ in self._run(self.executor, costs, self._n_chunks(n, parallel))]
             mode = "executor"
         elif self.workers is not None and self.workers >= 2:  # one process never beats in-process
             chunks, mode = [], "serial"
@@ -231,9 +248,10 @@ class BatchSolver:
                 t0 = time.perf_counter()
                 pooled = self._run_pool(pool, rest)
                 wall = time.perf_counter() - t0
-                busy = sum(float(c[2].sum()) for c in pooled) / min(self.workers, len(pooled))
-                self._overhead = 0.7 * self._overhead + 0.3 * max(wall - busy, 0.0)
-                chunks += pooled
+                work = sum(float(c[2].sum()) + built for c, built in pooled)
+                busy = work / min(self.workers, len(pooled))
+                self._overhead = 0.7 * self._overhead + 0.3 * max(wall - busy, _POOL_OVERHEAD_FLOOR)
+                chunks += [c for c, _ in pooled]
                 mode = "pool"
             elif len(rest):
                 chunks.append(solve_chunk(self.key, self.payload, rest, self.time_limit))
@@ -242,10 +260,10 @@ class BatchSolver:
             mode = "serial"
         return self._gather(costs, chunks, mode)
 
-    def _run_pool(self, pool: Executor, costs: np.ndarray) -> list[ChunkResult]:
+    def _run_pool(self, pool: Executor, costs: np.ndarray) -> list[tuple[ChunkResult, float]]:
         assert self.workers is not None
         try:
-            return self._run(pool, costs, self._n_chunks(len(costs), self.workers), "pool")
+            return self._run(pool, costs, self._n_chunks(len(costs), self.workers))
         except BrokenProcessPool as exc:
             discard_pool(self.workers)
             raise WorkerError(
@@ -254,10 +272,10 @@ class BatchSolver:
                 "fresh one"
             ) from exc
 
-    def _run(self, executor: Executor, costs: np.ndarray, n_chunks: int, what: str) -> list[ChunkResult]:
+    def _run(self, executor: Executor, costs: np.ndarray, n_chunks: int) -> list[tuple[ChunkResult, float]]:
         bounds = np.linspace(0, len(costs), n_chunks + 1).round().astype(int)
-        futures: list[Future[ChunkResult]] = [
-            executor.submit(solve_chunk, self.key, self.payload, costs[a:b], self.time_limit)
+        futures: list[Future[tuple[ChunkResult, float]]] = [
+            executor.submit(_remote_chunk, self.key, self.payload, costs[a:b], self.time_limit)
             for a, b in zip(bounds[:-1], bounds[1:])
         ]
         try:
