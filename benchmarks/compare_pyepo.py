@@ -20,7 +20,7 @@ set.
 
 Phases (each cached as JSON under ``benchmarks/results/``, so a rerun only fills what is missing):
 - ``regret``: every method, seeds 1-3 (and 42, the draw behind the reference numbers quoted in the
-  issues, for shortest path and knapsack), 20 epochs (TSP 5), regret at 5 and at the end;
+  issues, for shortest path and knapsack), 20 epochs, regret at 5 and at the end;
 - ``timing``: seconds per epoch (training steps only, mean over 5 epochs; TSP 1 epoch) on seed 1,
   each configuration alone: run it on a quiet machine;
 - ``scaling``: seconds per batch of our solves vs batch size and vs problem size, serial and
@@ -345,7 +345,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--no-reference-seed", action="store_true", help=f"skip seed {REFERENCE_SEED}")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--tsp-epochs", type=int, default=5, help="TSP-20 is costly: epochs for it")
     parser.add_argument("--report", action="store_true", help="only rewrite docs/benchmarks.md from the cache")
     parser.add_argument("--results", type=Path, default=RESULTS, help="cache folder of the runs")
     args = parser.parse_args()
@@ -357,7 +356,7 @@ def main() -> None:
                 extra = name != "tsp" and not args.no_reference_seed and REFERENCE_SEED not in args.seeds
                 seeds = args.seeds + ([REFERENCE_SEED] if extra else [])
                 for seed in seeds:
-                    phase_regret(Task(name, seed), args.tsp_epochs if name == "tsp" else args.epochs)
+                    phase_regret(Task(name, seed), args.epochs)
             if "timing" in args.phases:
                 phase_timing(Task(name, 1))
         if "scaling" in args.phases:
@@ -410,7 +409,7 @@ def report() -> None:
         "",
         "Setting: PyEPO's generators, deg 4, noise 0.5, 5 features, 1000 train / 1000 test, batch 32, "
         "Adam 1e-2, linear model. Regret: normalized test regret, mean ± std over seeds 1-3 at 5 epochs "
-        "and at the last epoch (20; TSP 5); the seed-42 column is the draw behind the reference "
+        "and at the last epoch (20); the seed-42 column is the draw behind the reference "
         "numbers quoted in the issues. Seconds per epoch: training steps only, mean over 5 epochs "
         "(TSP: 1) on seed 1, each configuration run alone. Ours: identity with projection on the "
         "ready layer (`ShortestPathLayer`, `KnapsackLayer`, `TSPLayer`), plus the declared-model "
@@ -422,9 +421,8 @@ def report() -> None:
     for name in TASKS:
         if not any(k.startswith(f"{name}-") for k in runs):
             continue
-        final = "20" if name != "tsp" else "5"
         lines += [f"## {name.replace('_', ' ')}", "",
-                  f"| method | regret @5 | regret @{final}{' (last)' if final == '5' else ''} | seed 42 @5 | "
+                  "| method | regret @5 | regret @20 | seed 42 @5 | "
                   "s/epoch, 1 process | s/epoch, 2 processes |",
                   "|---|---|---|---|---|---|"]
         bars: list[tuple[str, list[float]]] = []
@@ -439,7 +437,7 @@ def report() -> None:
                 return
             r5 = [_regret_at(r, 5) for r in seeded]
             last = {max(int(e) for e in r["regret"]) for r in seeded}
-            rf = [_regret_at(r, None) for r in seeded] if last == {int(final)} else []
+            rf = [_regret_at(r, None) for r in seeded] if last == {20} else []
             fmt = lambda t: "–" if t is None else f"{t:.3f}"  # noqa: E731
             t1_text = fmt(t1)
             if t1 is None and timing and runs.get(f"{prefix}-s1", {}).get("seconds_per_epoch"):

@@ -1,4 +1,5 @@
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -91,6 +92,24 @@ def test_building_the_model_in_a_worker_is_not_pool_overhead():
         result = solver.solve(np.random.default_rng(0).normal(size=(64, 3)))
         assert result.info.mode == "pool"
     assert solver._overhead < 0.05
+
+
+def test_one_slow_round_trip_does_not_keep_batches_off_the_pool(monkeypatch):
+    solver = BatchSolver(SignSpec(delay=0.003), workers=2, executor=None, time_limit=None)
+    costs = np.random.default_rng(0).normal(size=(64, 3))
+    assert solver.solve(costs).info.mode == "pool"
+    settled = solver._overhead
+    real = BatchSolver._run_pool
+
+    def stalled(self, pool, rest):  # e.g. a worker still starting
+        time.sleep(0.5)
+        return real(self, pool, rest)
+
+    monkeypatch.setattr(BatchSolver, "_run_pool", stalled)
+    solver.solve(costs)
+    assert solver._overhead <= 1.9 * settled + 1e-12
+    monkeypatch.undo()
+    assert solver.solve(costs).info.mode == "pool"
 
 
 def test_layers_with_the_same_worker_count_share_one_pool():

@@ -250,7 +250,10 @@ class BatchSolver:
                 wall = time.perf_counter() - t0
                 work = sum(float(c[2].sum()) + built for c, built in pooled)
                 busy = work / min(self.workers, len(pooled))
-                self._overhead = 0.7 * self._overhead + 0.3 * max(wall - busy, _POOL_OVERHEAD_FLOOR)
+                # One slow round trip (a worker still starting, a busy machine) may raise the
+                # estimate at most 1.9x: a lasting change still shows within a few batches.
+                sample = float(np.clip(wall - busy, _POOL_OVERHEAD_FLOOR, 4 * self._overhead))
+                self._overhead = 0.7 * self._overhead + 0.3 * sample
                 chunks += [c for c, _ in pooled]
                 mode = "pool"
             elif len(rest):

@@ -14,8 +14,9 @@
   before "leave"; the greedy packing in that order is the first incumbent.
 - The float bound errs upwards (a slack on the residual capacity), never below the true one.
 
-On PyEPO's knapsack (32 items x 2 rows) this takes tens of microseconds a solve, 20-300x less
-than OR-Tools' ``KnapsackSolver`` branch and bound.
+On PyEPO's knapsack (2 rows) this took, a solve: 30 us on training predictions (32 items);
+0.06 / 0.1 ms on its true values with / without ties broken, where OR-Tools' ``KnapsackSolver``
+branch and bound takes 0.7 / 2.4 ms; at 64 items 0.3 / 6.5 ms against 4.8 ms / 2.2 s.
 """
 
 from __future__ import annotations
