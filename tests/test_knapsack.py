@@ -106,6 +106,7 @@ def test_time_limit_returns_the_best_packing_found():
     w = 2 * rng.integers(500, 5000, size=60)
     cap = w.sum() // 2 + 1 - (w.sum() // 2) % 2
     layer = ipo.KnapsackLayer(w, cap, projection="none", time_limit=0.05)
+    layer.solve(torch.as_tensor(w[None].astype(float)))  # untimed: a cold cache compiles here
     t0 = time.perf_counter()
     y = layer.solve(torch.as_tensor(np.stack([w, w]).astype(float))).numpy()
     assert time.perf_counter() - t0 < 5.0
@@ -116,6 +117,25 @@ def test_time_limit_returns_the_best_packing_found():
     unlimited = ipo.KnapsackLayer(w[:12], w[:12].sum() // 2 + 1, projection="none")
     unlimited.solve(torch.as_tensor(w[:12].astype(float)))
     assert unlimited.last_info.status == ("OPTIMAL",)
+
+
+def test_six_decimal_weights_in_the_thousands_against_brute_force():
+    # Scaled by 10^6, the capacities reach ~10^10: a bound computed as value * capacity in int64
+    # overflowed and cut the optimum (found in review: 2.7667 returned for 2.8114).
+    w = [[2486.061555, 8936.371742, 6778.897547, 4412.660631, 6344.188947, 10784.366178, 11274.478676, 4935.747164]]
+    c = np.array([0.614377, 0.389682, 0.63487, 0.40412, 0.452457, 0.901247, 0.304442, 0.660868])
+    y = ipo.KnapsackLayer(w, [27976.38622], projection="none").solve(torch.as_tensor(c)).numpy()
+    assert c @ y == pytest.approx(brute_force(np.array(w), np.array([27976.38622]), c, "max")) == pytest.approx(2.811362)
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        n, d = rng.integers(4, 10), rng.integers(1, 3)
+        w = np.round(rng.uniform(1000, 12000, size=(d, n)), 6)
+        cap = np.round(rng.uniform(0.3, 0.7) * w.sum(1), 6)
+        costs = rng.uniform(0.01, 1, size=(2, n))
+        y = ipo.KnapsackLayer(w, cap, projection="none").solve(torch.as_tensor(costs)).numpy()
+        for ci, yi in zip(costs, y):
+            assert np.all(w @ yi <= cap + 1e-6)
+            assert ci @ yi == pytest.approx(brute_force(w, cap, ci, "max"), abs=n * 2 / RESOLUTION)
 
 
 @settings(max_examples=150, deadline=None)

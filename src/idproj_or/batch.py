@@ -57,7 +57,8 @@ def _remote_chunk(
     there (work, not pool overhead: a cold worker must not make the pool look slow)."""
     t0 = time.perf_counter()
     solver = _resident(key, payload)
-    return solver.solve_many(costs, time_limit), time.perf_counter() - t0
+    built = time.perf_counter() - t0
+    return solver.solve_many(costs, time_limit), built
 
 
 def _init_worker() -> None:

@@ -224,7 +224,7 @@ def _solve(values, weights, caps, time_limit, x_out):
                         left -= w[k, q]
                         bound += v[q]
                     else:
-                        bound += v[q] * left / w[k, q]
+                        bound += v[q] * (left / w[k, q])  # float first: v * left overflows int64
                         break
                 if bound < best + _PRUNE:
                     prune = True

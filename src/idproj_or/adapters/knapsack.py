@@ -109,7 +109,8 @@ class KnapsackBranchAndBound(ResidentSolver):
         profits = np.maximum(np.rint(values * scale), 0).astype(np.int64)
         x = np.zeros(profits.shape, dtype=np.int8)
         optimal = np.zeros(len(costs), dtype=np.bool_)
-        self._solve_batch(profits, self.weights, self.capacities, time_limit or 0.0, x, optimal)
+        limit = float(time_limit or 0.0)  # always a float: an int would compile a second version
+        self._solve_batch(profits, self.weights, self.capacities, limit, x, optimal)
         times = np.full(len(costs), (time.perf_counter() - t0) / max(len(costs), 1))
         statuses = ["OPTIMAL" if o else "FEASIBLE" for o in optimal]
         return x.astype(np.float64), statuses, times, len(costs)
