@@ -41,8 +41,9 @@ def _clock() -> float:
 
 
 @njit(cache=True)
-def _surrogate_bound(v, w, cand, caps, theta):
-    """Dantzig bound of the root surrogate relaxation for weights ``theta_k / C_k``."""
+def _surrogate(v, w, cand, caps, theta):
+    """Surrogate weights ``sum_k theta_k W_k / C_k`` of the candidates, and the candidates'
+    positions in decreasing efficiency ``v / s`` (stable: ties keep the item order)."""
     m, d = cand.shape[0], caps.shape[0]
     s = np.zeros(m)
     r = np.empty(m)
@@ -51,7 +52,14 @@ def _surrogate_bound(v, w, cand, caps, theta):
             if theta[k] > 0:
                 s[j] += theta[k] * w[k, cand[j]] / caps[k]
         r[j] = v[cand[j]] / s[j] if s[j] > 0 else np.inf
-    order = np.argsort(-r, kind="mergesort")
+    return s, np.argsort(-r, kind="mergesort")
+
+
+@njit(cache=True)
+def _surrogate_bound(v, w, cand, caps, theta):
+    """Dantzig bound of the root surrogate relaxation for weights ``theta_k / C_k``."""
+    s, order = _surrogate(v, w, cand, caps, theta)
+    m = cand.shape[0]
     room = 1.0
     bound = 0.0
     for t in range(m):
@@ -143,14 +151,7 @@ def _solve(values, weights, caps, time_limit, x_out):
     if m == 0:
         return True
     theta = _multipliers(values, weights, cand, caps)
-    s0 = np.zeros(m)
-    ratio = np.empty(m)
-    for j in range(m):
-        for k in range(d):
-            if theta[k] > 0:
-                s0[j] += theta[k] * weights[k, cand[j]] / caps[k]
-        ratio[j] = values[cand[j]] / s0[j] if s0[j] > 0 else np.inf
-    order = np.argsort(-ratio, kind="mergesort")
+    s0, order = _surrogate(values, weights, cand, caps, theta)
     items = cand[order]
     s = s0[order]
     v = values[items]
