@@ -129,6 +129,15 @@ def _multipliers(v, w, cand, caps):
 
 
 @njit(cache=True)
+def _fits(used, w, caps, j):
+    """Item at position ``j`` fits in what ``used`` leaves of every capacity."""
+    for k in range(caps.shape[0]):
+        if used[k] + w[k, j] > caps[k]:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _solve(values, weights, caps, time_limit, x_out):
     """One instance into ``x_out`` (0/1); True when proven optimal, False when the time limit
     stopped the search (``x_out`` is then the best packing found)."""
@@ -176,12 +185,7 @@ def _solve(values, weights, caps, time_limit, x_out):
     best_x = np.zeros(m, np.int8)
     best = 0
     for j in range(m):  # greedy incumbent
-        fits = True
-        for k in range(d):
-            if used[k] + w[k, j] > caps[k]:
-                fits = False
-                break
-        if fits:
+        if _fits(used, w, caps, j):
             for k in range(d):
                 used[k] += w[k, j]
             best += v[j]
@@ -235,12 +239,7 @@ def _solve(values, weights, caps, time_limit, x_out):
             best_x[:] = x
             prune = True
         if not prune:
-            fits = True
-            for k in range(d):
-                if used[k] + w[k, p] > caps[k]:
-                    fits = False
-                    break
-            if fits:
+            if _fits(used, w, caps, p):
                 x[p] = 1
                 value += v[p]
                 for k in range(d):
