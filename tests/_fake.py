@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from idproj_or.adapters.base import ModelSpec, ResidentSolver
+from idproj_or.statuses import Outcome
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,12 @@ class SignSolver(ResidentSolver):
         if cost[0] == -999:
             os._exit(3)
         if cost[0] > 100:
-            return None, "BROKEN", False
-        return (cost < 0).astype(np.float64), "OPTIMAL", True
+            return Outcome(None, "error", "BROKEN")
+        return Outcome((cost < 0).astype(np.float64), "optimal", "OPTIMAL")
 
 
 def force_pool(layer):
     """Make ``layer`` send every batch to its pool, as it would for slow solves: parity tests on
     fast models would otherwise (rightly) stay in-process."""
-    layer._batch._per_instance = 1.0
+    layer._handle.batch._per_instance = 1.0
     return layer

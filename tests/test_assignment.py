@@ -30,7 +30,7 @@ def test_optimal_against_scipy(n, m, sense):
     costs = rng.normal(size=(10, n, m)) * rng.uniform(0.01, 100)
     layer = ipo.AssignmentLayer(n, m, sense)
     y = layer(torch.as_tensor(costs)).numpy()
-    assert layer.last_info.status == ("OPTIMAL",) * 10
+    assert layer.last_info.status == ("optimal",) * 10
     for c, yi in zip(costs, y):
         check_feasible(yi, n, m)
         r, k = linear_sum_assignment(c, maximize=sense == "max")

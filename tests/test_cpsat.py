@@ -97,8 +97,8 @@ def test_spec_pickles_and_rebuilds_an_equal_solver():
     spec = ipo.CpSatLayer(m, x).spec
     clone = pickle.loads(pickle.dumps(spec))
     assert isinstance(clone, CpSatSpec) and clone == spec
-    sol, status, ok = clone.build().solve(np.array([3.0, 1.0, 2.0, 0.0, 5.0]), None)
-    assert ok and status == "OPTIMAL" and sol.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+    sol, status, word = clone.build().solve(np.array([3.0, 1.0, 2.0, 0.0, 5.0]), None)
+    assert status == "optimal" and word == "OPTIMAL" and sol.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
 
 
 def test_equalities_read_from_linear_exactly_one_circuit_and_fixed_variables():

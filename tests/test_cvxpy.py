@@ -225,7 +225,7 @@ def test_time_limit_returns_feasible_incumbent() -> None:
     problem = cp.Problem(cp.Maximize(c @ x), [weights @ x <= weights.sum(axis=1) // 2])
     layer = ipo.CvxpyLayer(problem, c, x, time_limit=0.2)
     y = layer.solve(torch.from_numpy(rng.integers(20, 100, 400).astype(float))).numpy()
-    assert layer.last_info.status == ("user_limit",)
+    assert layer.last_info.status == ("feasible",)
     assert np.all(weights @ y <= weights.sum(axis=1) // 2) and y.sum() > 0
 
 
@@ -237,8 +237,8 @@ def test_spec_pickle_round_trip() -> None:
     assert (spec.solver, spec.cols, spec.shape, spec.sense) == (layer.spec.solver, layer.spec.cols, (3, 4), "min")
     np.testing.assert_array_equal(spec.equalities()[0], layer.spec.equalities()[0])
     w = np.random.default_rng(18).random(12)
-    y, status, ok = spec.build().solve(w, None)
-    assert ok and status == "optimal"
+    y, status, _ = spec.build().solve(w, None)
+    assert status == "optimal"
     np.testing.assert_array_equal(y.reshape(3, 4), layer.solve(torch.from_numpy(w.reshape(3, 4))).numpy())
 
 

@@ -20,8 +20,8 @@ def layer4(**options):
 
 def count_solves(layer):
     calls = []
-    solve = layer._batch.solve
-    layer._batch.solve = lambda c: calls.append(1) or solve(c)
+    solve = layer._handle.batch.solve
+    layer._handle.batch.solve = lambda c, **kw: calls.append(1) or solve(c, **kw)
     return calls
 
 
@@ -57,9 +57,12 @@ def test_nan_position_is_reported_in_the_cost_shape():
 def test_infeasible_model_raises_solver_error_with_index_and_status():
     m, x, _ = k_subset(4, 2)
     m.add(sum(x) == 3)
-    with pytest.raises(ipo.SolverError, match=r"instance 0 of the batch has no solution \(solver status INFEASIBLE\)") as e:
+    with pytest.raises(
+        ipo.SolverError,
+        match=r"instance 0 of the batch has no solution: the model has no feasible point \(the solver said INFEASIBLE\)",
+    ) as e:
         ipo.CpSatLayer(m, x)(torch.randn(2, 4))
-    assert e.value.index == 0 and e.value.status == "INFEASIBLE"
+    assert (e.value.index, e.value.status, e.value.solver_status) == (0, "infeasible", "INFEASIBLE")
 
 
 def test_time_limit_without_a_feasible_point_raises_solver_error():
@@ -68,9 +71,11 @@ def test_time_limit_without_a_feasible_point_raises_solver_error():
     m = cp_model.CpModel()
     x = [m.new_bool_var(f"x{i}") for i in range(60)]
     m.add(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
-    with pytest.raises(ipo.SolverError, match=r"solver status UNKNOWN") as e:
+    with pytest.raises(
+        ipo.SolverError, match=r"no feasible point within time_limit=0.001 s \(the solver said UNKNOWN\)"
+    ) as e:
         ipo.CpSatLayer(m, x, time_limit=1e-3)(torch.randn(2, 60))
-    assert e.value.status == "UNKNOWN"
+    assert (e.value.status, e.value.solver_status) == ("time_limit", "UNKNOWN")
 
 
 @pytest.mark.parametrize("workers", [None, 2])
@@ -79,10 +84,10 @@ def test_failing_instance_is_reported_by_its_batch_index(workers):
     costs = torch.randn(40, 3)
     costs[27, 0] = 500.0
     costs[33, 0] = 500.0
-    with pytest.raises(ipo.SolverError, match=r"OptLayer: instance 27 of the batch has no solution \(solver status BROKEN\)") as e:
+    with pytest.raises(ipo.SolverError, match=r"OptLayer: instance 27 of the batch has no solution: the solver failed") as e:
         layer(costs)
-    assert e.value.index == 27
-    assert layer.last_info.status[27] == "BROKEN" and layer.last_info.status[26] == "OPTIMAL"
+    assert e.value.index == 27 and e.value.solver_status == "BROKEN"
+    assert layer.last_info.status[27] == "error" and layer.last_info.status[26] == "optimal"
 
 
 def test_killed_worker_is_an_error_within_seconds_and_the_next_call_works():

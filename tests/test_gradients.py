@@ -44,8 +44,8 @@ def test_backward_calls_no_solver_and_passes_through_noise():
     m, x, _ = knapsack(np.array([[2, 3, 4, 5, 1]]), np.array([7]))
     layer = ipo.CpSatLayer(m, x, sense="max", projection="norm", noise=0.5)
     calls = []
-    solve = layer._batch.solve
-    layer._batch.solve = lambda c: calls.append(1) or solve(c)
+    solve = layer._handle.batch.solve
+    layer._handle.batch.solve = lambda c, **kw: calls.append(1) or solve(c, **kw)
     w = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
     g = torch.randn(3, 5, dtype=torch.float64)
     (layer(w) * g).sum().backward()

@@ -41,7 +41,7 @@ def test_optimal_against_brute_force(n, d, seed, sense, decimals):
     costs = rng.normal(size=(3, n)) * rng.uniform(0.01, 100)  # mixed signs, any scale
     layer = ipo.KnapsackLayer(w, cap, sense=sense, projection="none")
     y = layer.solve(torch.as_tensor(costs)).numpy()
-    assert layer.last_info.status == ("OPTIMAL",) * 3
+    assert layer.last_info.status == ("optimal",) * 3
     for c, yi in zip(costs, y):
         assert set(np.unique(yi)) <= {0.0, 1.0}
         assert np.all(w @ yi <= cap + 1e-9)
@@ -110,13 +110,13 @@ def test_time_limit_returns_the_best_packing_found():
     t0 = time.perf_counter()
     y = layer.solve(torch.as_tensor(np.stack([w, w]).astype(float))).numpy()
     assert time.perf_counter() - t0 < 5.0
-    assert layer.last_info.status == ("FEASIBLE", "FEASIBLE")
+    assert layer.last_info.status == ("feasible", "feasible")
     assert np.all(y @ w <= cap)
     assert np.all(y @ w >= cap - 2 * 5000)  # better than an empty or a poor packing
     # without a limit the same layer proves small instances optimal
     unlimited = ipo.KnapsackLayer(w[:12], w[:12].sum() // 2 + 1, projection="none")
     unlimited.solve(torch.as_tensor(w[:12].astype(float)))
-    assert unlimited.last_info.status == ("OPTIMAL",)
+    assert unlimited.last_info.status == ("optimal",)
 
 
 def test_six_decimal_weights_in_the_thousands_against_brute_force():

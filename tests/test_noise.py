@@ -23,8 +23,8 @@ def make_layer(noise, generator=None):
 
 def solver_costs(layer, w):
     seen = []
-    solve = layer._batch.solve
-    layer._batch.solve = lambda c: seen.append(c.copy()) or solve(c)
+    solve = layer._handle.batch.solve
+    layer._handle.batch.solve = lambda c, **kw: seen.append(c.copy()) or solve(c, **kw)
     layer(w)
     return seen[0]
 

@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
         x = [m.new_bool_var(f"x{i}") for i in range(6)]
         m.add(sum(x) == 2)
         layer = ipo.CpSatLayer(m, x, workers=2)
-        layer._batch._per_instance = 1.0  # as for slow solves: every batch goes to the pool
+        layer._handle.batch._per_instance = 1.0  # as for slow solves: every batch goes to the pool
         assert pool_pids(2) == []          # nothing started before the first batch
         layer(torch.randn(16, 6))
         print(*pool_pids(2))

@@ -12,72 +12,170 @@ import hashlib
 import multiprocessing
 import os
 import pickle
+import queue
+import re
+import signal
+import sys
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .adapters.base import ChunkResult, ModelSpec, ResidentSolver
 from .errors import WorkerError
+from .statuses import NOT_SOLVED, SOLVED, cause
 
-_RESIDENT_PER_THREAD = 16
+# Models kept built per thread, bounded by their estimated memory (the resident set growth
+# while building, at least 64 KiB): dozens of layers used in turn never rebuild.
+_RESIDENT_BYTES = 1 << 30
+_RESIDENT_MIN_BYTES = 1 << 16
 _local = threading.local()
 
 
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
 def _resident(key: str, payload: bytes) -> ResidentSolver:
-    cache: OrderedDict[str, ResidentSolver] | None = getattr(_local, "cache", None)
+    cache: OrderedDict[str, tuple[ResidentSolver, int]] | None = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = OrderedDict()
-    solver = cache.get(key)
-    if solver is None:
-        spec: ModelSpec = pickle.loads(payload)
-        solver = cache[key] = spec.build()
-        while len(cache) > _RESIDENT_PER_THREAD:
-            cache.popitem(last=False)
-    else:
+    entry = cache.get(key)
+    if entry is not None:
         cache.move_to_end(key)
+        return entry[0]
+    before = _rss()
+    spec: ModelSpec = pickle.loads(payload)
+    solver = spec.build()
+    size = max(_rss() - before, 4 * len(payload), _RESIDENT_MIN_BYTES)
+    cache[key] = (solver, size)
+    total = sum(s for _, s in cache.values())
+    while total > _RESIDENT_BYTES and len(cache) > 1:
+        _, (_, freed) = cache.popitem(last=False)
+        total -= freed
     return solver
 
 
-def solve_chunk(key: str, payload: bytes, costs: np.ndarray, time_limit: float | None) -> ChunkResult:
+def resident_count() -> int:
+    """Models built and kept by the calling thread."""
+    return len(getattr(_local, "cache", ()))
+
+
+def solve_chunk(
+    key: str, payload: bytes, costs: np.ndarray, time_limit: float | None, stop_at_failure: bool
+) -> ChunkResult:
     """Solve the rows of ``costs`` on this thread's resident solver of the spec (see
     :meth:`ResidentSolver.solve_many`)."""
-    return _resident(key, payload).solve_many(costs, time_limit)
+    return _resident(key, payload).solve_many(costs, time_limit, stop_at_failure=stop_at_failure)
 
 
 def _remote_chunk(
-    key: str, payload: bytes, costs: np.ndarray, time_limit: float | None
+    key: str, payload: bytes, costs: np.ndarray, time_limit: float | None, stop_at_failure: bool
 ) -> tuple[ChunkResult, float]:
     """:func:`solve_chunk` in a worker, with the seconds spent building the resident solver
     there (work, not pool overhead: a cold worker must not make the pool look slow)."""
     t0 = time.perf_counter()
     solver = _resident(key, payload)
     built = time.perf_counter() - t0
-    return solver.solve_many(costs, time_limit), built
+    return solver.solve_many(costs, time_limit, stop_at_failure=stop_at_failure), built
+
+
+# Seconds a Ctrl-C waits for the interrupted in-process solve to stop before it is abandoned.
+_INTERRUPT_GRACE = 1.0
+
+
+class _Job:
+    def __init__(self, key: str, payload: bytes, costs: np.ndarray, time_limit: float | None, stop: bool) -> None:
+        self.args = (key, payload, costs, time_limit, stop)
+        self.done = threading.Event()
+        self.cancel = threading.Event()
+        self.solver: ResidentSolver | None = None
+        self.result: ChunkResult | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        key, payload, costs, time_limit, stop = self.args
+        try:
+            self.solver = _resident(key, payload)
+            if not self.cancel.is_set():
+                self.result = self.solver.solve_many(costs, time_limit, stop_at_failure=stop, cancel=self.cancel)
+        except BaseException as exc:  # handed to the caller's thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class _SolverThread:
+    """Runs the main thread's in-process solves on a helper thread while the main thread waits
+    in an interruptible wait: a Ctrl-C raises ``KeyboardInterrupt`` at once, whatever native
+    solver is running, and stops that solver (or abandons it if it cannot be stopped)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="idproj_or-solver", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.jobs.get().run()
+
+    def run(self, job: _Job) -> ChunkResult:
+        global _solver_thread
+        self.jobs.put(job)
+        try:
+            job.done.wait()
+        except KeyboardInterrupt:
+            job.cancel.set()
+            if job.solver is not None:
+                job.solver.interrupt()
+            if not job.done.wait(_INTERRUPT_GRACE):
+                _solver_thread = None  # still inside a native solve: the next call starts afresh
+            raise
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+
+_solver_thread: _SolverThread | None = None
+
+
+def run_in_process(
+    key: str, payload: bytes, costs: np.ndarray, time_limit: float | None, stop_at_failure: bool
+) -> ChunkResult:
+    """:func:`solve_chunk` in this process; from the main thread (where Ctrl-C lands, if Python
+    handles it) through the helper thread that keeps it interruptible."""
+    global _solver_thread
+    if threading.current_thread() is not threading.main_thread() or not callable(signal.getsignal(signal.SIGINT)):
+        return solve_chunk(key, payload, costs, time_limit, stop_at_failure)
+    if _solver_thread is None:
+        _solver_thread = _SolverThread()
+    return _solver_thread.run(_Job(key, payload, costs, time_limit, stop_at_failure))
 
 
 def _init_worker() -> None:
     # One thread per worker: the pool provides the parallelism (no oversubscription).
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
-    import sys
-
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
+    # The terminal's Ctrl-C reaches the whole process group: the owner handles it (and stops
+    # this worker), so a worker never prints a traceback or dies by itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 _pools: dict[int, ProcessPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
-# Imported once by the fork server, so that each worker forks with them loaded instead of
-# importing torch and OR-Tools itself.
-_PRELOAD = ["idproj_or.layer", "idproj_or.adapters"]
+# Imported once by the fork server, so that each worker forks with them loaded.
+_PRELOAD = ["idproj_or._quiet_sigint", "idproj_or.batch", "idproj_or.adapters"]
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -96,6 +194,30 @@ def _adapter_modules() -> list[str]:
     return [m.name for m in pkgutil.iter_modules(adapters.__path__) if not m.name.startswith("_")]
 
 
+def _start_failure(workers: int) -> WorkerError:
+    """Why the workers of a new pool died before their first task, in words."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    guard = re.compile(r"""if\s+__name__\s*==\s*['"]__main__['"]""")
+    message = f"the {workers} workers of a new process pool died while starting"
+    if path is not None:
+        try:
+            with open(path) as f:
+                unguarded = guard.search(f.read()) is None
+        except OSError:
+            unguarded = False
+        if unguarded:
+            return WorkerError(
+                f"{message}: the script {path} has no 'if __name__ == \"__main__\":' guard. Each "
+                "worker imports the main script, so the code that builds and calls layers with "
+                "workers= must run under that guard"
+            )
+    return WorkerError(
+        f"{message} (a script that starts workers needs an 'if __name__ == \"__main__\":' guard; "
+        "see the workers' error output above)"
+    )
+
+
 def get_pool(workers: int) -> ProcessPoolExecutor:
     """The process pool of ``workers`` processes shared by every layer of this process."""
     with _pools_lock:
@@ -103,17 +225,38 @@ def get_pool(workers: int) -> ProcessPoolExecutor:
         if pool is None:
             pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker)
             # Start every worker now, so that start-up is not mistaken for per-call overhead.
-            for f in [pool.submit(os.getpid) for _ in range(workers)]:
-                f.result()
+            try:
+                for f in [pool.submit(os.getpid) for _ in range(workers)]:
+                    f.result()
+            except BrokenProcessPool as exc:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise _start_failure(workers) from exc
+            except BaseException:
+                _stop(pool)
+                raise
             _pools[workers] = pool
         return pool
 
 
-def discard_pool(workers: int) -> None:
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop ``pool`` now: pending chunks are dropped and running ones killed with their worker."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=1.0)
+
+
+def discard_pool(workers: int, *, kill: bool = False) -> None:
     with _pools_lock:
         pool = _pools.pop(workers, None)
     if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if kill:
+            _stop(pool)
+        else:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def pool_pids(workers: int) -> list[int]:
@@ -135,36 +278,57 @@ def shutdown_pools() -> None:
 
 class InstanceInfo(NamedTuple):
     status: str
+    solver_status: str
     objective: float
     wall_time: float
 
 
 @dataclass(frozen=True)
 class BatchInfo:
-    """What the solver reported for each instance of the last batch.
+    """What the solver reported for each instance of a batch.
 
-    ``objective[i]`` is ``sum(c_i * y_i)`` for the cost the solver saw (after projection and
-    noise); ``wall_time[i]`` is the seconds spent in that instance's solve; ``mode`` says where
-    the batch ran: ``"serial"``, ``"pool"`` or ``"executor"``.
+    ``status[i]`` is the common status (``"optimal"``, ``"feasible"``, ``"infeasible"``, ...; see
+    docs/batching.md) and ``solver_status[i]`` the backend's own word; ``objective[i]`` is
+    ``sum(c_i * y_i)`` for the cost ``c_i`` passed to the layer (before projection and noise),
+    NaN without a decision; ``wall_time[i]`` is the seconds spent in that instance's solve;
+    ``mode`` says where the batch ran: ``"serial"``, ``"pool"`` or ``"executor"``.
     """
 
     status: tuple[str, ...]
+    solver_status: tuple[str, ...]
     objective: np.ndarray
     wall_time: np.ndarray
     mode: str
+    time_limit: float | None = None
 
     def __len__(self) -> int:
         return len(self.status)
 
     def __getitem__(self, i: int) -> InstanceInfo:
-        return InstanceInfo(self.status[i], float(self.objective[i]), float(self.wall_time[i]))
+        return InstanceInfo(self.status[i], self.solver_status[i], float(self.objective[i]), float(self.wall_time[i]))
+
+    @property
+    def failed(self) -> tuple[int, ...]:
+        """Batch indices without a decision."""
+        return tuple(i for i, s in enumerate(self.status) if s not in SOLVED)
+
+    @property
+    def not_optimal(self) -> tuple[int, ...]:
+        """Batch indices with a decision not proven optimal."""
+        return tuple(i for i, s in enumerate(self.status) if s == "feasible")
+
+    def cause(self, i: int) -> str:
+        """Instance ``i``'s outcome in words (e.g. why it has no decision)."""
+        return cause(self.status[i], self.solver_status[i], self.time_limit)
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    solutions: np.ndarray
-    info: BatchInfo
-    failed: int | None  # lowest batch index without a solution
+    solutions: np.ndarray  # NaN rows for instances without a decision
+    status: tuple[str, ...]
+    solver_status: tuple[str, ...]
+    wall_time: np.ndarray
+    mode: str
 
 
 # Target seconds of solving per pool chunk, and chunks per worker at most (load balance: solve
@@ -187,7 +351,10 @@ class BatchSolver:
 
     With ``workers=k`` the batch goes to the pool only when the measured per-instance solve time
     says the pool wins; otherwise it is solved in-process. Every route runs the same
-    :func:`solve_chunk` on the same deterministic solver, so results are identical.
+    :meth:`ResidentSolver.solve_many` on the same deterministic solver, so results are identical.
+
+    A pickled (or ``torch.save``d) BatchSolver leaves its executor behind: the copy solves
+    in-process until one is attached again (``deepcopy`` keeps the same executor).
     """
 
     def __init__(
@@ -205,6 +372,16 @@ class BatchSolver:
         self.time_limit = time_limit
         self._per_instance: float | None = None
         self._overhead = _POOL_OVERHEAD_PRIOR
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["executor"] = None
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BatchSolver:
+        new = BatchSolver.__new__(BatchSolver)
+        new.__dict__.update(self.__dict__)  # plain data and a shared executor
+        return new
 
     def _observe(self, times: np.ndarray) -> None:
         if len(times):
@@ -224,11 +401,14 @@ class BatchSolver:
         k = int(np.clip(round(per_worker / _CHUNK_SECONDS), 1, _MAX_CHUNKS_PER_WORKER))
         return min(n, parallel * k)
 
-    def solve(self, costs: np.ndarray) -> BatchResult:
+    def solve(self, costs: np.ndarray, *, stop_at_failure: bool = True) -> BatchResult:
+        """Decisions for the rows of ``costs``; with ``stop_at_failure`` the rows after a failed
+        one (within its chunk) are not attempted."""
         n = len(costs)
+        stop = stop_at_failure
         if self.executor is not None:
             parallel = int(getattr(self.executor, "_max_workers", 0) or 4)
-            chunks = [c for c, _ in self._run(self.executor, costs, self._n_chunks(n, parallel))]
+            chunks = [c for c, _ in self._run(self.executor, costs, self._n_chunks(n, parallel), stop)]
             mode = "executor"
         elif self.workers is not None and self.workers >= 2:  # one process never beats in-process
             chunks, mode = [], "serial"
@@ -236,20 +416,20 @@ class BatchSolver:
             if self._per_instance is None:
                 # Probe: solve the first instance in-process to measure the solve time, so a
                 # fast model never starts a pool it does not need.
-                probe = solve_chunk(self.key, self.payload, costs[:1], self.time_limit)
-                if probe[3] == 0:  # the first instance has no solution: report it, solve no more
-                    times = np.zeros(n)
-                    times[0] = probe[2][0]
-                    return self._gather(costs, [(np.zeros_like(costs), probe[1], times, 0)], "serial")
+                probe = run_in_process(self.key, self.payload, costs[:1], self.time_limit, stop)
                 chunks.append(probe)
-                self._observe(probe[2])
                 rest = costs[1:]
+                if stop and probe.status[0] not in SOLVED:  # report it, solve no more
+                    rest = rest[:0]
+                    chunks.append(_unattempted(costs[1:]))
+                else:
+                    self._observe(probe.wall_time)
             if len(rest) and self._use_pool(len(rest)):
                 pool = get_pool(self.workers)
                 t0 = time.perf_counter()
-                pooled = self._run_pool(pool, rest)
+                pooled = self._run_pool(pool, rest, stop)
                 wall = time.perf_counter() - t0
-                work = sum(float(c[2].sum()) + built for c, built in pooled)
+                work = sum(float(c.wall_time.sum()) + built for c, built in pooled)
                 busy = work / min(self.workers, len(pooled))
                 # One slow round trip (a worker still starting, a busy machine) may raise the
                 # estimate at most 1.9x: a lasting change still shows within a few batches.
@@ -258,16 +438,16 @@ class BatchSolver:
                 chunks += [c for c, _ in pooled]
                 mode = "pool"
             elif len(rest):
-                chunks.append(solve_chunk(self.key, self.payload, rest, self.time_limit))
+                chunks.append(run_in_process(self.key, self.payload, rest, self.time_limit, stop))
         else:
-            chunks = [solve_chunk(self.key, self.payload, costs, self.time_limit)]
+            chunks = [run_in_process(self.key, self.payload, costs, self.time_limit, stop)]
             mode = "serial"
-        return self._gather(costs, chunks, mode)
+        return self._gather(chunks, mode)
 
-    def _run_pool(self, pool: Executor, costs: np.ndarray) -> list[tuple[ChunkResult, float]]:
+    def _run_pool(self, pool: Executor, costs: np.ndarray, stop: bool) -> list[tuple[ChunkResult, float]]:
         assert self.workers is not None
         try:
-            return self._run(pool, costs, self._n_chunks(len(costs), self.workers))
+            return self._run(pool, costs, self._n_chunks(len(costs), self.workers), stop)
         except BrokenProcessPool as exc:
             discard_pool(self.workers)
             raise WorkerError(
@@ -275,11 +455,18 @@ class BatchSolver:
                 f"{len(costs)} instances; the pool was discarded and the next call starts a "
                 "fresh one"
             ) from exc
+        except KeyboardInterrupt:
+            # Its workers would go on with abandoned chunks: stop them; the next call starts a
+            # fresh pool.
+            discard_pool(self.workers, kill=True)
+            raise
 
-    def _run(self, executor: Executor, costs: np.ndarray, n_chunks: int) -> list[tuple[ChunkResult, float]]:
+    def _run(
+        self, executor: Executor, costs: np.ndarray, n_chunks: int, stop: bool
+    ) -> list[tuple[ChunkResult, float]]:
         bounds = np.linspace(0, len(costs), n_chunks + 1).round().astype(int)
         futures: list[Future[tuple[ChunkResult, float]]] = [
-            executor.submit(_remote_chunk, self.key, self.payload, costs[a:b], self.time_limit)
+            executor.submit(_remote_chunk, self.key, self.payload, costs[a:b], self.time_limit, stop)
             for a, b in zip(bounds[:-1], bounds[1:])
         ]
         try:
@@ -288,23 +475,16 @@ class BatchSolver:
             for f in futures:
                 f.cancel()
 
-    def _gather(self, costs: np.ndarray, chunks: list[ChunkResult], mode: str) -> BatchResult:
-        n = len(costs)
-        sols = np.zeros_like(costs)
-        times = np.zeros(n)
-        statuses: list[str] = []
-        failed: int | None = None
-        start = 0
-        for chunk_sols, chunk_status, chunk_times, n_ok in chunks:
-            m = len(chunk_sols)
-            sols[start : start + m] = chunk_sols
-            times[start : start + m] = chunk_times
-            statuses.extend(chunk_status)
-            statuses.extend(["NOT_SOLVED"] * (m - len(chunk_status)))
-            if n_ok < m and failed is None:
-                failed = start + n_ok
-            start += m
-        self._observe(times[: failed if failed is not None else n])
-        objective = np.einsum("ij,ij->i", costs, sols)
-        info = BatchInfo(tuple(statuses), objective, times, mode)
-        return BatchResult(sols, info, failed)
+    def _gather(self, chunks: list[ChunkResult], mode: str) -> BatchResult:
+        sols = np.concatenate([c.solutions for c in chunks])
+        times = np.concatenate([c.wall_time for c in chunks])
+        status = tuple(s for c in chunks for s in c.status)
+        words = tuple(w for c in chunks for w in c.solver_status)
+        solved = np.array([s in SOLVED for s in status])
+        self._observe(times[solved])
+        return BatchResult(sols, status, words, times, mode)
+
+
+def _unattempted(costs: np.ndarray) -> ChunkResult:
+    n = len(costs)
+    return ChunkResult(np.full_like(costs, np.nan), [NOT_SOLVED] * n, [""] * n, np.zeros(n))

@@ -1,25 +1,34 @@
-"""Domain errors raised by idproj_or layers."""
+"""Domain errors and warnings raised by idproj_or layers."""
 
 from __future__ import annotations
 
 
 class SolverError(RuntimeError):
-    """An instance of the batch has no usable solution (infeasible, invalid, or time limit hit
-    before any feasible point).
+    """An instance of the batch has no decision (infeasible, unbounded, time limit hit before any
+    feasible point, a solver failure) and the layer was built with ``on_failure="raise"``.
 
     Attributes:
-        index: position of the failing instance in the batch.
-        status: the solver's status name for that instance.
+        index: position of the (first) failing instance in the batch.
+        status: its common status (``"infeasible"``, ``"time_limit"``, ...; docs/batching.md).
+        solver_status: the backend's own word for it (e.g. CP-SAT's ``"UNKNOWN"``).
     """
 
-    def __init__(self, message: str, *, index: int, status: str) -> None:
+    def __init__(self, message: str, *, index: int, status: str, solver_status: str = "") -> None:
         super().__init__(message)
         self.index = index
         self.status = status
+        self.solver_status = solver_status
 
 
 class WorkerError(RuntimeError):
-    """A solver worker process died (killed, out of memory, crashed) while solving a batch.
+    """A solver worker process died (killed, out of memory, crashed) while solving a batch, or
+    the workers of a new pool died while starting.
 
     The pool it belonged to is discarded; the next call starts a fresh one.
     """
+
+
+class SolverWarning(UserWarning):
+    """Some decisions of a batch are not proven optimal (a time limit, a heuristic), or, with
+    ``on_failure="nan"``, some instances have no decision. Shown once per layer and kind;
+    filter it with ``warnings.filterwarnings("ignore", category=idproj_or.SolverWarning)``."""

@@ -1,17 +1,16 @@
-"""The layer shared by every adapter: validate -> project -> noise -> batch solve -> tensor."""
+"""The layer shared by every adapter: check -> project -> noise -> opaque batch solve -> tensor."""
 
 from __future__ import annotations
 
 import math
 from concurrent.futures import Executor
+from typing import Any
 
-import numpy as np
 import torch
 
 from .adapters.base import ModelSpec
-from .autograd import identity_solve
-from .batch import BatchInfo, BatchSolver
-from .errors import SolverError
+from .batch import BatchInfo
+from .handle import OnFailure, SolveHandle, real_scalar, solve_op
 from .noise import sign_noise
 from .projection import check_projection, invariance_basis, project
 
@@ -25,10 +24,16 @@ class OptLayer(torch.nn.Module):
     Args:
         spec: the picklable model recipe.
         projection: ``"none" | "mean" | "norm" | "std" | "auto"`` (see docs/method.md).
-        noise: width ``alpha`` of the training-only margin ``xi in {-alpha/2, +alpha/2}^n``.
+        noise: width ``alpha`` of the training-only margin ``xi in {-alpha/2, +alpha/2}^n`` (any
+            real scalar, a 0-dim tensor included).
         workers: None solves in-process; ``k`` uses the shared persistent pool of ``k`` processes.
-        executor: any ``concurrent.futures.Executor`` (e.g. a Dask client's) to solve on.
+        executor: any ``concurrent.futures.Executor`` (e.g. a Dask client's) to solve on. Not
+            pickled: a pickled or ``torch.save``d layer solves in-process until ``layer.executor``
+            is set again (a ``deepcopy`` keeps the same executor).
         time_limit: seconds per instance, or None.
+        on_failure: ``"raise"``: an instance without a decision raises
+            :class:`idproj_or.SolverError`; ``"nan"``: its row of the output is NaN and
+            ``last_info`` says why (the other rows and their gradients are unaffected).
         generator: ``torch.Generator`` for the noise; the global RNG when None.
     """
 
@@ -41,29 +46,22 @@ class OptLayer(torch.nn.Module):
         workers: int | None = None,
         executor: Executor | None = None,
         time_limit: float | None = None,
+        on_failure: OnFailure = "raise",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.projection = check_projection(projection)
-        if workers is not None and (not isinstance(workers, int) or workers < 1):
-            raise ValueError(f"{name}: workers={workers!r} must be None or a positive int")
-        if workers is not None and executor is not None:
-            raise ValueError(f"{name}: pass either workers= or executor=, not both")
-        if executor is not None and not isinstance(executor, Executor):
-            raise ValueError(f"{name}: executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
-        if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
-            raise ValueError(f"{name}: time_limit={time_limit!r} must be a positive number of seconds")
-        self.spec = spec
+        try:
+            self.projection = check_projection(projection)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        self._handle = SolveHandle(
+            spec, name=name, workers=workers, executor=executor, time_limit=time_limit, on_failure=on_failure
+        )
         self.shape: tuple[int, ...] = tuple(spec.shape)
         self.sense = spec.sense
         self.noise = noise
         self.generator = generator
-        self.workers = workers
-        self.executor = executor
-        self.time_limit = time_limit
-        self._batch = BatchSolver(spec, workers=workers, executor=executor, time_limit=time_limit)
-        self.last_info: BatchInfo | None = None
         basis = None
         if projection == "auto":
             a, _ = spec.equalities()
@@ -71,87 +69,73 @@ class OptLayer(torch.nn.Module):
         self.register_buffer("basis", basis, persistent=False)
 
     @property
+    def spec(self) -> ModelSpec:
+        return self._handle.spec
+
+    @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def last_info(self) -> BatchInfo | None:
+        """What the solver reported for the last batch this thread solved through the layer
+        (per thread: two threads sharing a layer each see their own)."""
+        return self._handle.last_info
+
+    @property
+    def workers(self) -> int | None:
+        return self._handle.workers
+
+    @property
+    def executor(self) -> Executor | None:
+        return self._handle.executor
+
+    @executor.setter
+    def executor(self, executor: Executor | None) -> None:
+        self._handle.executor = executor
+
+    @property
+    def time_limit(self) -> float | None:
+        return self._handle.time_limit
+
+    @property
+    def on_failure(self) -> OnFailure:
+        return self._handle.on_failure
 
     @property
     def noise(self) -> float:
         return self._noise
 
     @noise.setter
-    def noise(self, alpha: float) -> None:
-        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-            raise ValueError(f"{type(self).__name__}: noise={alpha!r} must be a finite number >= 0")
-        self._noise = float(alpha)
+    def noise(self, alpha: Any) -> None:
+        name = type(self).__name__
+        value = real_scalar(alpha, where=name, name="noise")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}: noise={value:g} must be a finite number >= 0")
+        self._noise = value
 
     def extra_repr(self) -> str:
         return (
             f"shape={self.shape}, sense={self.sense!r}, projection={self.projection!r}, "
-            f"noise={self.noise}, workers={self.workers}"
+            f"noise={self.noise}, workers={self.workers}, on_failure={self.on_failure!r}"
         )
 
-    def _flatten(self, costs: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        name = type(self).__name__
-        if not isinstance(costs, torch.Tensor):
-            costs = torch.as_tensor(costs)
-        if not costs.is_floating_point():
-            raise ValueError(f"{name}: costs must be a floating-point tensor, got dtype {costs.dtype}")
-        shape = tuple(costs.shape)
-        if shape == self.shape:
-            batched = False
-            costs = costs.unsqueeze(0)
-        elif shape[1:] == self.shape:
-            batched = True
-        else:
-            raise ValueError(
-                f"{name}: expected costs of shape {self.shape} or (B, {', '.join(map(str, self.shape))}),"
-                f" got {shape}"
-            )
-        if costs.shape[0] == 0:
-            raise ValueError(f"{name}: empty batch (costs of shape {shape})")
-        w = costs.reshape(costs.shape[0], -1)
-        finite = torch.isfinite(w)
-        if not bool(finite.all()):
-            bad = (~finite).nonzero()[0].tolist()
-            i, j = bad
-            where = np.unravel_index(j, self.shape)
-            value = w[i, j].item()
-            raise ValueError(
-                f"{name}: costs[{i}] has a non-finite entry {value} at index "
-                f"{tuple(int(k) for k in where)} (batch index {i})"
-            )
-        return w, batched
-
     def forward(self, costs: torch.Tensor) -> torch.Tensor:
-        w, batched = self._flatten(costs)
+        w, batched = self._handle.check_costs(costs)
         out_dtype = w.dtype
         w = w.to(torch.promote_types(w.dtype, torch.float32))
         basis = self.basis.to(w) if self.basis is not None else None
         z = project(w, self.projection, basis)
         if self.training and self._noise > 0:
             z = z + sign_noise(z.shape, self._noise, dtype=z.dtype, device=z.device, generator=self.generator)
-        y = identity_solve(z, self._solve, sense=self.sense)
+        y = solve_op(z, w, self._handle, sense=self.sense)
         y = y.to(out_dtype).reshape(len(w), *self.shape)
         return y if batched else y[0]
 
-    def _solve(self, z: torch.Tensor) -> torch.Tensor:
-        costs = z.to(device="cpu", dtype=torch.float64).numpy()
-        result = self._batch.solve(costs)
-        self.last_info = result.info
-        if result.failed is not None:
-            i = result.failed
-            status = result.info.status[i]
-            raise SolverError(
-                f"{type(self).__name__}: instance {i} of the batch has no solution "
-                f"(solver status {status})",
-                index=i,
-                status=status,
-            )
-        return torch.from_numpy(result.solutions).to(device=z.device, dtype=z.dtype)
-
     def solve(self, costs: torch.Tensor) -> torch.Tensor:
         """Exact decisions for ``costs`` as given: no projection, no noise, no graph."""
-        w, batched = self._flatten(costs)
+        w, batched = self._handle.check_costs(costs)
         with torch.no_grad():
-            y = self._solve(w.to(torch.float64)).to(w.dtype).reshape(len(w), *self.shape)
+            w64 = w.to(torch.float64)
+            y = self._handle.solve_tensor(w64, w64).to(w.dtype).reshape(len(w), *self.shape)
         return y if batched else y[0]

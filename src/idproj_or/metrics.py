@@ -79,10 +79,11 @@ def regret(
         if len(best) != len(true):
             raise ValueError(f"regret: optimal has {len(best)} entries for {len(true)} instances")
     r = best - achieved if layer.sense == "max" else achieved - best
+    # Instances without a decision (on_failure="nan") are NaN here and skipped by the reductions.
     if reduction == "sum":
-        return r.sum()
+        return r.nansum()
     if reduction == "mean":
-        return r.mean()
+        return r.nanmean()
     return r
 
 

@@ -44,6 +44,10 @@ def decision_loss(
 ) -> torch.Tensor:
     """Mean over the batch of a loss on the decisions ``(B, *shape)``.
 
+    Rows without a decision (NaN, from a layer with ``on_failure="nan"``) are skipped: they
+    add 0 to the sum, which is still divided by the batch size, so the other rows' gradients
+    are those of the full batch.
+
     Args:
         name: ``"regret"``: ``<c, y>`` for min, ``-<c, y>`` for max (its gradient is the regret's);
             ``"hamming"``: ``||y - y*||^2`` (for 0/1 decisions, the Hamming distance).
@@ -60,14 +64,19 @@ def decision_loss(
         >>> decision_loss("regret", y, c, s, sense="max").item(), decision_loss("hamming", y, c, s, sense="max").item()
         (-2.0, 2.0)
     """
+    if name not in LOSSES:
+        raise ValueError(f"decision_loss: loss={name!r} must be one of {', '.join(map(repr, LOSSES))}")
     b = len(decisions)
     y = decisions.reshape(b, -1)
+    solved = ~torch.isnan(y).any(dim=1)
+    # where, not a product: the gradient of a skipped row is 0, never NaN
+    y = torch.where(solved[:, None], y, torch.zeros_like(y))
     if name == "regret":
         value = (costs.reshape(b, -1).to(y) * y).sum(dim=1)
-        return (-value if sense == "max" else value).mean()
-    if name == "hamming":
-        return ((y - solutions.reshape(b, -1).to(y)) ** 2).sum(dim=1).mean()
-    raise ValueError(f"decision_loss: loss={name!r} must be one of {', '.join(map(repr, LOSSES))}")
+        value = -value if sense == "max" else value
+    else:
+        value = ((y - solutions.reshape(b, -1).to(y)) ** 2).sum(dim=1)
+    return torch.where(solved, value, torch.zeros_like(value)).sum() / b
 
 
 @dataclass
@@ -170,7 +179,7 @@ def fit(
             value.backward()
             optimizer.step()
             achieved = (c.reshape(len(x), -1).double() * y.detach().reshape(len(x), -1).double()).sum(dim=1)
-            epoch_regret += float((sign * (achieved - z)).sum())
+            epoch_regret += float((sign * (achieved - z)).nansum())  # rows without a decision: skipped
             bar.update()
             bar.set_postfix(loss=f"{value.item():.3g}")
         history.train_regret.append(epoch_regret / denominator)

@@ -138,9 +138,9 @@ def _fits(used, w, caps, j):
 
 
 @njit(cache=True)
-def _solve(values, weights, caps, time_limit, x_out):
-    """One instance into ``x_out`` (0/1); True when proven optimal, False when the time limit
-    stopped the search (``x_out`` is then the best packing found)."""
+def _solve(values, weights, caps, time_limit, x_out, abort):
+    """One instance into ``x_out`` (0/1). Returns 0 when proven optimal, 1 when the time limit
+    stopped the search (``x_out`` is then the best packing found), 2 when ``abort[0]`` did."""
     d, n = weights.shape
     x_out[:] = 0
     cand = np.empty(n, np.int64)
@@ -158,7 +158,7 @@ def _solve(values, weights, caps, time_limit, x_out):
             m += 1
     cand = cand[:m]
     if m == 0:
-        return True
+        return 0
     theta = _multipliers(values, weights, cand, caps)
     s0, order = _surrogate(values, weights, cand, caps, theta)
     items = cand[order]
@@ -199,9 +199,12 @@ def _solve(values, weights, caps, time_limit, x_out):
     nodes = 0
     while True:
         nodes += 1
-        if deadline < np.inf and nodes % _CLOCK_EVERY == 0 and _clock() > deadline:
-            optimal = False
-            break
+        if nodes % _CLOCK_EVERY == 0:
+            if abort[0]:
+                return 2
+            if deadline < np.inf and _clock() > deadline:
+                optimal = False
+                break
         room = room0 + _SLACK
         for k in range(d):
             if theta[k] > 0:
@@ -263,12 +266,16 @@ def _solve(values, weights, caps, time_limit, x_out):
     for j in range(m):
         if best_x[j]:
             x_out[items[j]] = 1
-    return optimal
+    return 0 if optimal else 1
 
 
-@njit(cache=True)
-def solve_batch(values, weights, caps, time_limit, x_out, optimal):
-    """Rows of ``values`` (int64, ``(B, n)``) into rows of ``x_out`` (int8); ``optimal[b]`` as in
-    :func:`_solve`. ``time_limit`` is seconds per instance, ``<= 0`` for none."""
+@njit(cache=True, nogil=True)
+def solve_batch(values, weights, caps, time_limit, x_out, ends, abort):
+    """Rows of ``values`` (int64, ``(B, n)``) into rows of ``x_out`` (int8); ``ends[b]`` as
+    :func:`_solve` returns. ``time_limit`` is seconds per instance, ``<= 0`` for none. Runs
+    without the GIL, and stops at the next look at the clock once ``abort[0]`` is set (by another
+    thread): the rows not reached keep their ``ends``."""
     for b in range(values.shape[0]):
-        optimal[b] = _solve(values[b], weights, caps, time_limit, x_out[b])
+        if abort[0]:
+            return
+        ends[b] = _solve(values[b], weights, caps, time_limit, x_out[b], abort)

@@ -24,7 +24,10 @@ from typing import Any
 import numpy as np
 from ortools.graph.python import linear_sum_assignment
 
+from .. import statuses
+from ..handle import OnFailure
 from ..layer import OptLayer
+from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver, Sense, check_sense
 
 RESOLUTION = 2**30  # largest |cost| of an instance becomes +-1,073,741,824
@@ -81,7 +84,7 @@ class AssignmentSolver(ResidentSolver):
         self.padded = np.zeros((self.size, self.size), dtype=np.int64)
         self.scale = -RESOLUTION if spec.sense == "max" else RESOLUTION
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         # time_limit is not used: the algorithm is polynomial and always runs to optimality.
         peak = np.abs(cost).max()
         if peak > 0:
@@ -98,14 +101,15 @@ class AssignmentSolver(ResidentSolver):
         status = lsa.solve()
         if status != _OPTIMAL:
             # Never query mates after a failed solve (OR-Tools may crash on it).
-            return None, status.name, False
+            common = statuses.INFEASIBLE if status.name == "INFEASIBLE" else statuses.ERROR
+            return statuses.no_decision(common, status.name)
         y = np.zeros(self.n * self.m)
         mate, m = lsa.right_mate, self.m
         for i in range(self.n):
             j = mate(i)
             if j < m:  # rows matched to a padding column stay unassigned (n > m)
                 y[i * m + j] = 1.0
-        return y, "OPTIMAL", True
+        return Outcome(y, statuses.OPTIMAL, "OPTIMAL")
 
 
 class AssignmentLayer(OptLayer):
@@ -124,7 +128,7 @@ class AssignmentLayer(OptLayer):
         m: number of columns; default ``n``.
         sense: ``"min"`` (default) or ``"max"``.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
+            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
             for a uniform interface but not used: every solve runs to optimality.
 
     Example:
@@ -145,6 +149,7 @@ class AssignmentLayer(OptLayer):
         workers: int | None = None,
         executor: Any = None,
         time_limit: float | None = None,
+        on_failure: OnFailure = "raise",
         generator: Any = None,
     ) -> None:
         where = type(self).__name__
@@ -158,5 +163,6 @@ class AssignmentLayer(OptLayer):
             workers=workers,
             executor=executor,
             time_limit=time_limit,
+            on_failure=on_failure,
             generator=generator,
         )

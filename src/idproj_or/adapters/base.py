@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import abc
 import math
+import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from ..statuses import INFEASIBLE, INFEASIBLE_OR_UNBOUNDED, NOT_SOLVED, SOLVED, UNBOUNDED, Outcome
+
 Sense = Literal["min", "max"]
-# (solutions, statuses, wall times, number of leading rows solved)
-ChunkResult = tuple[np.ndarray, list[str], np.ndarray, int]
+
+
+class ChunkResult(NamedTuple):
+    """The rows of a chunk: decisions (NaN rows where there is none), common statuses, the
+    backend's statuses and the seconds spent on each row."""
+
+    solutions: np.ndarray
+    status: list[str]
+    solver_status: list[str]
+    wall_time: np.ndarray
 
 
 def check_sense(sense: str, *, where: str) -> Sense:
@@ -58,8 +69,13 @@ def _flatten(x: Any) -> Sequence[Any]:
 class ResidentSolver(abc.ABC):
     """A model built once (in a worker or in-process) whose objective is swapped per solve."""
 
+    # Whether an "infeasible" verdict may mean "unbounded" for some costs (LP/MIP backends: GLOP
+    # says INFEASIBLE for an unbounded LP); such verdicts are checked once with a zero cost.
+    check_unbounded = False
+    _feasible: bool | None = None
+
     @abc.abstractmethod
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         """Optimise ``sum(cost * x)`` over the model.
 
         Args:
@@ -67,30 +83,65 @@ class ResidentSolver(abc.ABC):
             time_limit: seconds for this instance, or None for no limit.
 
         Returns:
-            ``(solution, status, ok)``: the flattened decision (float64), the solver's status name,
-            and whether the solution is usable (``solution`` is None when not).
+            an :class:`~idproj_or.statuses.Outcome`: the flattened decision (float64) or None,
+            the common status and the solver's own status word.
         """
 
-    def solve_many(self, costs: np.ndarray, time_limit: float | None) -> ChunkResult:
-        """Solve the rows of ``costs`` in order; stop at the first instance without a solution.
+    def interrupt(self) -> None:
+        """Ask the solve running on another thread to stop soon (thread-safe). Backends that
+        cannot be stopped mid-solve finish the instance; the next one is not started."""
 
-        Returns ``(solutions, statuses, wall_times, n_ok)``: rows ``[:n_ok]`` are solved; when
-        ``n_ok < len(costs)``, ``statuses[n_ok]`` is the failing instance's status. Solvers that
-        can treat a whole chunk at once (vectorised over rows) override this; each row's answer
-        must not depend on the other rows, so that any chunking gives the same results.
+    def verdict(self, outcome: Outcome, cost: np.ndarray) -> Outcome:
+        """Tell an infeasible model from an unbounded objective when the backend cannot: the
+        model is feasible (checked once, with a zero cost) iff the verdict means unbounded."""
+        if not self.check_unbounded or outcome.status not in (INFEASIBLE, INFEASIBLE_OR_UNBOUNDED):
+            return outcome
+        if self._feasible is None:
+            self.check_unbounded = False  # the zero-cost solve itself is never re-checked
+            try:
+                probe = self.solve(np.zeros_like(cost), None)
+            finally:
+                self.check_unbounded = True
+            if probe.status in SOLVED:
+                self._feasible = True
+            elif probe.status == INFEASIBLE:
+                self._feasible = False
+        if self._feasible is None:
+            return outcome
+        return outcome._replace(status=UNBOUNDED if self._feasible else INFEASIBLE)
+
+    def solve_many(
+        self,
+        costs: np.ndarray,
+        time_limit: float | None,
+        *,
+        stop_at_failure: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> ChunkResult:
+        """Solve the rows of ``costs`` in order.
+
+        Rows without a decision are NaN. With ``stop_at_failure`` the rows after the first
+        failure are not attempted (``not_solved``), nor are any once ``cancel`` is set. Solvers
+        that can treat a whole chunk at once (vectorised over rows) override this; each row's
+        answer must not depend on the other rows, so that any chunking gives the same results.
         """
-        sols = np.zeros_like(costs)
-        times = np.zeros(len(costs))
-        statuses: list[str] = []
+        n = len(costs)
+        sols = np.full_like(costs, np.nan)
+        times = np.zeros(n)
+        statuses = [NOT_SOLVED] * n
+        words = [""] * n
         for i, cost in enumerate(costs):
+            if cancel is not None and cancel.is_set():
+                break
             t0 = time.perf_counter()
-            x, status, ok = self.solve(cost, time_limit)
+            out = self.verdict(self.solve(cost, time_limit), cost)
             times[i] = time.perf_counter() - t0
-            statuses.append(status)
-            if not ok:
-                return sols, statuses, times, i
-            sols[i] = x
-        return sols, statuses, times, len(costs)
+            statuses[i], words[i] = out.status, out.solver_status
+            if out.x is not None:
+                sols[i] = out.x
+            elif stop_at_failure:
+                break
+        return ChunkResult(sols, statuses, words, times)
 
 
 class ModelSpec(abc.ABC):

@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
+from .. import statuses
+from ..handle import OnFailure
 from ..layer import OptLayer
+from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver, Sense, as_variable_array, check_sense
 
 RESOLUTION = 2**20  # largest |cost| of an instance becomes +-1,048,576 (>= 1e6)
@@ -63,9 +66,17 @@ class CpSatSolver(ResidentSolver):
         self.solver = cp_model.CpSolver()
         self.solver.parameters.num_workers = 1
         self.solver.parameters.random_seed = 0
+        # The default (True) replaces the process's SIGINT handler for good: Ctrl-C then kills
+        # Python outright, and one landing mid-solve turns into a FEASIBLE answer.
+        self.solver.parameters.catch_sigint_signal = False
         self._time_limit: float | None = None
+        self._interrupted = False
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+    def interrupt(self) -> None:
+        self._interrupted = True
+        self.solver.stop_search()
+
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         peak = float(np.abs(cost).max())
         scaled = np.rint(cost * (self.sign * RESOLUTION / peak)) if peak > 0 else np.zeros_like(cost)
         coeffs = np.bincount(self.inverse, weights=scaled, minlength=len(self.unique))
@@ -74,12 +85,21 @@ class CpSatSolver(ResidentSolver):
         if time_limit != self._time_limit:
             self.solver.parameters.max_time_in_seconds = float("inf") if time_limit is None else time_limit
             self._time_limit = time_limit
+        self._interrupted = False
         status = self.solver.solve(self.model)
         name = self.solver.status_name(status)
+        if self._interrupted:  # a stopped search may still report FEASIBLE: never a decision
+            return statuses.no_decision(statuses.INTERRUPTED, name)
+        if status == cp_model.INFEASIBLE:
+            return statuses.no_decision(statuses.INFEASIBLE, name)
+        if status == cp_model.UNKNOWN:  # only a limit or a stop ends a search without a verdict
+            common = statuses.TIME_LIMIT if time_limit is not None else statuses.ERROR
+            return statuses.no_decision(common, name)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return None, name, False
+            return statuses.no_decision(statuses.ERROR, name)
         values = np.asarray(self.solver.response_proto.solution, dtype=np.float64)
-        return values[self.index], name, True
+        common = statuses.OPTIMAL if status == cp_model.OPTIMAL else statuses.FEASIBLE
+        return Outcome(values[self.index], common, name)
 
 
 def cpsat_equalities(proto: Any, var_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +208,7 @@ class CpSatLayer(OptLayer):
             shape.
         sense: ``"min"`` or ``"max"``; default: the model's declared objective sense, else min.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``generator`` (see :class:`idproj_or.layer.OptLayer`).
+            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`).
 
     Example:
         >>> from ortools.sat.python import cp_model
@@ -211,6 +231,7 @@ class CpSatLayer(OptLayer):
         workers: int | None = None,
         executor: Any = None,
         time_limit: float | None = None,
+        on_failure: OnFailure = "raise",
         generator: Any = None,
     ) -> None:
         spec = cpsat_spec(model, variables, sense, where=type(self).__name__)
@@ -221,5 +242,6 @@ class CpSatLayer(OptLayer):
             workers=workers,
             executor=executor,
             time_limit=time_limit,
+            on_failure=on_failure,
             generator=generator,
         )

@@ -24,15 +24,17 @@ Resident solver:
   CVXPY's canonicalisation but not the solver's set-up. (CVXPY's GLOP and PDLP
   interfaces (1.8, 1.9) refuse OR-Tools 9.15; use :class:`LinearSolverLayer` for those.)
 
-Statuses are CVXPY's (``"optimal"``, ``"optimal_inaccurate"``, ``"infeasible"``,
-``"unbounded"``, ``"user_limit"``, ...). ``"user_limit"`` (time limit) with a feasible point is
-a solution; without one it fails like ``"infeasible"``.
+``last_info.solver_status`` is HiGHS's model status (e.g. ``"kTimeLimit"``) on the resident
+HiGHS route and CVXPY's status (``"optimal_inaccurate"``, ``"user_limit"``, ...) on the others.
+A time limit with a feasible point is a decision (``"feasible"``), as is
+``"optimal_inaccurate"``; without one it is ``"time_limit"``.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +43,34 @@ import numpy as np
 import scipy.sparse as sp
 from cvxpy.utilities import scopes
 
+from .. import statuses
+from ..handle import OnFailure
 from ..layer import OptLayer
+from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver, Sense
 
-
-
-_OK = ("optimal", "optimal_inaccurate")
+# HiGHS model status -> common status; the others are "error".
+_HIGHS_STATUS = {
+    "kOptimal": statuses.OPTIMAL,
+    "kInfeasible": statuses.INFEASIBLE,
+    "kUnbounded": statuses.UNBOUNDED,
+    "kUnboundedOrInfeasible": statuses.INFEASIBLE_OR_UNBOUNDED,
+    "kTimeLimit": statuses.TIME_LIMIT,
+    "kIterationLimit": statuses.TIME_LIMIT,
+    "kSolutionLimit": statuses.TIME_LIMIT,
+    "kInterrupt": statuses.INTERRUPTED,
+}
+# CVXPY status -> common status (a status with a decision only when a point came back).
+_CVXPY_STATUS = {
+    "optimal": statuses.OPTIMAL,
+    "optimal_inaccurate": statuses.FEASIBLE,
+    "user_limit": statuses.FEASIBLE,
+    "infeasible": statuses.INFEASIBLE,
+    "infeasible_inaccurate": statuses.INFEASIBLE,
+    "unbounded": statuses.UNBOUNDED,
+    "unbounded_inaccurate": statuses.UNBOUNDED,
+    "infeasible_or_unbounded": statuses.INFEASIBLE_OR_UNBOUNDED,
+}
 # How each solver's interface takes a time limit (seconds); value None means nested options.
 _TIME_LIMIT = {"CLARABEL": "time_limit", "SCS": "time_limit_secs", "SCIPY": None}
 # One thread per solve (the pool provides the parallelism).
@@ -103,9 +127,10 @@ class CvxpySpec(ModelSpec):
 class HighsSolver(ResidentSolver):
     """The compiled LP/MIP as a resident highspy model; only column costs change per solve."""
 
+    check_unbounded = True
+
     def __init__(self, spec: CvxpySpec) -> None:
         import highspy
-        from cvxpy.reductions.solvers.conic_solvers.highs_conif import HIGHS
 
         prob = spec.param_prob
         # A x + b in K, zero-cone rows first, then nonnegative rows (an LP/MIP has no others).
@@ -148,9 +173,8 @@ class HighsSolver(ResidentSolver):
         self.sign = -1.0 if spec.sense == "max" else 1.0
         self.round = np.isin(self.cols, integer)
         self._time_limit: float | None = None
-        self.status_map = HIGHS.STATUS_MAP
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         highs = self.highs
         highs.changeColsCost(len(self.cols), self.cols, self.sign * cost)
         # Forget the previous basis and solution: a warm start would make the optimum returned
@@ -160,13 +184,16 @@ class HighsSolver(ResidentSolver):
             highs.setOptionValue("time_limit", math.inf if time_limit is None else float(time_limit))
             self._time_limit = time_limit
         highs.run()
-        status = self.status_map.get(highs.getModelStatus().name, "unknown")
+        word = highs.getModelStatus().name
+        common = _HIGHS_STATUS.get(word, statuses.ERROR)
         feasible = highs.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
-        if not (status in _OK or (status == "user_limit" and feasible)):
-            return None, status, False
+        if common == statuses.TIME_LIMIT and feasible:
+            common = statuses.FEASIBLE
+        if common not in statuses.SOLVED:
+            return statuses.no_decision(common, word)
         x = np.asarray(highs.getSolution().col_value, dtype=np.float64)[self.cols]
         x[self.round] = np.rint(x[self.round]) + 0.0  # "+ 0.0": no -0.0
-        return x, status, True
+        return Outcome(x, common, word)
 
 
 class GenericSolver(ResidentSolver):
@@ -179,7 +206,10 @@ class GenericSolver(ResidentSolver):
         x = spec.param_prob.x
         self.round = np.isin(self.cols, [int(t[0]) for t in x.boolean_idx + x.integer_idx])
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+    check_unbounded = True
+
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+        t0 = time.perf_counter()
         self.param.value = cost.reshape(self.spec.shape)
         data, inverse = self.spec.interface.apply(self.spec.param_prob)
         options = dict(_FIXED_OPTIONS.get(self.spec.solver, {}))
@@ -191,15 +221,18 @@ class GenericSolver(ResidentSolver):
                 options[key] = float(time_limit)
         raw = self.spec.interface.solve_via_data(data, False, False, options)
         solution = self.spec.interface.invert(raw, inverse)
-        status = solution.status
+        word = solution.status
+        common = _CVXPY_STATUS.get(word, statuses.ERROR)
         values = list(solution.primal_vars.values())
-        if not (status in _OK or status == "user_limit") or len(values) != 1 or values[0] is None:
-            return None, status, False
-        x = np.asarray(values[0], dtype=np.float64).reshape(-1)[self.cols]
-        if not np.isfinite(x).all():
-            return None, status, False
-        x[self.round] = np.rint(x[self.round]) + 0.0
-        return x, status, True
+        x = None
+        if len(values) == 1 and values[0] is not None:
+            x = np.asarray(values[0], dtype=np.float64).reshape(-1)[self.cols]
+        if common in statuses.SOLVED and x is not None and np.isfinite(x).all():
+            x[self.round] = np.rint(x[self.round]) + 0.0
+            return Outcome(x, common, word)
+        if common in statuses.SOLVED:  # a limit or an inaccurate end without a point
+            common = statuses.unsolved(word, time_limit, time.perf_counter() - t0, interrupted=False)
+        return statuses.no_decision(common, word)
 
 
 def _compiled_variable_id(chain: Any, variable: cp.Variable) -> int:
@@ -373,7 +406,7 @@ class CvxpyLayer(OptLayer):
         solver: a CVXPY conic solver name; default ``"HIGHS"`` (``"CLARABEL"`` for a continuous
             problem HiGHS cannot take).
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``generator`` (see :class:`idproj_or.layer.OptLayer`).
+            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`).
 
     Example:
         >>> import cvxpy as cp
@@ -398,9 +431,11 @@ class CvxpyLayer(OptLayer):
         workers: int | None = None,
         executor: Any = None,
         time_limit: float | None = None,
+        on_failure: OnFailure = "raise",
         generator: Any = None,
     ) -> None:
-        spec = cvxpy_spec(problem, parameter, variable, solver, time_limit, where=type(self).__name__)
+        name = type(self).__name__
+        spec = cvxpy_spec(problem, parameter, variable, solver, time_limit, where=name)
         super().__init__(
             spec,
             projection=projection,
@@ -408,5 +443,55 @@ class CvxpyLayer(OptLayer):
             workers=workers,
             executor=executor,
             time_limit=time_limit,
+            on_failure=on_failure,
             generator=generator,
         )
+        self._handle.refresh = ParameterWatch(
+            problem, parameter, variable, solver, time_limit, spec, auto=projection == "auto", where=name
+        )
+
+
+class ParameterWatch:
+    """Re-reads the problem's other parameters before each solve: a changed value (a capacity,
+    a demand) recompiles the spec, so that the layer never solves a stale model. A change that
+    alters the equality rows over the cost variables cannot be followed under
+    ``projection="auto"`` (its basis was taken from them) and raises instead."""
+
+    def __init__(
+        self,
+        problem: cp.Problem,
+        parameter: cp.Parameter,
+        variable: cp.Variable,
+        solver: str | None,
+        time_limit: float | None,
+        spec: CvxpySpec,
+        *,
+        auto: bool,
+        where: str,
+    ) -> None:
+        self.args = (problem, parameter, variable, solver, time_limit)
+        self.others = [p for p in problem.parameters() if p.id != parameter.id]
+        self.values = [np.array(p.value, dtype=float) for p in self.others]
+        self.rows = spec.equalities()[0] if auto else None
+        self.where = where
+
+    def __call__(self) -> CvxpySpec | None:
+        changed = [i for i, (p, v) in enumerate(zip(self.others, self.values)) if not np.array_equal(p.value, v)]
+        if not changed:
+            return None
+        unset = [self.others[i].name() for i in changed if self.others[i].value is None]
+        if unset:
+            raise ValueError(f"{self.where}: parameters {unset} have no value; set them before solving")
+        spec = cvxpy_spec(*self.args, where=self.where)
+        if self.rows is not None:
+            rows = spec.equalities()[0]
+            if rows.shape != self.rows.shape or not np.array_equal(rows, self.rows):
+                names = [self.others[i].name() for i in changed]
+                raise ValueError(
+                    f"{self.where}: parameters {names} changed the equality rows over the cost "
+                    "variables since the layer was built; projection='auto' projects with the old "
+                    "ones. Build a new layer for the new values (or use another projection)"
+                )
+        self.values = [np.array(p.value, dtype=float) for p in self.others]
+        return spec
+

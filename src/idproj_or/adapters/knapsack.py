@@ -23,10 +23,17 @@ from typing import Any
 
 import numpy as np
 
+from .. import statuses
+from ..handle import OnFailure
 from ..layer import OptLayer
+from ..statuses import Outcome
 from .base import ChunkResult, ModelSpec, ResidentSolver, Sense, check_sense
 
 RESOLUTION = 2**30  # the instance's largest value becomes 1,073,741,824
+# How the kernel ended each instance (its ``ends`` codes 0-3): proven optimal, time limit (the
+# best packing found), interrupted, not reached.
+_KNAPSACK_STATUS = (statuses.OPTIMAL, statuses.FEASIBLE, statuses.INTERRUPTED, statuses.NOT_SOLVED)
+_KNAPSACK_WORD = ("OPTIMAL", "FEASIBLE", "INTERRUPTED", "NOT_SOLVED")
 # Largest power of ten a weight row is multiplied by to make it integral.
 MAX_DECIMALS = 6
 
@@ -94,13 +101,19 @@ class KnapsackBranchAndBound(ResidentSolver):
         self.weights = np.array(spec.weights, dtype=np.int64)
         self.capacities = np.array(spec.capacities, dtype=np.int64)
         self.sign = -1.0 if spec.sense == "min" else 1.0
+        self.abort = np.zeros(1, dtype=np.int8)  # set by interrupt(), read by the search
         self.solve_many(np.zeros((1, self.weights.shape[1])), None)  # load the code before timed solves
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
-        sols, statuses, _, _ = self.solve_many(cost[None, :], time_limit)
-        return sols[0], statuses[0], True
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+        chunk = self.solve_many(cost[None, :], time_limit)
+        return Outcome(chunk.solutions[0], chunk.status[0], chunk.solver_status[0])
 
-    def solve_many(self, costs: np.ndarray, time_limit: float | None) -> ChunkResult:
+    def interrupt(self) -> None:
+        self.abort[0] = 1
+
+    def solve_many(
+        self, costs: np.ndarray, time_limit: float | None, *, stop_at_failure: bool = False, cancel: Any = None
+    ) -> ChunkResult:
         t0 = time.perf_counter()
         values = costs * self.sign
         peak = values.max(axis=1, keepdims=True)
@@ -108,12 +121,16 @@ class KnapsackBranchAndBound(ResidentSolver):
         # items rounding to value 0 are never packed (a deterministic choice among ties)
         profits = np.maximum(np.rint(values * scale), 0).astype(np.int64)
         x = np.zeros(profits.shape, dtype=np.int8)
-        optimal = np.zeros(len(costs), dtype=np.bool_)
+        ends = np.full(len(costs), 3, dtype=np.int8)  # 3: not reached (see _KNAPSACK_STATUS)
         limit = float(time_limit or 0.0)  # always a float: an int would compile a second version
-        self._solve_batch(profits, self.weights, self.capacities, limit, x, optimal)
+        self.abort[0] = 0
+        self._solve_batch(profits, self.weights, self.capacities, limit, x, ends, self.abort)
         times = np.full(len(costs), (time.perf_counter() - t0) / max(len(costs), 1))
-        statuses = ["OPTIMAL" if o else "FEASIBLE" for o in optimal]
-        return x.astype(np.float64), statuses, times, len(costs)
+        sols = x.astype(np.float64)
+        common = [_KNAPSACK_STATUS[e] for e in ends.tolist()]
+        sols[[s not in statuses.SOLVED for s in common]] = np.nan
+        words = [_KNAPSACK_WORD[e] for e in ends.tolist()]
+        return ChunkResult(sols, common, words, times)
 
 
 class KnapsackLayer(OptLayer):
@@ -128,7 +145,7 @@ class KnapsackLayer(OptLayer):
         capacities: ``(d,)`` (or a scalar) non-negative capacities.
         sense: ``"max"`` (default: values to maximise) or ``"min"``.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``generator`` (see :class:`idproj_or.layer.OptLayer`). When ``time_limit`` stops a
+            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). When ``time_limit`` stops a
             search, the best packing found is returned with status ``"FEASIBLE"``.
 
     Example:
@@ -149,6 +166,7 @@ class KnapsackLayer(OptLayer):
         workers: int | None = None,
         executor: Any = None,
         time_limit: float | None = None,
+        on_failure: OnFailure = "raise",
         generator: Any = None,
     ) -> None:
         where = type(self).__name__
@@ -171,5 +189,6 @@ class KnapsackLayer(OptLayer):
             workers=workers,
             executor=executor,
             time_limit=time_limit,
+            on_failure=on_failure,
             generator=generator,
         )

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,10 @@ import numpy as np
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.linear_solver.python import model_builder_helper as mbh
 
+from .. import statuses
+from ..handle import OnFailure
 from ..layer import OptLayer
+from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver, Sense, as_variable_array, check_sense
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
@@ -54,14 +58,25 @@ _SOLVER_TYPE = {
     "PDLP": "PDLP_LINEAR_PROGRAMMING",
     "HIGHS_LP": "HIGHS_LINEAR_PROGRAMMING",
 }
-# One thread per solve (the pool provides the parallelism) and no solver log.
+# One thread per solve (the pool provides the parallelism), no solver log, and Ctrl-C left to
+# Python (CP-SAT and SCIP otherwise take SIGINT over and turn it into a FEASIBLE answer).
 _SOLVER_PARAMETERS = {
-    "SAT": "num_workers:1",
+    "SAT": "num_workers:1 catch_sigint_signal:false",
+    "SCIP": "misc/catchctrlc = FALSE",
     "HIGHS": "output_flag = false\nthreads = 1",
     "HIGHS_LP": "output_flag = false\nthreads = 1",
     "PDLP": "num_threads: 1",
 }
-_OK = ("OPTIMAL", "FEASIBLE")
+# Backend words (model_builder's SolveStatus and MPSolverResponseStatus share them) with a verdict.
+_VERDICT = {
+    "OPTIMAL": statuses.OPTIMAL,
+    "FEASIBLE": statuses.FEASIBLE,
+    "INFEASIBLE": statuses.INFEASIBLE,
+    "UNBOUNDED": statuses.UNBOUNDED,
+    "CANCELLED_BY_USER": statuses.INTERRUPTED,
+}
+# Words for a solve that stopped without a verdict (a limit, an interrupt, a failure).
+_UNSETTLED = ("NOT_SOLVED", "UNKNOWN_STATUS", "ABNORMAL", "FEASIBLE", "OPTIMAL")
 
 
 def detect_backend(solver: pywraplp.Solver, *, where: str) -> str:
@@ -110,6 +125,8 @@ class LinearSpec(ModelSpec):
 
 
 class LinearSolver(ResidentSolver):
+    check_unbounded = True
+
     def __init__(self, spec: LinearSpec) -> None:
         proto = spec.proto()
         index = np.asarray(spec.var_index, dtype=np.int64)
@@ -124,6 +141,8 @@ class LinearSolver(ResidentSolver):
         integer = np.array([proto.variable[i].is_integer for i in index.tolist()], dtype=bool)
         self.round = integer if spec.is_mip else np.zeros(len(index), dtype=bool)
         self.helper: Any = None
+        self._active: Any = None  # the model_builder solver of the solve in progress
+        self._interrupted = False
         if mbh.ModelSolverHelper(spec.backend).solver_is_supported():
             # model_builder reads protos only from files.
             with tempfile.TemporaryDirectory() as tmp:
@@ -141,21 +160,35 @@ class LinearSolver(ResidentSolver):
             self.request.solver_specific_parameters = self.parameters
             self.variables = self.request.model.variable
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+    def interrupt(self) -> None:
+        self._interrupted = True
+        active = self._active
+        if active is not None:
+            active.interrupt_solve()
+
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         if self.repeated:
             indices = self.unique_list
             coeffs = np.bincount(self.inverse, weights=cost, minlength=len(self.unique)).tolist()
         else:
             indices, coeffs = self.index_list, cost.tolist()
+        self._interrupted = False
+        t0 = time.perf_counter()
         if self.helper is not None:
-            x, status = self._solve_model_builder(indices, coeffs, time_limit)
+            x, word = self._solve_model_builder(indices, coeffs, time_limit)
         else:
-            x, status = self._solve_proto(indices, coeffs, time_limit)
-        if status not in _OK or x is None:
-            return None, status, False
-        # "+ 0.0" turns the -0.0 some solvers report into 0.0.
-        x[self.round] = np.rint(x[self.round]) + 0.0
-        return x, status, True
+            x, word = self._solve_proto(indices, coeffs, time_limit)
+        elapsed = time.perf_counter() - t0
+        if self._interrupted:
+            return statuses.no_decision(statuses.INTERRUPTED, word)
+        common = _VERDICT.get(word, statuses.ERROR)
+        if common in statuses.SOLVED and x is not None:
+            # "+ 0.0" turns the -0.0 some solvers report into 0.0.
+            x[self.round] = np.rint(x[self.round]) + 0.0
+            return Outcome(x, common, word)
+        if word in _UNSETTLED:
+            common = statuses.unsolved(word, time_limit, elapsed, interrupted=False)
+        return statuses.no_decision(common, word)
 
     def _solve_model_builder(
         self, indices: list[int], coeffs: list[float], time_limit: float | None
@@ -173,7 +206,11 @@ class LinearSolver(ResidentSolver):
             solver.set_solver_specific_parameters(self.parameters)
         if time_limit is not None:
             solver.set_time_limit_in_seconds(float(time_limit))
-        solver.solve(helper)
+        self._active = solver
+        try:
+            solver.solve(helper)
+        finally:
+            self._active = None
         status = solver.status().name
         if not solver.has_solution():
             return None, status
@@ -285,16 +322,18 @@ class LinearSolverLayer(OptLayer):
     Works with every backend linked in this OR-Tools build: SCIP, CBC, CP-SAT, BOP, HiGHS (MIP
     and LP), GLOP, CLP, PDLP. An LP whose optimal face is not a vertex returns the point the
     backend finds (a vertex for simplex, possibly an interior point of the face for PDLP): any
-    optimum is valid. Status ``OPTIMAL`` is a solution, ``FEASIBLE`` (time limit hit with an
-    incumbent) is used and recorded in ``last_info``; anything else (``INFEASIBLE``,
-    ``UNBOUNDED``, ``ABNORMAL``, ``NOT_SOLVED``, ...) raises :class:`idproj_or.SolverError`.
+    optimum is valid. ``FEASIBLE`` (a time limit hit with an incumbent) is a decision, reported
+    as ``"feasible"`` in ``last_info.status``; an instance without a decision fails as
+    ``on_failure`` says (docs/batching.md has the status table). An LP that a backend calls
+    INFEASIBLE is checked once with a zero cost, so that an unbounded objective is reported as
+    ``"unbounded"``.
 
     Args:
         solver: the declared model; its own objective (if any) is replaced.
         variables: array-like of the solver's variables; its shape is the cost shape.
         sense: ``"min"`` or ``"max"``; default: the solver's declared objective sense.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``generator`` (see :class:`idproj_or.layer.OptLayer`).
+            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`).
 
     Example:
         >>> import torch
@@ -318,6 +357,7 @@ class LinearSolverLayer(OptLayer):
         workers: int | None = None,
         executor: Any = None,
         time_limit: float | None = None,
+        on_failure: OnFailure = "raise",
         generator: Any = None,
     ) -> None:
         spec = linear_spec(solver, variables, sense, where=type(self).__name__)
@@ -328,5 +368,6 @@ class LinearSolverLayer(OptLayer):
             workers=workers,
             executor=executor,
             time_limit=time_limit,
+            on_failure=on_failure,
             generator=generator,
         )

@@ -43,7 +43,10 @@ import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.sat.python import cp_model
 
+from .. import statuses
+from ..handle import OnFailure
 from ..layer import OptLayer
+from ..statuses import Outcome
 from .assignment import check_size
 from .base import ModelSpec, ResidentSolver, Sense, check_sense
 from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
@@ -102,11 +105,18 @@ class TspCpSatSolver(CpSatSolver):
         n = spec.shape[0]
         self.diagonal = np.arange(n) * (n + 1)
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         # Zero the ignored diagonal so that it cannot coarsen the integer scaling.
         cost = cost.copy()
         cost[self.diagonal] = 0.0
         return super().solve(cost, time_limit)
+
+
+_ROUTING_FAILURE = {
+    "ROUTING_FAIL_TIMEOUT": statuses.TIME_LIMIT,
+    "ROUTING_INFEASIBLE": statuses.INFEASIBLE,
+    "ROUTING_NOT_SOLVED": statuses.NOT_SOLVED,
+}
 
 
 @dataclass(frozen=True)
@@ -150,7 +160,7 @@ class RoutingTspSolver(ResidentSolver):
             scaled[self.off_diagonal] = np.rint((off - low) * (ROUTING_RESOLUTION / span)).astype(np.int64)
         return scaled
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         seconds = ROUTING_TIME_LIMIT if time_limit is None else time_limit
         self.params.time_limit.FromNanoseconds(max(int(seconds * 1e9), 1))
         manager = pywrapcp.RoutingIndexManager(self.n, 1, 0)
@@ -160,14 +170,16 @@ class RoutingTspSolver(ResidentSolver):
         solution = routing.SolveWithParameters(self.params)
         status = routing_enums_pb2.RoutingSearchStatus.Value.Name(routing.status())
         if solution is None:
-            return None, status, False
+            return statuses.no_decision(_ROUTING_FAILURE.get(status, statuses.ERROR), status)
         y = np.zeros((self.n, self.n))
         index = routing.Start(0)
         while not routing.IsEnd(index):
             nxt = solution.Value(routing.NextVar(index))
             y[manager.IndexToNode(index), manager.IndexToNode(nxt)] = 1.0
             index = nxt
-        return y.reshape(-1), status, True
+        # A local search proves nothing unless the routing solver says so.
+        common = statuses.OPTIMAL if status == "ROUTING_OPTIMAL" else statuses.FEASIBLE
+        return Outcome(y.reshape(-1), common, status)
 
 
 def _choice(value: str, choices: tuple[str, ...], name: str, *, where: str) -> str:
@@ -254,6 +266,7 @@ class TSPLayer(OptLayer):
         workers: int | None = None,
         executor: Any = None,
         time_limit: float | None = None,
+        on_failure: OnFailure = "raise",
         generator: Any = None,
     ) -> None:
         spec = tsp_spec(
@@ -274,6 +287,7 @@ class TSPLayer(OptLayer):
             workers=workers,
             executor=executor,
             time_limit=time_limit,
+            on_failure=on_failure,
             generator=generator,
         )
         self.method = method

@@ -31,7 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import statuses
+from ..handle import OnFailure
 from ..layer import OptLayer
+from ..statuses import Outcome
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
 ENUMERATE_WORK = 4096
@@ -160,11 +163,13 @@ class DagPathSolver(ResidentSolver):
             if len(arcs):
                 self.steps.append((v, arcs, tails[arcs]))
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> tuple[np.ndarray | None, str, bool]:
-        sols, statuses, _, _ = self.solve_many(cost[None, :], time_limit)
-        return sols[0], statuses[0], True
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+        chunk = self.solve_many(cost[None, :], time_limit)
+        return Outcome(chunk.solutions[0], chunk.status[0], chunk.solver_status[0])
 
-    def solve_many(self, costs: np.ndarray, time_limit: float | None) -> ChunkResult:
+    def solve_many(
+        self, costs: np.ndarray, time_limit: float | None, *, stop_at_failure: bool = False, cancel: Any = None
+    ) -> ChunkResult:
         # time_limit is not used: the recursion is linear in the arcs and always exact.
         t0 = time.perf_counter()
         n = len(costs)
@@ -175,7 +180,7 @@ class DagPathSolver(ResidentSolver):
         else:
             sols = self._recursion(c)
         times = np.full(n, (time.perf_counter() - t0) / max(n, 1))
-        return sols, ["OPTIMAL"] * n, times, n
+        return ChunkResult(sols, [statuses.OPTIMAL] * n, ["OPTIMAL"] * n, times)
 
     def _recursion(self, c: np.ndarray) -> np.ndarray:
         n = len(c)
@@ -261,7 +266,7 @@ class ShortestPathLayer(OptLayer):
         n_nodes: number of nodes; default ``max(arcs) + 1``.
         sense: ``"min"`` (default) or ``"max"`` (longest path).
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
+            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
             for a uniform interface but not used: every solve is exact and fast.
 
     Example:
@@ -284,6 +289,7 @@ class ShortestPathLayer(OptLayer):
         workers: int | None = None,
         executor: Any = None,
         time_limit: float | None = None,
+        on_failure: OnFailure = "raise",
         generator: Any = None,
     ) -> None:
         spec = dag_path_spec(arcs, source, target, n_nodes=n_nodes, sense=sense, where=type(self).__name__)
@@ -294,6 +300,7 @@ class ShortestPathLayer(OptLayer):
             workers=workers,
             executor=executor,
             time_limit=time_limit,
+            on_failure=on_failure,
             generator=generator,
         )
 

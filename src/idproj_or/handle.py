@@ -1,0 +1,284 @@
+"""The solve handle: one spec's batch solver, with the checks, reports and failure policy that
+every layer shares. It knows nothing of gradients.
+
+The solve itself is one opaque torch operator, ``idproj_or::solve`` (:func:`solve_op`): the
+compiler sees a black box with the input's shape, never traces into the solver, and autograd
+passes ``sign * grad`` through it (the identity rule; no solver call in backward).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import os
+import sys
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .adapters.base import ModelSpec
+from .batch import BatchInfo, BatchSolver
+from .errors import SolverError, SolverWarning
+from .statuses import cause
+
+OnFailure = Literal["raise", "nan"]
+ON_FAILURE = ("raise", "nan")
+
+_handles: dict[int, weakref.ref[SolveHandle]] = {}
+_keys = itertools.count(1)
+
+
+def real_scalar(value: Any, *, where: str, name: str) -> float:
+    """``value`` as a float when it is a real scalar (int, float, numpy scalar, 0-dim tensor);
+    otherwise a ValueError naming ``name``."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_complex():
+        value = value.item()
+    elif isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{where}: {name}={value!r} must be a real number")
+    return float(value)
+
+
+class SolveHandle:
+    """Validates costs, solves a batch (serial, pool or executor), keeps ``last_info`` (per
+    thread) and applies ``on_failure``.
+
+    Args:
+        spec: the picklable model recipe.
+        name: the owning layer's name, for messages.
+        workers, executor, time_limit, on_failure: see :class:`idproj_or.layer.OptLayer`.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        name: str,
+        workers: int | None = None,
+        executor: Executor | None = None,
+        time_limit: float | None = None,
+        on_failure: OnFailure = "raise",
+    ) -> None:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"{name}: workers={workers!r} must be None or a positive int")
+        if workers is not None and executor is not None:
+            raise ValueError(f"{name}: pass either workers= or executor=, not both")
+        if executor is not None and not isinstance(executor, Executor):
+            raise ValueError(f"{name}: executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+        if time_limit is not None:
+            seconds = real_scalar(time_limit, where=name, name="time_limit")
+            if not (seconds > 0 and math.isfinite(seconds)):
+                raise ValueError(f"{name}: time_limit={time_limit!r} must be a positive number of seconds")
+            time_limit = seconds
+        if on_failure not in ON_FAILURE:
+            raise ValueError(f"{name}: on_failure={on_failure!r} must be one of {', '.join(map(repr, ON_FAILURE))}")
+        self.name = name
+        self.spec = spec
+        self.shape: tuple[int, ...] = tuple(spec.shape)
+        self.size = math.prod(self.shape)
+        self.sense = spec.sense
+        self.on_failure: OnFailure = on_failure
+        self.batch = BatchSolver(spec, workers=workers, executor=executor, time_limit=time_limit)
+        # Called before each solve; may return a new spec (a CVXPY parameter changed).
+        self.refresh: Callable[[], ModelSpec | None] | None = None
+        self._warned: set[str] = set()
+        self._local = threading.local()
+        self.key = self._register()
+
+    def _register(self) -> int:
+        key = next(_keys)
+        _handles[key] = weakref.ref(self, lambda _, k=key: _handles.pop(k, None))
+        return key
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"], state["key"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+        self.key = self._register()
+
+    @property
+    def last_info(self) -> BatchInfo | None:
+        """What the solver reported for the last batch solved by the calling thread."""
+        return getattr(self._local, "info", None)
+
+    @property
+    def workers(self) -> int | None:
+        return self.batch.workers
+
+    @property
+    def executor(self) -> Executor | None:
+        return self.batch.executor
+
+    @executor.setter
+    def executor(self, executor: Executor | None) -> None:
+        if executor is not None and not isinstance(executor, Executor):
+            raise ValueError(
+                f"{self.name}: executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
+            )
+        if executor is not None and self.batch.workers is not None:
+            raise ValueError(f"{self.name}: pass either workers= or executor=, not both")
+        self.batch.executor = executor
+
+    @property
+    def time_limit(self) -> float | None:
+        return self.batch.time_limit
+
+    def replace_spec(self, spec: ModelSpec) -> None:
+        """Solve ``spec`` from now on (same shape and sense), keeping the routing options."""
+        old = self.batch
+        self.spec = spec
+        self.batch = BatchSolver(spec, workers=old.workers, executor=old.executor, time_limit=old.time_limit)
+
+    def check_costs(self, costs: Any) -> tuple[torch.Tensor, bool]:
+        """``costs`` as a ``(B, n)`` float tensor and whether it was batched; the checks that do
+        not read values (those run in :meth:`solve_numpy`, so that a compiler can trace this)."""
+        if not isinstance(costs, torch.Tensor):
+            costs = torch.as_tensor(costs)
+        if not costs.is_floating_point():
+            raise ValueError(f"{self.name}: costs must be a floating-point tensor, got dtype {costs.dtype}")
+        shape = tuple(costs.shape)
+        if shape == self.shape:
+            batched = False
+            costs = costs.unsqueeze(0)
+        elif shape[1:] == self.shape:
+            batched = True
+        else:
+            raise ValueError(
+                f"{self.name}: expected costs of shape {self.shape} or (B, {', '.join(map(str, self.shape))}),"
+                f" got {shape}"
+            )
+        if shape[0] == 0 and batched:
+            raise ValueError(f"{self.name}: empty batch (costs of shape {shape})")
+        return costs.reshape(costs.shape[0], -1), batched
+
+    def _check_finite(self, raw: np.ndarray) -> None:
+        finite = np.isfinite(raw)
+        if not finite.all():
+            i, j = np.argwhere(~finite)[0].tolist()
+            where = tuple(int(k) for k in np.unravel_index(j, self.shape))
+            raise ValueError(
+                f"{self.name}: costs[{i}] has a non-finite entry {raw[i, j]} at index {where} (batch index {i})"
+            )
+
+    def solve_numpy(self, z: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Decisions for the solver's costs ``z`` (rows); ``raw`` are the costs the caller passed
+        (before projection and noise), checked for non-finite entries and used for the reported
+        objective. Rows without a decision are NaN with ``on_failure="nan"``; with ``"raise"``
+        the first one raises :class:`SolverError`."""
+        self._check_finite(raw)
+        if self.refresh is not None:
+            spec = self.refresh()
+            if spec is not None:
+                self.replace_spec(spec)
+        result = self.batch.solve(z, stop_at_failure=self.on_failure == "raise")
+        sols = result.solutions
+        objective = np.einsum("ij,ij->i", raw, sols)
+        info = BatchInfo(
+            result.status, result.solver_status, objective, result.wall_time, result.mode, self.batch.time_limit
+        )
+        self._local.info = info
+        failed = info.failed
+        if failed and self.on_failure == "raise":
+            i = failed[0]
+            raise SolverError(
+                f"{self.name}: instance {i} of the batch has no solution: {info.cause(i)} "
+                f"(status {info.status[i]})",
+                index=i,
+                status=info.status[i],
+                solver_status=info.solver_status[i],
+            )
+        if failed:
+            self._warn_once(
+                "failed",
+                f"{len(failed)} of {len(info)} instances have no decision (instance {failed[0]}: "
+                f"{info.cause(failed[0])}); their rows are NaN (on_failure='nan'), see last_info",
+            )
+        loose = info.not_optimal
+        if loose:
+            self._warn_once(
+                "not_optimal",
+                f"{len(loose)} of {len(info)} decisions are not proven optimal (instance {loose[0]}: "
+                f"{cause(info.status[loose[0]], info.solver_status[loose[0]], info.time_limit)}); see "
+                "last_info.status",
+            )
+        return sols
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(f"{self.name}: {message}. Shown once per layer.", SolverWarning, stacklevel=_caller_level())
+
+    def solve_tensor(self, z: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """:meth:`solve_numpy` on tensors: decisions on ``z``'s device, in ``z``'s dtype."""
+        costs = z.detach().to(device="cpu", dtype=torch.float64).numpy()
+        given = raw.detach().to(device="cpu", dtype=torch.float64).numpy()
+        sols = self.solve_numpy(costs, given)
+        return torch.from_numpy(sols).to(device=z.device, dtype=z.dtype)
+
+
+_INTERNAL = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside this package and torch: the user's line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _handle(key: int) -> SolveHandle:
+    ref = _handles.get(key)
+    handle = ref() if ref is not None else None
+    if handle is None:
+        raise RuntimeError(f"idproj_or: the layer of solve handle {key} no longer exists")
+    return handle
+
+
+@torch.library.custom_op("idproj_or::solve", mutates_args=())
+def _solve(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
+    return _handle(key).solve_tensor(z, raw)
+
+
+@_solve.register_fake
+def _(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
+    return torch.empty_like(z)
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    ctx.sign = inputs[3]
+
+
+def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+    return (grad if ctx.sign > 0 else -grad), None, None, None
+
+
+torch.library.register_autograd("idproj_or::solve", _backward, setup_context=_setup_context)
+
+
+def _no_vmap(info: Any, in_dims: Any, *args: Any) -> Any:
+    raise ValueError(
+        "idproj_or layers do not run under torch.func.vmap: the solver batches already; pass the "
+        "batch as the first dimension of the costs, layer(costs) with costs of shape (B, *shape)"
+    )
+
+
+torch.library.register_vmap("idproj_or::solve", _no_vmap)
+
+
+def solve_op(z: torch.Tensor, raw: torch.Tensor, handle: SolveHandle, *, sense: str) -> torch.Tensor:
+    """``y = solve(z)`` as the opaque operator; backward ``dL/dz = -dL/dy`` for min, ``+dL/dy``
+    for max. ``raw`` is the caller's cost (checked and used for the reported objective)."""
+    return _solve(z, raw.detach(), handle.key, 1.0 if sense == "max" else -1.0)
