@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from _fake import SignSpec, force_pool
-from _models import k_subset, knapsack_32
+from _models import k_subset
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo

@@ -10,7 +10,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .errors import SolverError, WorkerError
+from .errors import SolverError, SolverWarning, WorkerError
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,7 @@ logging.getLogger("__cvxpy__").addFilter(_QuietOrtoolsProbe())
 _LAZY: dict[str, tuple[str, str | None]] = {
     "OptLayer": ("layer", "OptLayer"),
     "BatchInfo": ("batch", "BatchInfo"),
+    "STATUSES": ("statuses", "STATUSES"),
     "CpSatLayer": ("adapters.cpsat", "CpSatLayer"),
     "LinearSolverLayer": ("adapters.linear", "LinearSolverLayer"),
     "CvxpyLayer": ("adapters.cvxpy", "CvxpyLayer"),
@@ -42,7 +43,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "metrics": ("metrics", None),
 }
 
-__all__ = ["SolverError", "WorkerError", *_LAZY]
+__all__ = ["SolverError", "SolverWarning", "WorkerError", *_LAZY]
 
 if TYPE_CHECKING:
     from . import data, metrics, problems

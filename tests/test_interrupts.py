@@ -1,0 +1,213 @@
+"""Ctrl-C always reaches the caller as KeyboardInterrupt, within 2 s, and leaves no process.
+
+Each scenario runs in a fresh process group (as a terminal's Ctrl-C reaches the whole group),
+gets SIGINT while or after it solves, and reports what it saw.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+HEADER = textwrap.dedent(
+    """
+    import os, sys, time
+    import numpy as np, torch
+    import idproj_or as ipo
+    from ortools.sat.python import cp_model
+    from ortools.linear_solver import pywraplp
+
+    def subset_sum(n=60):  # no solution, and none proven absent for a long time
+        w = np.random.default_rng(1).integers(10**6, 10**7, size=n)
+        m = cp_model.CpModel()
+        x = [m.new_bool_var(f"x{i}") for i in range(n)]
+        m.add(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
+        return m, x
+
+    def k_subset():
+        m = cp_model.CpModel()
+        x = [m.new_bool_var(f"x{i}") for i in range(4)]
+        m.add(sum(x) == 2)
+        return m, x
+
+    def check_small(**options):  # the library still works, and right
+        m, x = k_subset()
+        y = ipo.CpSatLayer(m, x, sense="max", **options)(torch.tensor([[1.0, 4.0, 2.0, 3.0]] * 8))
+        assert y.tolist() == [[0.0, 1.0, 0.0, 1.0]] * 8, y
+
+    def hard_layer(kind, **options):
+        if kind == "cpsat":
+            m, x = subset_sum()
+            return ipo.CpSatLayer(m, x, **options), 60
+        if kind in ("SCIP", "SAT"):
+            rng = np.random.default_rng(1)
+            w = rng.integers(10**6, 10**7, size=60)
+            s = pywraplp.Solver.CreateSolver(kind)
+            x = [s.BoolVar(f"x{i}") for i in range(60)]
+            s.Add(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
+            return ipo.LinearSolverLayer(s, x, **options), 60
+        if kind == "knapsack":  # even weights, odd capacity: the search visits ~2^60 nodes
+            w = 2 * np.random.default_rng(0).integers(1, 1000, size=(1, 60))
+            return ipo.KnapsackLayer(w, [int(w.sum() // 2) | 1], **options), 60
+        raise ValueError(kind)
+
+    def say(*args):
+        print(*args, flush=True)
+    """
+)
+
+AFTER_SOLVE = HEADER + textwrap.dedent(
+    """
+    if __name__ == "__main__":
+        kind = sys.argv[1]
+        if kind == "cpsat":
+            check_small()
+        elif kind == "tsp":
+            ipo.TSPLayer(5)(torch.rand(2, 5, 5))
+        elif kind == "SAT":
+            s = pywraplp.Solver.CreateSolver("SAT")
+            x = [s.BoolVar(f"x{i}") for i in range(3)]
+            ipo.LinearSolverLayer(s, x)(torch.randn(2, 3))
+        elif kind == "probe":
+            m, x = k_subset()
+            ipo.CpSatLayer(m, x, workers=2)(torch.randn(4, 4))
+        try:
+            say("ready")
+            time.sleep(30)
+            say("not interrupted")
+        except KeyboardInterrupt:
+            say("KeyboardInterrupt")
+        finally:
+            say("finally")
+    """
+)
+
+DURING_SOLVE = HEADER + textwrap.dedent(
+    """
+    if __name__ == "__main__":
+        kind, workers = sys.argv[1], int(sys.argv[2]) or None
+        layer, n = hard_layer(kind, workers=workers)
+        if workers:
+            layer._handle.batch._per_instance = 100.0  # as after slow solves: to the pool
+            from idproj_or.batch import get_pool, pool_pids
+            get_pool(workers)
+            say("pool", *pool_pids(workers))
+        costs = torch.rand(8, n) + 1.0
+        say("ready")
+        t0 = time.perf_counter()
+        try:
+            layer(costs)
+            say("not interrupted")
+        except KeyboardInterrupt:
+            say(f"KeyboardInterrupt after {time.perf_counter() - t0:.3f}")
+        check_small(workers=workers)
+        say("still works")
+    """
+)
+
+
+def descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def run(tmp_path, source, *args, wait_after_ready=1.0):
+    """Start the scenario, SIGINT its process group ``wait_after_ready`` s after it says
+    "ready"; returns (lines, stderr, the process ids of its descendants before the signal,
+    seconds from the signal to the KeyboardInterrupt line)."""
+    script = tmp_path / "scenario.py"
+    script.write_text(source)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    lines = []
+    try:
+        while True:
+            line = proc.stdout.readline()
+            assert line, f"scenario ended early: {proc.communicate(timeout=30)[1][-3000:]}"
+            lines.append(line.strip())
+            if line.strip() == "ready":
+                break
+        time.sleep(wait_after_ready)
+        family = descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.perf_counter()
+        reaction = None
+        while True:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("KeyboardInterrupt") and reaction is None:
+                reaction = time.perf_counter() - sent
+            lines.append(line.strip())
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    return lines, err, family, reaction
+
+
+def gone(pids, timeout=5.0):
+    deadline = time.time() + timeout
+    while any(alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    return not any(alive(p) for p in pids)
+
+
+@pytest.mark.parametrize("kind", ["cpsat", "tsp", "SAT", "probe"])
+def test_ctrl_c_after_a_solve_is_a_keyboard_interrupt(tmp_path, kind):
+    # CP-SAT's default catch_sigint_signal=True took SIGINT over: the process died with exit 130
+    # and no finally, and a pool's workers were orphaned.
+    lines, err, family, _ = run(tmp_path, AFTER_SOLVE, kind, wait_after_ready=0.3)
+    assert lines[-2:] == ["KeyboardInterrupt", "finally"]
+    assert "Traceback" not in err
+    assert gone(family)
+
+
+@pytest.mark.parametrize("kind", ["cpsat", "SCIP", "SAT", "knapsack"])
+def test_ctrl_c_during_an_in_process_solve_interrupts_it_at_once(tmp_path, kind):
+    lines, err, family, reaction = run(tmp_path, DURING_SOLVE, kind, "0")
+    assert "not interrupted" not in lines  # never a silently non-optimal decision
+    assert reaction is not None and reaction < 2.0, lines
+    assert lines[-1] == "still works"
+    assert "Traceback" not in err
+    assert gone(family)
+
+
+@pytest.mark.parametrize("kind", ["cpsat", "SCIP"])
+def test_ctrl_c_during_a_pool_solve_stops_the_workers_and_leaves_no_process(tmp_path, kind):
+    lines, err, family, reaction = run(tmp_path, DURING_SOLVE, kind, "2")
+    workers = [int(p) for p in lines[0].split()[1:]]
+    assert len(workers) == 2 and set(workers) <= family
+    assert reaction is not None and reaction < 2.0, lines
+    assert lines[-1] == "still works"  # a fresh pool solves the next batch
+    # the workers got the terminal's SIGINT too: no traceback, no solver chatter
+    assert "Traceback" not in err and err.strip() == "", err[-3000:]
+    # the fork server, the resource tracker and every worker end with the script
+    assert len(family) >= 4
+    assert gone(family)
