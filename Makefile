@@ -23,6 +23,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PIP) -q -e ".[bench]"
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/compile.py
 	$(BIN)/python benchmarks/compare_pyepo.py
 
 docs: $(STAMP)
