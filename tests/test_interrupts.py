@@ -50,6 +50,12 @@ HEADER = textwrap.dedent(
             x = [s.BoolVar(f"x{i}") for i in range(60)]
             s.Add(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
             return ipo.LinearSolverLayer(s, x, **options), 60
+        if kind == "cvxpy":  # HiGHS cannot be stopped: the call returns without it
+            import cvxpy as cp
+            w = np.random.default_rng(1).integers(10**6, 10**7, size=60)
+            c, x = cp.Parameter(60), cp.Variable(60, boolean=True)
+            problem = cp.Problem(cp.Minimize(c @ x), [w @ x == int(w.sum() // 2) + 1])
+            return ipo.CvxpyLayer(problem, c, x, **options), 60
         if kind == "knapsack":  # even weights, odd capacity: the search visits ~2^60 nodes
             w = 2 * np.random.default_rng(0).integers(1, 1000, size=(1, 60))
             return ipo.KnapsackLayer(w, [int(w.sum() // 2) | 1], **options), 60
@@ -189,7 +195,7 @@ def test_ctrl_c_after_a_solve_is_a_keyboard_interrupt(tmp_path, kind):
     assert gone(family)
 
 
-@pytest.mark.parametrize("kind", ["cpsat", "SCIP", "SAT", "knapsack"])
+@pytest.mark.parametrize("kind", ["cpsat", "SCIP", "SAT", "knapsack", "cvxpy"])
 def test_ctrl_c_during_an_in_process_solve_interrupts_it_at_once(tmp_path, kind):
     lines, err, family, reaction = run(tmp_path, DURING_SOLVE, kind, "0")
     assert "not interrupted" not in lines  # never a silently non-optimal decision
@@ -211,3 +217,23 @@ def test_ctrl_c_during_a_pool_solve_stops_the_workers_and_leaves_no_process(tmp_
     # the fork server, the resource tracker and every worker end with the script
     assert len(family) >= 4
     assert gone(family)
+
+
+OWN_HANDLER = HEADER + textwrap.dedent(
+    """
+    import signal
+    if __name__ == "__main__":
+        seen = []
+        signal.signal(signal.SIGINT, lambda *_: seen.append(1))  # e.g. "stop after this epoch"
+        layer, n = hard_layer("cpsat", time_limit=2.0, on_failure="nan")
+        say("ready")
+        y = layer(torch.rand(1, n) + 1.0)
+        say("handled", len(seen), layer.last_info.status[0])
+    """
+)
+
+
+def test_a_users_own_sigint_handler_is_respected_and_the_solve_is_not_cut(tmp_path):
+    lines, err, _, _ = run(tmp_path, OWN_HANDLER, wait_after_ready=0.5)
+    # the handler ran once, and the solve went on to its time limit instead of being stopped
+    assert lines[-1] == "handled 1 time_limit", (lines, err[-2000:])

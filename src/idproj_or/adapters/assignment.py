@@ -47,6 +47,7 @@ def check_size(value: Any, name: str, *, where: str, minimum: int = 1) -> int:
 
 @dataclass(frozen=True)
 class AssignmentSpec(ModelSpec):
+    on_caller_thread = True
     n: int
     m: int
     sense: Sense

@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
@@ -153,6 +153,10 @@ class ModelSpec(abc.ABC):
 
     shape: tuple[int, ...]
     sense: Sense
+    # Whether a main-thread solve may run on the caller's thread: its solver stops soon after
+    # ``interrupt()`` (or every chunk is short) and does not hold the GIL while it runs. The
+    # others run on a helper thread, so that a Ctrl-C never waits for them.
+    on_caller_thread: ClassVar[bool] = False
 
     @abc.abstractmethod
     def build(self) -> ResidentSolver:

@@ -38,6 +38,7 @@ def _declared_sense(proto: Any) -> Sense:
 
 @dataclass(frozen=True)
 class CpSatSpec(ModelSpec):
+    on_caller_thread = True
     proto_text: str
     var_index: tuple[int, ...]  # proto index of each cost entry (flattened)
     shape: tuple[int, ...]

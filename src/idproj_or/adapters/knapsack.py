@@ -72,6 +72,7 @@ def integer_row(weights: np.ndarray, capacity: float, *, row: int, where: str, h
 
 @dataclass(frozen=True)
 class KnapsackSpec(ModelSpec):
+    on_caller_thread = True
     weights: tuple[tuple[int, ...], ...]  # (d, n), integral after scaling
     capacities: tuple[int, ...]
     sense: Sense

@@ -105,6 +105,7 @@ def detect_backend(solver: pywraplp.Solver, *, where: str) -> str:
 
 @dataclass(frozen=True)
 class LinearSpec(ModelSpec):
+    on_caller_thread = True
     model: bytes  # serialized MPModelProto, objective cleared, direction set from ``sense``
     backend: str  # pywraplp.Solver.CreateSolver name, e.g. "SCIP"
     var_index: tuple[int, ...]  # proto index of each cost entry (flattened)

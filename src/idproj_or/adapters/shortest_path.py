@@ -44,6 +44,7 @@ from .base import ChunkResult, ModelSpec, ResidentSolver, Sense, check_sense
 
 @dataclass(frozen=True)
 class ShortestPathSpec(ModelSpec):
+    on_caller_thread = True
     tails: tuple[int, ...]
     heads: tuple[int, ...]
     n_nodes: int
