@@ -169,6 +169,8 @@ def test_objective_is_reported_in_the_callers_cost_units():
     costs = torch.tensor([[10.0, 40.0, 20.0, 30.0], [1.0, 2.0, 3.0, 4.0]])
     y = layer(costs)
     np.testing.assert_array_equal(layer.last_info.objective, (costs * y).sum(1).numpy())
+    layer.eval()  # no noise: the best pair of each row, in the caller's units (not the projected ones)
+    layer(costs)
     assert layer.last_info.objective.tolist() == [70.0, 7.0]
 
 

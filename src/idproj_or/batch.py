@@ -91,6 +91,8 @@ def _remote_chunk(
 
 # Seconds a Ctrl-C waits for the interrupted in-process solve to stop before it is abandoned.
 _INTERRUPT_GRACE = 1.0
+# Stop requests, 0.1 s apart, that the interrupt watch sends to a solve until it returns.
+_INTERRUPT_RETRIES = 100
 
 
 class _Job:
@@ -164,9 +166,16 @@ class _InterruptWatch:
         while True:
             signals = os.read(self.read_fd, 64)
             target = self.target
-            if target is not None and signal.SIGINT in signals:
-                target[1].set()
+            if target is None or signal.SIGINT not in signals:
+                continue
+            target[1].set()
+            # Again until the solve returns: a stop that lands between two instances, or before
+            # the native solve starts, may be lost.
+            for _ in range(_INTERRUPT_RETRIES):
                 target[0].interrupt()
+                time.sleep(0.1)
+                if self.target is not target:
+                    break
 
     def run(self, solver: ResidentSolver, costs: np.ndarray, time_limit: float | None, stop: bool) -> ChunkResult:
         cancel = threading.Event()

@@ -247,14 +247,22 @@ def _handle(key: int) -> SolveHandle:
     return handle
 
 
-@torch.library.custom_op("idproj_or::solve", mutates_args=())
+# Defined with torch.library.Library rather than torch.library.custom_op, whose first call
+# imports torch._dynamo (~2 s) even in plain eager code.
+_LIB = torch.library.Library("idproj_or", "DEF")
+_LIB.define("solve(Tensor z, Tensor raw, int key, float sign) -> Tensor")
+
+
 def _solve(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
     return _handle(key).solve_tensor(z, raw)
 
 
-@_solve.register_fake
-def _(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
+def _fake(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
     return torch.empty_like(z)
+
+
+_LIB.impl("solve", _solve, "CompositeExplicitAutograd")
+torch.library.register_fake("idproj_or::solve", _fake, lib=_LIB)
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
@@ -265,7 +273,7 @@ def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, 
     return (grad if ctx.sign > 0 else -grad), None, None, None
 
 
-torch.library.register_autograd("idproj_or::solve", _backward, setup_context=_setup_context)
+torch.library.register_autograd("idproj_or::solve", _backward, setup_context=_setup_context, lib=_LIB)
 
 
 def _no_vmap(info: Any, in_dims: Any, *args: Any) -> Any:
@@ -275,10 +283,10 @@ def _no_vmap(info: Any, in_dims: Any, *args: Any) -> Any:
     )
 
 
-torch.library.register_vmap("idproj_or::solve", _no_vmap)
+torch.library.register_vmap("idproj_or::solve", _no_vmap, lib=_LIB)
 
 
 def solve_op(z: torch.Tensor, raw: torch.Tensor, handle: SolveHandle, *, sense: str) -> torch.Tensor:
     """``y = solve(z)`` as the opaque operator; backward ``dL/dz = -dL/dy`` for min, ``+dL/dy``
     for max. ``raw`` is the caller's cost (checked and used for the reported objective)."""
-    return _solve(z, raw.detach(), handle.key, 1.0 if sense == "max" else -1.0)
+    return torch.ops.idproj_or.solve(z, raw.detach(), handle.key, 1.0 if sense == "max" else -1.0)
