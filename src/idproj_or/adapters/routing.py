@@ -230,9 +230,9 @@ class TSPLayer(OptLayer):
 
     Args:
         n: number of nodes (>= 2).
-        method: ``"cpsat"`` (exact; ``layer.last_info.status`` is ``"OPTIMAL"`` when proven) or
-            ``"routing"`` (OR-Tools routing heuristic for large n; its status is
-            ``"ROUTING_OPTIMAL"`` only when the search space is exhausted, i.e. tiny n).
+        method: ``"cpsat"`` (exact; ``layer.last_info.status`` is ``"optimal"`` when proven) or
+            ``"routing"`` (OR-Tools routing heuristic for large n; its status is ``"feasible"``,
+            ``"optimal"`` only when the search space is exhausted, i.e. tiny n).
         sense: ``"min"`` (default) or ``"max"``.
         first_solution: routing only; a ``FirstSolutionStrategy`` name (default
             ``"PATH_CHEAPEST_ARC"``).
