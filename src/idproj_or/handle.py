@@ -47,6 +47,13 @@ def real_scalar(value: Any, *, where: str, name: str) -> float:
     return float(value)
 
 
+def _check_executor(executor: Any, workers: int | None, *, where: str) -> None:
+    if executor is not None and workers is not None:
+        raise ValueError(f"{where}: pass either workers= or executor=, not both")
+    if executor is not None and not isinstance(executor, Executor):
+        raise ValueError(f"{where}: executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+
+
 class SolveHandle:
     """Validates costs, solves a batch (serial, pool or executor), keeps ``last_info`` (per
     thread) and applies ``on_failure``.
@@ -69,10 +76,7 @@ class SolveHandle:
     ) -> None:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ValueError(f"{name}: workers={workers!r} must be None or a positive int")
-        if workers is not None and executor is not None:
-            raise ValueError(f"{name}: pass either workers= or executor=, not both")
-        if executor is not None and not isinstance(executor, Executor):
-            raise ValueError(f"{name}: executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+        _check_executor(executor, workers, where=name)
         if time_limit is not None:
             seconds = real_scalar(time_limit, where=name, name="time_limit")
             if not (seconds > 0 and math.isfinite(seconds)):
@@ -123,12 +127,7 @@ class SolveHandle:
 
     @executor.setter
     def executor(self, executor: Executor | None) -> None:
-        if executor is not None and not isinstance(executor, Executor):
-            raise ValueError(
-                f"{self.name}: executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
-            )
-        if executor is not None and self.batch.workers is not None:
-            raise ValueError(f"{self.name}: pass either workers= or executor=, not both")
+        _check_executor(executor, self.batch.workers, where=self.name)
         self.batch.executor = executor
 
     @property

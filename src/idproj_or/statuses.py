@@ -39,11 +39,9 @@ def no_decision(status: str, solver_status: str) -> Outcome:
     return Outcome(None, status, solver_status)
 
 
-def unsolved(solver_status: str, time_limit: float | None, elapsed: float, interrupted: bool) -> str:
+def unsolved(time_limit: float | None, elapsed: float) -> str:
     """Common status of a solve that stopped without a decision and without a verdict on the
-    model: an interrupt, a time limit that ran out, or a failure of the solver."""
-    if interrupted:
-        return INTERRUPTED
+    model: a time limit that ran out, or else a failure of the solver."""
     if time_limit is not None and elapsed >= 0.9 * time_limit:
         return TIME_LIMIT
     return ERROR

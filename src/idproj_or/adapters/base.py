@@ -97,11 +97,7 @@ class ResidentSolver(abc.ABC):
         if not self.check_unbounded or outcome.status not in (INFEASIBLE, INFEASIBLE_OR_UNBOUNDED):
             return outcome
         if self._feasible is None:
-            self.check_unbounded = False  # the zero-cost solve itself is never re-checked
-            try:
-                probe = self.solve(np.zeros_like(cost), None)
-            finally:
-                self.check_unbounded = True
+            probe = self.solve(np.zeros_like(cost), None)
             if probe.status in SOLVED:
                 self._feasible = True
             elif probe.status == INFEASIBLE:

@@ -260,7 +260,7 @@ class GenericSolver(ResidentSolver):
             x[self.round] = np.rint(x[self.round]) + 0.0
             return Outcome(x, common, word)
         if common in statuses.SOLVED:  # a limit or an inaccurate end without a point
-            common = statuses.unsolved(word, time_limit, time.perf_counter() - t0, interrupted=False)
+            common = statuses.unsolved(time_limit, time.perf_counter() - t0)
         return statuses.no_decision(common, word)
 
 

@@ -189,7 +189,7 @@ class LinearSolver(ResidentSolver):
             x[self.round] = np.rint(x[self.round]) + 0.0
             return Outcome(x, common, word)
         if word in _UNSETTLED:
-            common = statuses.unsolved(word, time_limit, elapsed, interrupted=False)
+            common = statuses.unsolved(time_limit, elapsed)
         return statuses.no_decision(common, word)
 
     def _solve_model_builder(
