@@ -133,7 +133,10 @@ class _SolverThread:
         global _solver_thread
         self.jobs.put(job)
         try:
-            job.done.wait()
+            # Woken every 50 ms: the kernel may deliver SIGINT to the helper thread, whose
+            # native solve then leaves the main thread's wait unbroken.
+            while not job.done.wait(0.05):
+                pass
         except KeyboardInterrupt:
             job.cancel.set()
             if job.solver is not None:

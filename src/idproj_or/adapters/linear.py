@@ -10,8 +10,9 @@ one instance to the next:
 - backends that ``model_builder`` supports (SCIP, GLOP, PDLP, HiGHS, CP-SAT): a resident
   ``ModelBuilderHelper``, whose objective is set with one vectorised call, solved by a new
   ``ModelSolverHelper``;
-- the others (CBC, CLP, BOP): a resident ``MPModelRequest`` whose objective coefficients are
-  overwritten in place, solved by ``pywraplp.Solver.SolveWithProto``.
+- the others (CBC, CLP, BOP): a resident ``MPModelProto`` whose objective coefficients are
+  overwritten in place, loaded into a new ``pywraplp.Solver`` and solved by its ``Solve`` with a
+  zero relative MIP gap.
 
 Why not keep a ``pywraplp.Solver`` and call ``Objective().SetCoefficient``: measured on OR-Tools
 9.15, a resident pywraplp solver carries state from one solve to the next. GLOP and CLP warm
@@ -24,12 +25,13 @@ knapsack 10.4 ms against 7.3 ms, a fresh SCIP instance per solve (``SolveWithPro
 is slower still, about 2x). The per-variable SWIG calls (``SetCoefficient``, ``solution_value``)
 cost about 2 us each, more than the vectorised calls used here.
 
-These routes run each solver with its own defaults (a MIP is solved to a zero gap), while
-``pywraplp.Solver.Solve`` sets a relative MIP gap of 1e-4.
+These routes solve a MIP to a zero gap (``pywraplp.Solver.Solve`` defaults to a relative gap
+of 1e-4).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -105,7 +107,7 @@ def detect_backend(solver: pywraplp.Solver, *, where: str) -> str:
 
 @dataclass(frozen=True)
 class LinearSpec(ModelSpec):
-    # SCIP can ignore stop requests for seconds (and CBC/CLP/BOP hold the GIL): a helper thread
+    # SCIP can ignore stop requests for seconds and CBC/CLP cannot be stopped: a helper thread
     # keeps Ctrl-C prompt (the hand-off, ~0.2 ms a call, is small beside a fresh solver per solve)
     model: bytes  # serialized MPModelProto, objective cleared, direction set from ``sense``
     backend: str  # pywraplp.Solver.CreateSolver name, e.g. "SCIP"
@@ -156,16 +158,20 @@ class LinearSolver(ResidentSolver):
                     raise RuntimeError(f"LinearSolver: model_builder could not read the {spec.backend} model")
             self.maximize = proto.maximize
         else:
-            self.request = linear_solver_pb2.MPModelRequest()
-            self.request.model.CopyFrom(proto)
-            self.request.solver_type = linear_solver_pb2.MPModelRequest.SolverType.Value(_SOLVER_TYPE[spec.backend])
-            self.request.solver_specific_parameters = self.parameters
-            self.variables = self.request.model.variable
+            self.model = proto
+            self.variables = proto.variable
+            self.problem_type = getattr(pywraplp.Solver, _SOLVER_TYPE[spec.backend])
+            # Solve's default relative MIP gap is 1e-4: solve to optimality.
+            self.mp_parameters = pywraplp.MPSolverParameters()
+            if spec.is_mip:
+                self.mp_parameters.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, 0.0)
 
     def interrupt(self) -> None:
         self._interrupted = True
         active = self._active
-        if active is not None:
+        if isinstance(active, pywraplp.Solver):
+            active.InterruptSolve()  # BOP stops; CBC and CLP cannot, and finish the instance
+        elif active is not None:
             active.interrupt_solve()
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
@@ -225,12 +231,21 @@ class LinearSolver(ResidentSolver):
         variables = self.variables
         for i, c in zip(indices, coeffs):
             variables[i].objective_coefficient = c
-        if time_limit is None:
-            self.request.ClearField("solver_time_limit_seconds")
-        else:
-            self.request.solver_time_limit_seconds = float(time_limit)
+        # pywraplp's own Solve (unlike SolveWithProto) releases the GIL, so that a Ctrl-C is
+        # seen while CBC or CLP runs, and BOP can be interrupted; a fresh solver per instance.
+        solver = pywraplp.Solver("", self.problem_type)
+        error = solver.LoadModelFromProto(self.model)
+        if error:
+            raise RuntimeError(f"LinearSolver: {self.backend} could not load the model: {error}")
+        if time_limit is not None:
+            solver.SetTimeLimit(math.ceil(float(time_limit) * 1000))
+        self._active = solver
+        try:
+            solver.Solve(self.mp_parameters)
+        finally:
+            self._active = None
         response = linear_solver_pb2.MPSolutionResponse()
-        pywraplp.Solver.SolveWithProto(self.request, response)
+        solver.FillSolutionResponseProto(response)
         status = linear_solver_pb2.MPSolverResponseStatus.Name(response.status).removeprefix("MPSOLVER_")
         if not len(response.variable_value):
             return None, status
