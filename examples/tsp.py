@@ -1,129 +1,21 @@
 """Learn TSP edge costs from features, training end to end through ``TSPLayer``.
 
-The setting of PyEPO's TSP benchmark (Tang & Khalil, arXiv 2206.14234): symmetric edge costs =
-Euclidean distance between fixed cities + a degree-``deg`` polynomial of 5 features, with
-multiplicative noise. A linear model predicts the ``n (n - 1) / 2`` edge costs (a symmetric
-matrix by construction); ``TSPLayer`` returns the tour's 0/1 adjacency and the loss is taken on
-the tour.
-
-Two modes:
-
-- ``--method cpsat`` (default, 20 cities): exact tours (CP-SAT ``add_circuit``).
-- ``--method routing`` (e.g. ``--nodes 50``): OR-Tools' routing heuristic (greedy descent to a
-  local optimum, deterministic). Its "optimal" tours, used for the regret, are the heuristic's
-  tours for the true costs, so the regret is measured against that reference and can dip below 0.
-
-Projections: every tour has one arc in and one arc out of each city, so "mean"/"std" are valid;
-"auto" removes every row and column constant of the cost matrix (and the diagonal), then
-normalises.
+PyEPO's TSP benchmark: symmetric edge costs = Euclidean distance + a polynomial of 5 features,
+with noise; a linear model predicts the edge costs and the loss is taken on the tour. Exact tours
+(CP-SAT, default 20 cities) or OR-Tools' routing heuristic (``--method routing``). Prints the
+normalized test regret next to the two-stage baseline and the Bayes floor; writes
+``<out>/results.json`` and ``<out>/curves.png``.
 
     python examples/tsp.py                                    # 20 cities, exact, seeds 0 1 2
     python examples/tsp.py --method routing --nodes 50        # heuristic mode
     python examples/tsp.py --compare                          # + none, norm, std
+
+The code (the edge model, the training runs) is the module ``idproj_or.demos.tsp``
+(src/idproj_or/demos/tsp.py), shipped in the package so that ``idproj-or demo tsp`` runs from
+any install; this script is its command line.
 """
 
-from __future__ import annotations
-
-import argparse
-import time
-from typing import Any
-
-import torch
-
-import idproj_or as ipo
-from idproj_or import data, training
-
-PROJECTIONS = ("none", "norm", "std", "auto")
-
-
-class EdgeModel(torch.nn.Module):
-    """Linear model from features to the ``n (n - 1) / 2`` edge costs, returned as symmetric
-    ``(B, n, n)`` matrices with a zero diagonal (what ``TSPLayer`` takes)."""
-
-    def __init__(self, num_features: int, n: int, *, init_scale: float = 1.0) -> None:
-        super().__init__()
-        self.n = n
-        self.linear = torch.nn.Linear(num_features, n * (n - 1) // 2)
-        with torch.no_grad():
-            self.linear.weight.mul_(init_scale)
-            self.linear.bias.mul_(init_scale)
-        self.register_buffer("rows", torch.triu_indices(n, n, offset=1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        edges = self.linear(x)
-        out = edges.new_zeros(len(x), self.n, self.n)
-        i, j = self.rows
-        out[:, i, j] = edges
-        out[:, j, i] = edges
-        return out
-
-
-def build_layer(n: int, method: str, **options: Any) -> ipo.TSPLayer:
-    """``TSPLayer`` for ``n`` cities; the routing mode stops at the first local optimum (fast and
-    the same tour on every run)."""
-    if method == "routing":
-        return ipo.TSPLayer(n, "routing", metaheuristic="GREEDY_DESCENT", **options)
-    return ipo.TSPLayer(n, "cpsat", **options)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="TSP (PyEPO setting) trained through TSPLayer with identity + projection.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--nodes", type=int, default=20, help="cities")
-    p.add_argument("--method", choices=("cpsat", "routing"), default="cpsat", help="exact or heuristic tours")
-    p.add_argument(
-        "--init-scale", type=float, default=0.1,
-        help="scale of the model's initial weights (the projected loss is scale invariant, so a small "
-        "start lets each Adam step turn the predicted costs further)",
-    )
-    # Hamming loss with a noise margin: on tours it beats the linear regret loss by far (see
-    # docs/learning.md), unlike on the knapsack and the shortest path.
-    training.add_common_arguments(
-        p, projections=PROJECTIONS, out="runs/tsp", train=1000, test=200, loss="hamming", noise=0.3
-    )
-    return p.parse_args(argv)
-
-
-def run(args: argparse.Namespace) -> list[training.History]:
-    """Train and evaluate every requested method for every seed."""
-    workers = args.workers or None
-    n = args.nodes
-    projections = [args.projection] + ([q for q in PROJECTIONS if q != args.projection] if args.compare else [])
-    histories: list[training.History] = []
-    for seed in args.seeds:
-        d = data.tsp(args.train + args.test, args.features, n, deg=args.deg, noise_width=args.noise_width, seed=seed)
-        label_layer = build_layer(n, args.method, workers=workers)
-        ds = data.solve_dataset(label_layer, d.features, d.costs, chunk=50, progress=not args.quiet, desc=f"seed {seed}: labels")
-        train, test = ds.subset(slice(0, args.train)), ds.subset(slice(args.train, None))
-        for projection in projections:
-            layer = build_layer(
-                n, args.method, projection=projection, noise=args.noise, workers=workers,
-                generator=torch.Generator().manual_seed(seed),
-            )
-            torch.manual_seed(seed)
-            histories.append(
-                training.fit(
-                    EdgeModel(args.features, n, init_scale=args.init_scale), layer, train, test, loss=args.loss, epochs=args.epochs, lr=args.lr,
-                    batch_size=args.batch_size, seed=seed, eval_every=args.eval_every,
-                    label=f"{projection} ({args.loss})", progress=not args.quiet,
-                )
-            )
-        if not args.no_baselines:
-            # Least squares on every matrix entry: the fit is symmetric, as the targets are.
-            histories.append(training.fit_two_stage(torch.nn.Linear(args.features, n * n), label_layer, train, test, seed=seed))
-            histories.append(training.oracle(label_layer, torch.as_tensor(d.expected[args.train :]), test, seed=seed))
-    return histories
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    histories = run(args)
-    title = f"TSP {args.nodes} cities ({args.method}), deg {args.deg}, noise {args.noise_width}"
-    return training.report(histories, args, title=title, seconds=time.perf_counter() - start)
-
+from idproj_or.demos.tsp import main
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
-"""Training helpers, the examples and the command line: a tiny run lowers regret; --help works."""
+"""Training helpers, the demos (idproj_or.demos, run by examples/*.py) and the command line: a tiny
+run lowers regret; --help works."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ortools.sat.python import cp_model
 
 import idproj_or as ipo
 from idproj_or import cli, data, training
+from idproj_or.demos import _harness
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,19 +88,19 @@ def test_summary_table_and_plot(tmp_path):
         training.History("auto", 1, [0, 1], [0.5, 0.2], [0.3], 3.0),
         training.History("two-stage", 0, [], [0.3], [], 0.5),
     ]
-    s = training.summarize(runs)
+    s = _harness.summarize(runs)
     assert s["auto"]["mean"] == pytest.approx(0.15) and s["auto"]["std"] == pytest.approx(0.0707107, rel=1e-5)
     assert s["auto"]["seeds"] == [0, 1] and s["auto"]["untrained"] == pytest.approx(0.45)
     assert s["two-stage"]["untrained"] is None and s["two-stage"]["std"] == 0.0
-    table = training.format_table(s)
+    table = _harness.format_table(s)
     assert "| auto | 15.00% | 7.07% | 10.00% | 20.00% | 2 | 45.00% | 2.0 |" in table
     assert "| two-stage | 30.00% | 0.00% | 30.00% | 30.00% | 1 | - | 0.5 |" in table
-    path = training.plot_histories(runs, tmp_path / "sub" / "c.png", title="t")
+    path = _harness.plot_histories(runs, tmp_path / "sub" / "c.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_knapsack_example_tiny_run_lowers_regret(tmp_path):
-    example = cli.load_example("knapsack")
+    example = cli.load_demo("knapsack")
     results = example.main([
         "--seeds", "0", "--items", "10", "--train", "120", "--test", "80", "--epochs", "3",
         "--batch-size", "16", "--lr", "0.05", "--workers", "0", "--quiet", "--out", str(tmp_path),
@@ -122,7 +124,7 @@ def test_knapsack_example_tiny_run_lowers_regret(tmp_path):
     ids=["shortest_path", "tsp", "tsp-routing"],
 )
 def test_other_examples_tiny_run_lowers_regret(tmp_path, name, args, labels):
-    example = cli.load_example({"shortest_path": "shortest-path"}.get(name, name))
+    example = cli.load_demo({"shortest_path": "shortest-path"}.get(name, name))
     results = example.main(args + [
         "--seeds", "0", "--train", "100", "--test", "40", "--epochs", "3", "--batch-size", "10", "--lr", "0.05",
         "--workers", "0", "--quiet", "--out", str(tmp_path),
@@ -135,7 +137,7 @@ def test_other_examples_tiny_run_lowers_regret(tmp_path, name, args, labels):
 
 
 def test_tsp_edge_model_is_symmetric_and_differentiable():
-    example = cli.load_example("tsp")
+    example = cli.load_demo("tsp")
     model = example.EdgeModel(3, 5, init_scale=0.5)
     out = model(torch.randn(4, 3))
     assert out.shape == (4, 5, 5)
@@ -157,7 +159,7 @@ def test_cli_demo_runs_example_with_passthrough(tmp_path, capsys):
     assert json.loads((tmp_path / "results.json").read_text())["config"]["items"] == 8
 
 
-def test_cli_help_and_errors(capsys, tmp_path):
+def test_cli_help_and_errors(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--help"])
     assert exc.value.code == 0 and "demo" in capsys.readouterr().out
@@ -168,14 +170,20 @@ def test_cli_help_and_errors(capsys, tmp_path):
         cli.main(["demo", "sudoku"])
     assert exc.value.code == 2
     with pytest.raises(ValueError, match="idproj-or demo: unknown demo 'sudoku'"):
-        cli.load_example("sudoku")
-    with pytest.raises(ValueError, match="idproj-or demo knapsack: .* not found"):
-        cli.load_example("knapsack", examples=tmp_path)
+        cli.load_demo("sudoku")
+    assert cli.load_demo("shortest-path").__name__ == "idproj_or.demos.shortest_path"
+    find_spec = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda n, *a: None if n == "matplotlib" else find_spec(n, *a))
+    assert cli.main(["demo", "knapsack"]) == 2
+    assert "matplotlib (the 'examples' extra): pip install matplotlib" in capsys.readouterr().err
 
 
-def test_example_script_help():
+@pytest.mark.parametrize("name", ["knapsack", "shortest_path", "tsp"])
+def test_example_script_help(name):
+    """examples/<name>.py is the command line of idproj_or.demos.<name>."""
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "knapsack.py"), "--help"],
+        [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--help"],
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout
-    assert "--projection" in out and "--compare" in out and "CpSatLayer" in out
+    assert "--projection" in out and "--compare" in out
+    assert {"knapsack": "CpSatLayer", "shortest_path": "CvxpyLayer", "tsp": "TSPLayer"}[name] in out

@@ -1,9 +1,11 @@
 """Command line: ``idproj-or demo knapsack|tsp|shortest-path``.
 
-Each demo runs the matching script of the source checkout's ``examples/`` directory with small,
-fast defaults (one seed, test regret only before and after training, 2 solver processes), prints
-the table and the normalized test regret, and says where the plot and the JSON are. Extra
-arguments after ``--`` go to the example (``idproj-or demo knapsack -- --seeds 0 1 2``).
+Each demo runs the matching module of :mod:`idproj_or.demos` (shipped in the package, so it runs
+from any install; ``examples/*.py`` of the source checkout are the same modules) with small, fast
+defaults (one seed, test regret only before and after training, 2 solver processes), prints the
+table and the normalized test regret, and says where the plot and the JSON are: under
+``runs/demo/<name>/`` of the current directory unless ``--out`` says otherwise. Extra arguments
+after ``--`` go to the example (``idproj-or demo knapsack -- --seeds 0 1 2``).
 
 Example:
     $ idproj-or demo knapsack
@@ -15,42 +17,35 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-# demo name -> (example script, its arguments for a run of under 2 minutes on 2 cores)
+# demo name -> (module of idproj_or.demos, its arguments for a run of under 2 minutes on 2 cores)
 DEMOS: dict[str, tuple[str, list[str]]] = {
-    "knapsack": ("knapsack.py", ["--seeds", "0", "--eval-every", "0"]),
-    "tsp": ("tsp.py", ["--seeds", "0", "--train", "200", "--test", "100", "--eval-every", "0"]),
-    "shortest-path": ("shortest_path.py", ["--seeds", "0"]),
+    "knapsack": ("knapsack", ["--seeds", "0", "--eval-every", "0"]),
+    "tsp": ("tsp", ["--seeds", "0", "--train", "200", "--test", "100", "--eval-every", "0"]),
+    "shortest-path": ("shortest_path", ["--seeds", "0"]),
 }
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-
-def load_example(name: str, examples: Path = EXAMPLES) -> ModuleType:
-    """Import ``examples/<script>`` of demo ``name`` as a module.
+def load_demo(name: str) -> ModuleType:
+    """The module ``idproj_or.demos.<module>`` of demo ``name``.
 
     Raises:
-        ValueError: unknown demo, or the script is missing (e.g. a non-editable install, which
-            does not ship ``examples/``).
+        ValueError: unknown demo, or matplotlib (which draws the plots) is not installed.
     """
     if name not in DEMOS:
         raise ValueError(f"idproj-or demo: unknown demo {name!r}; choose one of {', '.join(DEMOS)}")
-    path = examples / DEMOS[name][0]
-    if not path.is_file():
+    if importlib.util.find_spec("matplotlib") is None:
         raise ValueError(
-            f"idproj-or demo {name}: {path} not found; the demos run the examples/ scripts of a source "
-            "checkout (git clone the project and `pip install -e .`, or `make demo`)"
+            f"idproj-or demo {name}: the demos draw their plots with matplotlib (the 'examples' extra): "
+            "pip install matplotlib"
         )
-    spec = importlib.util.spec_from_file_location(f"idproj_or_example_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"idproj_or.demos.{DEMOS[name][0]}")
 
 
 def _headline(name: str, results: dict[str, Any]) -> str:
@@ -83,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Run an example with fast defaults; arguments after -- go to the example.",
     )
     demo.add_argument("name", choices=list(DEMOS), help="which example")
-    demo.add_argument("--out", type=Path, default=None, help="output directory (default runs/demo/<name>)")
+    demo.add_argument("--out", type=Path, default=None, help="output directory (default runs/demo/<name> of the current directory)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
-        module = load_example(args.name)
+        module = load_demo(args.name)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2

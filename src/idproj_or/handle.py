@@ -1,9 +1,8 @@
 """The solve handle: one spec's batch solver, with the checks, reports and failure policy that
 every layer shares. It knows nothing of gradients.
 
-The solve itself is one opaque torch operator, ``idproj_or::solve`` (:func:`solve_op`): the
-compiler sees a black box with the input's shape, never traces into the solver, and autograd
-passes ``sign * grad`` through it (the identity rule; no solver call in backward).
+Gradient rules (``idproj_or.rules``) call it through their own opaque torch operators and look
+it up by its ``key`` (:func:`handle_for`), so that an operator's arguments stay plain data.
 """
 
 from __future__ import annotations
@@ -18,18 +17,17 @@ import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from .adapters.base import ModelSpec
 from .batch import BatchInfo, BatchSolver
 from .errors import SolverError, SolverWarning
+from .options import ON_FAILURE, OnFailure
+from .solvers.base import ModelSpec
 from .statuses import cause
 
-OnFailure = Literal["raise", "nan"]
-ON_FAILURE = ("raise", "nan")
 
 _handles: dict[int, weakref.ref[SolveHandle]] = {}
 _keys = itertools.count(1)
@@ -61,7 +59,7 @@ class SolveHandle:
     Args:
         spec: the picklable model recipe.
         name: the owning layer's name, for messages.
-        workers, executor, time_limit, on_failure: see :class:`idproj_or.layer.OptLayer`.
+        workers, executor, time_limit, on_failure: see :mod:`idproj_or.options`.
     """
 
     def __init__(
@@ -82,6 +80,11 @@ class SolveHandle:
             if not (seconds > 0 and math.isfinite(seconds)):
                 raise ValueError(f"{name}: time_limit={time_limit!r} must be a positive number of seconds")
             time_limit = seconds
+            if not spec.stops_at_time_limit:
+                raise ValueError(
+                    f"{name}: time_limit is not supported: its solver is exact and polynomial and "
+                    "always runs to optimality"
+                )
         if on_failure not in ON_FAILURE:
             raise ValueError(f"{name}: on_failure={on_failure!r} must be one of {', '.join(map(repr, ON_FAILURE))}")
         self.name = name
@@ -238,54 +241,9 @@ def _caller_level() -> int:
     return level
 
 
-def _handle(key: int) -> SolveHandle:
+def handle_for(key: int) -> SolveHandle:
     ref = _handles.get(key)
     handle = ref() if ref is not None else None
     if handle is None:
         raise RuntimeError(f"idproj_or: the layer of solve handle {key} no longer exists")
     return handle
-
-
-# Defined with torch.library.Library rather than torch.library.custom_op, whose first call
-# imports torch._dynamo (~2 s) even in plain eager code.
-_LIB = torch.library.Library("idproj_or", "DEF")
-_LIB.define("solve(Tensor z, Tensor raw, int key, float sign) -> Tensor")
-
-
-def _solve(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
-    return _handle(key).solve_tensor(z, raw)
-
-
-def _fake(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
-    return torch.empty_like(z)
-
-
-_LIB.impl("solve", _solve, "CompositeExplicitAutograd")
-torch.library.register_fake("idproj_or::solve", _fake, lib=_LIB)
-
-
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-    ctx.sign = inputs[3]
-
-
-def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
-    return (grad if ctx.sign > 0 else -grad), None, None, None
-
-
-torch.library.register_autograd("idproj_or::solve", _backward, setup_context=_setup_context, lib=_LIB)
-
-
-def _no_vmap(info: Any, in_dims: Any, *args: Any) -> Any:
-    raise ValueError(
-        "idproj_or layers do not run under torch.func.vmap: the solver batches already; pass the "
-        "batch as the first dimension of the costs, layer(costs) with costs of shape (B, *shape)"
-    )
-
-
-torch.library.register_vmap("idproj_or::solve", _no_vmap, lib=_LIB)
-
-
-def solve_op(z: torch.Tensor, raw: torch.Tensor, handle: SolveHandle, *, sense: str) -> torch.Tensor:
-    """``y = solve(z)`` as the opaque operator; backward ``dL/dz = -dL/dy`` for min, ``+dL/dy``
-    for max. ``raw`` is the caller's cost (checked and used for the reported objective)."""
-    return torch.ops.idproj_or.solve(z, raw.detach(), handle.key, 1.0 if sense == "max" else -1.0)

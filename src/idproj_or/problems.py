@@ -207,26 +207,6 @@ def knapsack(
 # --------------------------------------------------------------------------- shortest path
 
 
-def grid_arcs(h: int, w: int) -> list[tuple[int, int]]:
-    """Arcs of the ``h x w`` grid in PyEPO's order (its shortest-path benchmark).
-
-    Node ``(i, j)`` (row ``i``, column ``j``) is numbered ``i * w + j``. For each row ``i`` in
-    turn: its ``w - 1`` right arcs ``(i*w + j) -> (i*w + j + 1)`` for ``j = 0 .. w-2``, then (except
-    for the last row) its ``w`` down arcs ``(i*w + j) -> ((i+1)*w + j)`` for ``j = 0 .. w-1``.
-    There are ``h (w-1) + (h-1) w`` arcs: 40 for 5x5.
-
-    Example:
-        >>> grid_arcs(2, 2)
-        [(0, 1), (0, 2), (1, 3), (2, 3)]
-    """
-    arcs: list[tuple[int, int]] = []
-    for i in range(h):
-        arcs.extend((i * w + j, i * w + j + 1) for j in range(w - 1))
-        if i < h - 1:
-            arcs.extend((i * w + j, (i + 1) * w + j) for j in range(w))
-    return arcs
-
-
 def grid_incidence(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Flow conservation ``A x = b`` of :func:`grid_arcs`: ``A[v, e]`` is +1 when arc ``e`` leaves
     node ``v`` and -1 when it enters it; ``b`` is +1 at the source (node 0), -1 at the sink

@@ -24,8 +24,6 @@ from typing import Any
 import numpy as np
 
 from .. import statuses
-from ..handle import OnFailure
-from ..layer import OptLayer
 from ..statuses import Outcome
 from .base import ChunkResult, ModelSpec, ResidentSolver, Sense, check_sense
 
@@ -132,64 +130,3 @@ class KnapsackBranchAndBound(ResidentSolver):
         sols[[s not in statuses.SOLVED for s in common]] = np.nan
         words = [_KNAPSACK_WORD[e] for e in ends.tolist()]
         return ChunkResult(sols, common, words, times)
-
-
-class KnapsackLayer(OptLayer):
-    """Multi-dimensional 0/1 knapsack as a layer: item values ``(n,)`` -> the packed items ``y``.
-
-    Solved exactly by a compiled branch and bound (see the module docstring for the integer
-    scaling of weights and values). A ``CpSatLayer`` over :func:`idproj_or.problems.knapsack`
-    gives optimal decisions of the same value, about a hundred times slower.
-
-    Args:
-        weights: ``(d, n)`` (or ``(n,)`` for one dimension) non-negative item weights.
-        capacities: ``(d,)`` (or a scalar) non-negative capacities.
-        sense: ``"max"`` (default: values to maximise) or ``"min"``.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). When ``time_limit`` stops a
-            search, the best packing found is returned with status ``"FEASIBLE"``.
-
-    Example:
-        >>> import torch
-        >>> layer = KnapsackLayer([[3, 4, 5]], [7])
-        >>> layer(torch.tensor([1.0, 2.0, 2.5])).tolist()
-        [1.0, 1.0, 0.0]
-    """
-
-    def __init__(
-        self,
-        weights: Any,
-        capacities: Any,
-        *,
-        sense: str = "max",
-        projection: str = "auto",
-        noise: float = 0.0,
-        workers: int | None = None,
-        executor: Any = None,
-        time_limit: float | None = None,
-        on_failure: OnFailure = "raise",
-        generator: Any = None,
-    ) -> None:
-        where = type(self).__name__
-        sense = check_sense(sense, where=where)
-        w, cap = knapsack_arrays(weights, capacities, where=where)
-        if (w < 0).any():
-            k, i = np.argwhere(w < 0)[0]
-            raise ValueError(f"{where}: weights[{k}, {i}]={float(w[k, i])!r} is negative; weights must be >= 0")
-        if (cap < 0).any():
-            k = int(np.flatnonzero(cap < 0)[0])
-            raise ValueError(f"{where}: capacities[{k}]={float(cap[k])!r} is negative; no packing fits")
-        rows = [integer_row(w[k], float(cap[k]), row=k, where=where) for k in range(len(w))]
-        spec = KnapsackSpec(
-            tuple(tuple(r.tolist()) for r, _ in rows), tuple(c for _, c in rows), sense
-        )
-        super().__init__(
-            spec,
-            projection=projection,
-            noise=noise,
-            workers=workers,
-            executor=executor,
-            time_limit=time_limit,
-            on_failure=on_failure,
-            generator=generator,
-        )

@@ -18,8 +18,6 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from .. import statuses
-from ..handle import OnFailure
-from ..layer import OptLayer
 from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver, Sense, as_variable_array, check_sense
 
@@ -198,51 +196,3 @@ def cpsat_spec(model: cp_model.CpModel, variables: Any, sense: str | None, *, wh
     clean.proto.clear_objective()
     clean.proto.clear_floating_point_objective()
     return CpSatSpec(str(clean.proto), tuple(index.tolist()), tuple(arr.shape), resolved)
-
-
-class CpSatLayer(OptLayer):
-    """Any OR-Tools CP-SAT ``CpModel`` as a layer: ``y = argmin/argmax sum(w * x)`` over the model.
-
-    Args:
-        model: the declared model; its own objective (if any) is replaced.
-        variables: array-like of the model's variables (bool or integer); its shape is the cost
-            shape.
-        sense: ``"min"`` or ``"max"``; default: the model's declared objective sense, else min.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`).
-
-    Example:
-        >>> from ortools.sat.python import cp_model
-        >>> m = cp_model.CpModel()
-        >>> x = [m.new_bool_var(f"x{i}") for i in range(4)]
-        >>> _ = m.add(sum(x) == 2)
-        >>> layer = CpSatLayer(m, x, sense="max")
-        >>> layer(torch.tensor([1.0, 4.0, 2.0, 3.0])).tolist()
-        [0.0, 1.0, 0.0, 1.0]
-    """
-
-    def __init__(
-        self,
-        model: cp_model.CpModel,
-        variables: Any,
-        sense: str | None = None,
-        *,
-        projection: str = "auto",
-        noise: float = 0.0,
-        workers: int | None = None,
-        executor: Any = None,
-        time_limit: float | None = None,
-        on_failure: OnFailure = "raise",
-        generator: Any = None,
-    ) -> None:
-        spec = cpsat_spec(model, variables, sense, where=type(self).__name__)
-        super().__init__(
-            spec,
-            projection=projection,
-            noise=noise,
-            workers=workers,
-            executor=executor,
-            time_limit=time_limit,
-            on_failure=on_failure,
-            generator=generator,
-        )

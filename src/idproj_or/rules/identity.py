@@ -1,18 +1,29 @@
-"""The layer shared by every adapter: check -> project -> noise -> opaque batch solve -> tensor."""
+"""Identity with projection (Sahoo et al., ICLR 2023), the rule of every layer.
+
+Forward: check -> project (differentiable torch ops, per instance) -> training-only noise margin
+-> exact batch solve through the handle. The solve is one opaque torch operator,
+``idproj_or::identity_solve``: the compiler sees a black box with the input's shape, never traces
+into the solver, and autograd passes ``sign * grad`` through it (``-I`` for minimisation, ``+I``
+for maximisation; no solver call in backward). Autograd through the projection does the rest.
+"""
 
 from __future__ import annotations
 
 import math
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .adapters.base import ModelSpec
-from .batch import BatchInfo
-from .handle import OnFailure, SolveHandle, real_scalar, solve_op
+from ..batch import BatchInfo
+from ..handle import SolveHandle, handle_for, real_scalar
+from ..options import LayerOptions, OnFailure, with_defaults
+from ..solvers.base import ModelSpec
 from .noise import sign_noise
 from .projection import check_projection, invariance_basis, project
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class OptLayer(torch.nn.Module):
@@ -23,45 +34,31 @@ class OptLayer(torch.nn.Module):
 
     Args:
         spec: the picklable model recipe.
-        projection: ``"none" | "mean" | "norm" | "std" | "auto"`` (see docs/method.md).
-        noise: width ``alpha`` of the training-only margin ``xi in {-alpha/2, +alpha/2}^n`` (any
-            real scalar, a 0-dim tensor included).
-        workers: None solves in-process; ``k`` uses the shared persistent pool of ``k`` processes.
-        executor: any ``concurrent.futures.Executor`` (e.g. a Dask client's) to solve on. Not
-            pickled: a pickled or ``torch.save``d layer solves in-process until ``layer.executor``
-            is set again (a ``deepcopy`` keeps the same executor).
-        time_limit: seconds per instance, or None.
-        on_failure: ``"raise"``: an instance without a decision raises
-            :class:`idproj_or.SolverError`; ``"nan"``: its row of the output is NaN and
-            ``last_info`` says why (the other rows and their gradients are unaffected).
-        generator: ``torch.Generator`` for the noise; the global RNG when None.
+        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+            ``on_failure``, ``generator`` (:mod:`idproj_or.options`).
     """
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        *,
-        projection: str = "auto",
-        noise: float = 0.0,
-        workers: int | None = None,
-        executor: Executor | None = None,
-        time_limit: float | None = None,
-        on_failure: OnFailure = "raise",
-        generator: torch.Generator | None = None,
-    ) -> None:
+    def __init__(self, spec: ModelSpec, **options: Unpack[LayerOptions]) -> None:
         super().__init__()
         name = type(self).__name__
+        opts = with_defaults(options, where=name)
+        projection = opts["projection"]
         try:
             self.projection = check_projection(projection)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
         self._handle = SolveHandle(
-            spec, name=name, workers=workers, executor=executor, time_limit=time_limit, on_failure=on_failure
+            spec,
+            name=name,
+            workers=opts["workers"],
+            executor=opts["executor"],
+            time_limit=opts["time_limit"],
+            on_failure=opts["on_failure"],
         )
         self.shape: tuple[int, ...] = tuple(spec.shape)
         self.sense = spec.sense
-        self.noise = noise
-        self.generator = generator
+        self.noise = opts["noise"]
+        self.generator = opts["generator"]
         basis = None
         if projection == "auto":
             a, _ = spec.equalities()
@@ -128,7 +125,7 @@ class OptLayer(torch.nn.Module):
         z = project(w, self.projection, basis)
         if self.training and self._noise > 0:
             z = z + sign_noise(z.shape, self._noise, dtype=z.dtype, device=z.device, generator=self.generator)
-        y = solve_op(z, w, self._handle, sense=self.sense)
+        y = identity_solve(z, w, self._handle, sense=self.sense)
         y = y.to(out_dtype).reshape(len(w), *self.shape)
         return y if batched else y[0]
 
@@ -139,3 +136,48 @@ class OptLayer(torch.nn.Module):
             w64 = w.to(torch.float64)
             y = self._handle.solve_tensor(w64, w64).to(w.dtype).reshape(len(w), *self.shape)
         return y if batched else y[0]
+
+
+# Defined with torch.library.Library rather than torch.library.custom_op, whose first call
+# imports torch._dynamo (~2 s) even in plain eager code.
+_LIB = torch.library.Library("idproj_or", "DEF")
+_LIB.define("identity_solve(Tensor z, Tensor raw, int key, float sign) -> Tensor")
+
+
+def _solve(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
+    return handle_for(key).solve_tensor(z, raw)
+
+
+def _fake(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
+    return torch.empty_like(z)
+
+
+_LIB.impl("identity_solve", _solve, "CompositeExplicitAutograd")
+torch.library.register_fake("idproj_or::identity_solve", _fake, lib=_LIB)
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    ctx.sign = inputs[3]
+
+
+def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+    return (grad if ctx.sign > 0 else -grad), None, None, None
+
+
+torch.library.register_autograd("idproj_or::identity_solve", _backward, setup_context=_setup_context, lib=_LIB)
+
+
+def _no_vmap(info: Any, in_dims: Any, *args: Any) -> Any:
+    raise ValueError(
+        "idproj_or layers do not run under torch.func.vmap: the solver batches already; pass the "
+        "batch as the first dimension of the costs, layer(costs) with costs of shape (B, *shape)"
+    )
+
+
+torch.library.register_vmap("idproj_or::identity_solve", _no_vmap, lib=_LIB)
+
+
+def identity_solve(z: torch.Tensor, raw: torch.Tensor, handle: SolveHandle, *, sense: str) -> torch.Tensor:
+    """``y = solve(z)`` as the opaque operator; backward ``dL/dz = -dL/dy`` for min, ``+dL/dy``
+    for max. ``raw`` is the caller's cost (checked and used for the reported objective)."""
+    return torch.ops.idproj_or.identity_solve(z, raw.detach(), handle.key, 1.0 if sense == "max" else -1.0)

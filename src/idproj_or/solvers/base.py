@@ -11,9 +11,9 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
+from ..checks import Sense
 from ..statuses import INFEASIBLE, INFEASIBLE_OR_UNBOUNDED, NOT_SOLVED, SOLVED, UNBOUNDED, Outcome
 
-Sense = Literal["min", "max"]
 
 
 class ChunkResult(NamedTuple):
@@ -24,46 +24,6 @@ class ChunkResult(NamedTuple):
     status: list[str]
     solver_status: list[str]
     wall_time: np.ndarray
-
-
-def check_sense(sense: str, *, where: str) -> Sense:
-    if sense not in ("min", "max"):
-        raise ValueError(f"{where}: sense={sense!r} must be 'min' or 'max'")
-    return sense  # type: ignore[return-value]
-
-
-def as_variable_array(variables: Any, var_type: type, *, where: str) -> np.ndarray:
-    """``variables`` as an object array whose elements are all ``var_type``; its shape is the cost
-    shape."""
-    flat_in = list(_flatten(variables))
-    try:
-        shape = variables.shape if isinstance(variables, np.ndarray) else np.shape(variables)
-    except ValueError:
-        shape = None
-    if shape is None or math.prod(shape) != len(flat_in):
-        raise ValueError(f"{where}: variables must be a rectangular array-like of variables")
-    arr = np.empty(shape, dtype=object)
-    arr.reshape(-1)[:] = flat_in
-    if arr.size == 0:
-        raise ValueError(f"{where}: variables is empty; pass at least one variable")
-    for pos, v in enumerate(flat_in):
-        if not isinstance(v, var_type):
-            idx = tuple(int(k) for k in np.unravel_index(pos, arr.shape))
-            raise ValueError(
-                f"{where}: variables{list(idx)} is a {type(v).__name__}, expected a {var_type.__name__} of the model"
-            )
-    return arr
-
-
-def _flatten(x: Any) -> Sequence[Any]:
-    if isinstance(x, np.ndarray):
-        return list(x.reshape(-1))
-    if isinstance(x, (list, tuple)):
-        out: list[Any] = []
-        for item in x:
-            out.extend(_flatten(item) if isinstance(item, (list, tuple, np.ndarray)) else [item])
-        return out
-    return [x]
 
 
 class ResidentSolver(abc.ABC):
@@ -153,6 +113,9 @@ class ModelSpec(abc.ABC):
     # ``interrupt()`` (or every chunk is short) and does not hold the GIL while it runs. The
     # others run on a helper thread, so that a Ctrl-C never waits for them.
     on_caller_thread: ClassVar[bool] = False
+    # Whether the solver stops at a time limit; a layer refuses time_limit otherwise (never
+    # an ignored option).
+    stops_at_time_limit: ClassVar[bool] = True
 
     @abc.abstractmethod
     def build(self) -> ResidentSolver:

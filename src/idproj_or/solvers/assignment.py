@@ -25,29 +25,15 @@ import numpy as np
 from ortools.graph.python import linear_sum_assignment
 
 from .. import statuses
-from ..handle import OnFailure
-from ..layer import OptLayer
 from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver, Sense, check_sense
 
 RESOLUTION = 2**30  # largest |cost| of an instance becomes +-1,073,741,824
 _OPTIMAL = linear_sum_assignment.SimpleLinearSumAssignment.OPTIMAL
-def check_size(value: Any, name: str, *, where: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum`` (bools and floats are refused)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{where}: {name}={value!r} must be an int >= {minimum}")
-    try:
-        size = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{where}: {name}={value!r} must be an int >= {minimum}") from None
-    if size < minimum:
-        raise ValueError(f"{where}: {name}={value!r} must be an int >= {minimum}")
-    return size
-
-
 @dataclass(frozen=True)
 class AssignmentSpec(ModelSpec):
     on_caller_thread = True
+    stops_at_time_limit = False
     n: int
     m: int
     sense: Sense
@@ -111,59 +97,3 @@ class AssignmentSolver(ResidentSolver):
             if j < m:  # rows matched to a padding column stay unassigned (n > m)
                 y[i * m + j] = 1.0
         return Outcome(y, statuses.OPTIMAL, "OPTIMAL")
-
-
-class AssignmentLayer(OptLayer):
-    """Min- (or max-) cost assignment as a layer: costs ``(n, m)`` -> a 0/1 matrix ``y``.
-
-    ``y[i, j] = 1`` when row ``i`` is assigned to column ``j``. Square: a permutation matrix.
-    ``n < m``: every row assigned to a distinct column. ``n > m``: every column to a distinct row.
-    Solved exactly by OR-Tools' linear sum assignment on costs rounded to ``RESOLUTION`` steps of
-    the instance's largest magnitude (see the module docstring).
-
-    ``projection="auto"`` uses the row-sum equalities (``n <= m``) and column-sum equalities
-    (``n >= m``): adding a constant to a whole row (or column) never changes the argmin.
-
-    Args:
-        n: number of rows.
-        m: number of columns; default ``n``.
-        sense: ``"min"`` (default) or ``"max"``.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
-            for a uniform interface but not used: every solve runs to optimality.
-
-    Example:
-        >>> import torch
-        >>> layer = AssignmentLayer(2)
-        >>> layer(torch.tensor([[1.0, 5.0], [2.0, 3.0]])).tolist()
-        [[1.0, 0.0], [0.0, 1.0]]
-    """
-
-    def __init__(
-        self,
-        n: int,
-        m: int | None = None,
-        sense: str = "min",
-        *,
-        projection: str = "auto",
-        noise: float = 0.0,
-        workers: int | None = None,
-        executor: Any = None,
-        time_limit: float | None = None,
-        on_failure: OnFailure = "raise",
-        generator: Any = None,
-    ) -> None:
-        where = type(self).__name__
-        n = check_size(n, "n", where=where)
-        m = n if m is None else check_size(m, "m", where=where)
-        spec = AssignmentSpec(n, m, check_sense(sense, where=where))
-        super().__init__(
-            spec,
-            projection=projection,
-            noise=noise,
-            workers=workers,
-            executor=executor,
-            time_limit=time_limit,
-            on_failure=on_failure,
-            generator=generator,
-        )

@@ -32,8 +32,6 @@ from typing import Any
 import numpy as np
 
 from .. import statuses
-from ..handle import OnFailure
-from ..layer import OptLayer
 from ..statuses import Outcome
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
@@ -45,6 +43,7 @@ from .base import ChunkResult, ModelSpec, ResidentSolver, Sense, check_sense
 @dataclass(frozen=True)
 class ShortestPathSpec(ModelSpec):
     on_caller_thread = True
+    stops_at_time_limit = False
     tails: tuple[int, ...]
     heads: tuple[int, ...]
     n_nodes: int
@@ -250,74 +249,21 @@ def dag_path_spec(arcs: Any, source: Any, target: Any, *, n_nodes: Any, sense: s
     return ShortestPathSpec(tuple(tails.tolist()), tuple(heads.tolist()), n_nodes, s, t, sense)
 
 
-class ShortestPathLayer(OptLayer):
-    """Shortest (or longest) ``source -> target`` path in a directed acyclic graph as a layer:
-    arc costs ``(E,)`` -> the path's 0/1 arc indicator ``y``.
+def grid_arcs(h: int, w: int) -> list[tuple[int, int]]:
+    """Arcs of the ``h x w`` grid in PyEPO's order (its shortest-path benchmark).
 
-    Exact for costs of any sign (the graph is acyclic), vectorised over the batch; see the module
-    docstring. ``projection="auto"`` uses flow conservation and the arcs that lie on no
-    ``source -> target`` path: adding node potentials ``p_tail - p_head`` to the arc costs shifts
-    every path's length by the same amount, so the decision does not change.
-
-    Args:
-        arcs: ``(E, 2)`` int pairs ``(tail, head)``; the cost of arc ``e`` is ``w[..., e]``.
-            Parallel arcs are allowed, self-loops and cycles are not.
-        source: start node.
-        target: end node, reachable from ``source``.
-        n_nodes: number of nodes; default ``max(arcs) + 1``.
-        sense: ``"min"`` (default) or ``"max"`` (longest path).
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
-            for a uniform interface but not used: every solve is exact and fast.
+    Node ``(i, j)`` (row ``i``, column ``j``) is numbered ``i * w + j``. For each row ``i`` in
+    turn: its ``w - 1`` right arcs ``(i*w + j) -> (i*w + j + 1)`` for ``j = 0 .. w-2``, then (except
+    for the last row) its ``w`` down arcs ``(i*w + j) -> ((i+1)*w + j)`` for ``j = 0 .. w-1``.
+    There are ``h (w-1) + (h-1) w`` arcs: 40 for 5x5.
 
     Example:
-        >>> import torch
-        >>> layer = ShortestPathLayer([(0, 1), (1, 3), (0, 2), (2, 3)], source=0, target=3)
-        >>> layer(torch.tensor([1.0, 1.0, 0.5, 2.0])).tolist()
-        [1.0, 1.0, 0.0, 0.0]
+        >>> grid_arcs(2, 2)
+        [(0, 1), (0, 2), (1, 3), (2, 3)]
     """
-
-    def __init__(
-        self,
-        arcs: Any,
-        source: int,
-        target: int,
-        *,
-        n_nodes: int | None = None,
-        sense: str = "min",
-        projection: str = "auto",
-        noise: float = 0.0,
-        workers: int | None = None,
-        executor: Any = None,
-        time_limit: float | None = None,
-        on_failure: OnFailure = "raise",
-        generator: Any = None,
-    ) -> None:
-        spec = dag_path_spec(arcs, source, target, n_nodes=n_nodes, sense=sense, where=type(self).__name__)
-        super().__init__(
-            spec,
-            projection=projection,
-            noise=noise,
-            workers=workers,
-            executor=executor,
-            time_limit=time_limit,
-            on_failure=on_failure,
-            generator=generator,
-        )
-
-    @classmethod
-    def grid(cls, h: int, w: int, **options: Any) -> ShortestPathLayer:
-        """The ``h x w`` grid of PyEPO's benchmark (arcs right and down, in
-        :func:`idproj_or.problems.grid_arcs` order), from the top-left to the bottom-right node.
-
-        Example:
-            >>> ShortestPathLayer.grid(5, 5).spec.shape
-            (40,)
-        """
-        from ..problems import grid_arcs  # problems imports adapters: import it when used
-
-        where = f"{cls.__name__}.grid"
-        h, w = check_size(h, "h", where=where), check_size(w, "w", where=where)
-        if h * w < 2:
-            raise ValueError(f"{where}: the grid needs at least 2 nodes, got {h}x{w}")
-        return cls(grid_arcs(h, w), 0, h * w - 1, n_nodes=h * w, **options)
+    arcs: list[tuple[int, int]] = []
+    for i in range(h):
+        arcs.extend((i * w + j, i * w + j + 1) for j in range(w - 1))
+        if i < h - 1:
+            arcs.extend((i * w + j, (i + 1) * w + j) for j in range(w))
+    return arcs

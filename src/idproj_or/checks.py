@@ -1,0 +1,66 @@
+"""Argument checks shared by the layers, the problem builders and the solvers' spec builders
+(numpy only): each raises a ValueError that names the caller and the argument."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+Sense = Literal["min", "max"]
+
+
+def check_sense(sense: str, *, where: str) -> Sense:
+    if sense not in ("min", "max"):
+        raise ValueError(f"{where}: sense={sense!r} must be 'min' or 'max'")
+    return sense  # type: ignore[return-value]
+
+
+def check_size(value: Any, name: str, *, where: str, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (bools and floats are refused)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: {name}={value!r} must be an int >= {minimum}")
+    try:
+        size = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{where}: {name}={value!r} must be an int >= {minimum}") from None
+    if size < minimum:
+        raise ValueError(f"{where}: {name}={value!r} must be an int >= {minimum}")
+    return size
+
+
+def as_variable_array(variables: Any, var_type: type, *, where: str) -> np.ndarray:
+    """``variables`` as an object array whose elements are all ``var_type``; its shape is the cost
+    shape."""
+    flat_in = list(_flatten(variables))
+    try:
+        shape = variables.shape if isinstance(variables, np.ndarray) else np.shape(variables)
+    except ValueError:
+        shape = None
+    if shape is None or math.prod(shape) != len(flat_in):
+        raise ValueError(f"{where}: variables must be a rectangular array-like of variables")
+    arr = np.empty(shape, dtype=object)
+    arr.reshape(-1)[:] = flat_in
+    if arr.size == 0:
+        raise ValueError(f"{where}: variables is empty; pass at least one variable")
+    for pos, v in enumerate(flat_in):
+        if not isinstance(v, var_type):
+            idx = tuple(int(k) for k in np.unravel_index(pos, arr.shape))
+            raise ValueError(
+                f"{where}: variables{list(idx)} is a {type(v).__name__}, expected a {var_type.__name__} of the model"
+            )
+    return arr
+
+
+def _flatten(x: Any) -> Sequence[Any]:
+    if isinstance(x, np.ndarray):
+        return list(x.reshape(-1))
+    if isinstance(x, (list, tuple)):
+        out: list[Any] = []
+        for item in x:
+            out.extend(_flatten(item) if isinstance(item, (list, tuple, np.ndarray)) else [item])
+        return out
+    return [x]

@@ -1,0 +1,38 @@
+class AssignmentLayer(OptLayer):
+    """Min- (or max-) cost assignment as a layer: costs ``(n, m)`` -> a 0/1 matrix ``y``.
+
+    ``y[i, j] = 1`` when row ``i`` is assigned to column ``j``. Square: a permutation matrix.
+    ``n < m``: every row assigned to a distinct column. ``n > m``: every column to a distinct row.
+    Solved exactly by OR-Tools' linear sum assignment on costs rounded to ``RESOLUTION`` steps of
+    the instance's largest magnitude (see the module docstring).
+
+    ``projection="auto"`` uses the row-sum equalities (``n <= m``) and column-sum equalities
+    (``n >= m``): adding a constant to a whole row (or column) never changes the argmin.
+
+    Args:
+        n: number of rows.
+        m: number of columns; default ``n``.
+        sense: ``"min"`` (default) or ``"max"``.
+        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
+            for a uniform interface but not used: every solve runs to optimality.
+
+    Example:
+        >>> import torch
+        >>> layer = AssignmentLayer(2)
+        >>> layer(torch.tensor([[1.0, 5.0], [2.0, 3.0]])).tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+    """
+
+    def __init__(
+        self,
+        n: int,
+        m: int | None = None,
+        sense: str = "min",
+        **options: Unpack[LayerOptions],
+    ) -> None:
+        where = type(self).__name__
+        n = check_size(n, "n", where=where)
+        m = n if m is None else check_size(m, "m", where=where)
+        spec = AssignmentSpec(n, m, check_sense(sense, where=where))
+        super().__init__(spec, **options)

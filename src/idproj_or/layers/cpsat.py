@@ -1,0 +1,30 @@
+class CpSatLayer(OptLayer):
+    """Any OR-Tools CP-SAT ``CpModel`` as a layer: ``y = argmin/argmax sum(w * x)`` over the model.
+
+    Args:
+        model: the declared model; its own objective (if any) is replaced.
+        variables: array-like of the model's variables (bool or integer); its shape is the cost
+            shape.
+        sense: ``"min"`` or ``"max"``; default: the model's declared objective sense, else min.
+        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`).
+
+    Example:
+        >>> from ortools.sat.python import cp_model
+        >>> m = cp_model.CpModel()
+        >>> x = [m.new_bool_var(f"x{i}") for i in range(4)]
+        >>> _ = m.add(sum(x) == 2)
+        >>> layer = CpSatLayer(m, x, sense="max")
+        >>> layer(torch.tensor([1.0, 4.0, 2.0, 3.0])).tolist()
+        [0.0, 1.0, 0.0, 1.0]
+    """
+
+    def __init__(
+        self,
+        model: cp_model.CpModel,
+        variables: Any,
+        sense: str | None = None,
+        **options: Unpack[LayerOptions],
+    ) -> None:
+        spec = cpsat_spec(model, variables, sense, where=type(self).__name__)
+        super().__init__(spec, **options)

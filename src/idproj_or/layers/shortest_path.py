@@ -1,0 +1,56 @@
+class ShortestPathLayer(OptLayer):
+    """Shortest (or longest) ``source -> target`` path in a directed acyclic graph as a layer:
+    arc costs ``(E,)`` -> the path's 0/1 arc indicator ``y``.
+
+    Exact for costs of any sign (the graph is acyclic), vectorised over the batch; see the module
+    docstring. ``projection="auto"`` uses flow conservation and the arcs that lie on no
+    ``source -> target`` path: adding node potentials ``p_tail - p_head`` to the arc costs shifts
+    every path's length by the same amount, so the decision does not change.
+
+    Args:
+        arcs: ``(E, 2)`` int pairs ``(tail, head)``; the cost of arc ``e`` is ``w[..., e]``.
+            Parallel arcs are allowed, self-loops and cycles are not.
+        source: start node.
+        target: end node, reachable from ``source``.
+        n_nodes: number of nodes; default ``max(arcs) + 1``.
+        sense: ``"min"`` (default) or ``"max"`` (longest path).
+        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
+            for a uniform interface but not used: every solve is exact and fast.
+
+    Example:
+        >>> import torch
+        >>> layer = ShortestPathLayer([(0, 1), (1, 3), (0, 2), (2, 3)], source=0, target=3)
+        >>> layer(torch.tensor([1.0, 1.0, 0.5, 2.0])).tolist()
+        [1.0, 1.0, 0.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        arcs: Any,
+        source: int,
+        target: int,
+        *,
+        n_nodes: int | None = None,
+        sense: str = "min",
+        **options: Unpack[LayerOptions],
+    ) -> None:
+        spec = dag_path_spec(arcs, source, target, n_nodes=n_nodes, sense=sense, where=type(self).__name__)
+        super().__init__(spec, **options)
+
+    @classmethod
+    def grid(cls, h: int, w: int, **options: Any) -> ShortestPathLayer:
+        """The ``h x w`` grid of PyEPO's benchmark (arcs right and down, in
+        :func:`idproj_or.problems.grid_arcs` order), from the top-left to the bottom-right node.
+
+        Example:
+            >>> ShortestPathLayer.grid(5, 5).spec.shape
+            (40,)
+        """
+        from ..problems import grid_arcs  # problems imports adapters: import it when used
+
+        where = f"{cls.__name__}.grid"
+        h, w = check_size(h, "h", where=where), check_size(w, "w", where=where)
+        if h * w < 2:
+            raise ValueError(f"{where}: the grid needs at least 2 nodes, got {h}x{w}")
+        return cls(grid_arcs(h, w), 0, h * w - 1, n_nodes=h * w, **options)
