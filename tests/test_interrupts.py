@@ -42,25 +42,25 @@ HEADER = textwrap.dedent(
     def hard_layer(kind, **options):
         if kind == "cpsat":
             m, x = subset_sum()
-            return ipo.CpSatLayer(m, x, **options), 60
+            return ipo.CpSatLayer(m, x, **options), torch.rand(8, 60) + 1.0
         if kind in ("SCIP", "SAT", "CBC"):  # CBC cannot be stopped: the call returns without it
             rng = np.random.default_rng(1)
             w = rng.integers(10**6, 10**7, size=60)
             s = pywraplp.Solver.CreateSolver(kind)
             x = [s.BoolVar(f"x{i}") for i in range(60)]
             s.Add(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
-            return ipo.LinearSolverLayer(s, x, **options), 60
+            return ipo.LinearSolverLayer(s, x, **options), torch.rand(8, 60) + 1.0
         if kind == "cvxpy":  # HiGHS cannot be stopped: the call returns without it
             import cvxpy as cp
             w = np.random.default_rng(1).integers(10**6, 10**7, size=60)
             c, x = cp.Parameter(60), cp.Variable(60, boolean=True)
             problem = cp.Problem(cp.Minimize(c @ x), [w @ x == int(w.sum() // 2) + 1])
-            return ipo.CvxpyLayer(problem, c, x, **options), 60
-        if kind == "knapsack":  # even weights, odd capacity: the search visits ~2^60 nodes
+            return ipo.CvxpyLayer(problem, c, x, **options), torch.rand(8, 60) + 1.0
+        if kind == "knapsack":  # profits = even weights, odd capacity: no bound ever prunes
             w = 2 * np.random.default_rng(0).integers(1, 1000, size=(1, 60))
             layer = ipo.KnapsackLayer(w, [int(w.sum() // 2) | 1], **options)
             layer.solve(torch.zeros(60))  # loads the compiled search (numba) before the test
-            return layer, 60
+            return layer, torch.tensor(w, dtype=torch.float64).repeat(8, 1)
         raise ValueError(kind)
 
     def say(*args):
@@ -98,13 +98,12 @@ DURING_SOLVE = HEADER + textwrap.dedent(
     """
     if __name__ == "__main__":
         kind, workers = sys.argv[1], int(sys.argv[2]) or None
-        layer, n = hard_layer(kind, workers=workers)
+        layer, costs = hard_layer(kind, workers=workers)
         if workers:
             layer._handle.batch._per_instance = 100.0  # as after slow solves: to the pool
             from idproj_or.batch import get_pool, pool_pids
             get_pool(workers)
             say("pool", *pool_pids(workers))
-        costs = torch.rand(8, n) + 1.0
         check_small()  # first-call costs paid: the interrupt lands in the solve
         say("ready")
         t0 = time.perf_counter()
@@ -198,7 +197,7 @@ def test_ctrl_c_after_a_solve_is_a_keyboard_interrupt(tmp_path, kind):
     assert gone(family)
 
 
-@pytest.mark.parametrize("kind", ["cpsat", "SCIP", "SAT", "CBC", "cvxpy"])
+@pytest.mark.parametrize("kind", ["cpsat", "SCIP", "SAT", "CBC", "cvxpy", "knapsack"])
 def test_ctrl_c_during_an_in_process_solve_interrupts_it_at_once(tmp_path, kind):
     lines, err, family, reaction = run(tmp_path, DURING_SOLVE, kind, "0")
     assert "not interrupted" not in lines  # never a silently non-optimal decision
@@ -208,7 +207,7 @@ def test_ctrl_c_during_an_in_process_solve_interrupts_it_at_once(tmp_path, kind)
     assert gone(family)
 
 
-@pytest.mark.parametrize("kind", ["cpsat", "SCIP"])
+@pytest.mark.parametrize("kind", ["cpsat", "SCIP", "knapsack"])
 def test_ctrl_c_during_a_pool_solve_stops_the_workers_and_leaves_no_process(tmp_path, kind):
     lines, err, family, reaction = run(tmp_path, DURING_SOLVE, kind, "2")
     workers = [int(p) for p in lines[0].split()[1:]]
@@ -228,11 +227,11 @@ OWN_HANDLER = HEADER + textwrap.dedent(
     if __name__ == "__main__":
         seen = []
         signal.signal(signal.SIGINT, lambda *_: seen.append(1))  # e.g. "stop after this epoch"
-        layer, n = hard_layer("cpsat", time_limit=2.0, on_failure="nan")
+        layer, costs = hard_layer("cpsat", time_limit=2.0, on_failure="nan")
         check_small()
         say("ready")
         t0 = time.perf_counter()
-        y = layer(torch.rand(1, n) + 1.0)
+        y = layer(costs[:1])
         say("handled", len(seen), layer.last_info.status[0], time.perf_counter() - t0 > 1.5)
     """
 )

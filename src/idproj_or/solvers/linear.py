@@ -183,7 +183,7 @@ class LinearSolver(ResidentSolver):
         if self.helper is not None:
             x, word = self._solve_model_builder(indices, coeffs, time_limit)
         else:
-            x, word = self._solve_proto(indices, coeffs, time_limit)
+            x, word = self._solve_pywraplp(indices, coeffs, time_limit)
         elapsed = time.perf_counter() - t0
         if self._interrupted:
             return statuses.no_decision(statuses.INTERRUPTED, word)
@@ -223,7 +223,7 @@ class LinearSolver(ResidentSolver):
         # variable_values() is a view into the solver's memory: index (a copy) while it lives.
         return solver.variable_values()[self.index], status
 
-    def _solve_proto(
+    def _solve_pywraplp(
         self, indices: list[int], coeffs: list[float], time_limit: float | None
     ) -> tuple[np.ndarray | None, str]:
         variables = self.variables
@@ -235,6 +235,8 @@ class LinearSolver(ResidentSolver):
         error = solver.LoadModelFromProto(self.model)
         if error:
             raise RuntimeError(f"LinearSolver: {self.backend} could not load the model: {error}")
+        if self.parameters:
+            solver.SetSolverSpecificParametersAsString(self.parameters)
         if time_limit is not None:
             solver.SetTimeLimit(math.ceil(float(time_limit) * 1000))
         self._active = solver
