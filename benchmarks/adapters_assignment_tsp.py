@@ -35,9 +35,9 @@ from ortools.graph.python import linear_sum_assignment
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
-from idproj_or.adapters import assignment as assignment_adapter
-from idproj_or.adapters.cpsat import RESOLUTION
-from idproj_or.adapters.routing import circuit_model
+from idproj_or.solvers import assignment as assignment_adapter
+from idproj_or.solvers.cpsat import RESOLUTION
+from idproj_or.solvers.tsp import circuit_model
 
 BATCH = 128
 # "auto" (the default) multiplies by the (r x size) invariance basis; "std" is O(size) a row.

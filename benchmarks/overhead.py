@@ -21,7 +21,7 @@ import torch
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
-from idproj_or.adapters.cpsat import RESOLUTION
+from idproj_or.solvers.cpsat import RESOLUTION
 
 
 def knapsack_32(seed: int = 0) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:

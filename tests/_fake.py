@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from idproj_or.adapters.base import ModelSpec, ResidentSolver
+from idproj_or.solvers.base import ModelSpec, ResidentSolver
 from idproj_or.statuses import Outcome
 
 

@@ -7,7 +7,7 @@ from scipy.optimize import linear_sum_assignment
 
 import idproj_or as ipo
 from _fake import force_pool
-from idproj_or.adapters.assignment import RESOLUTION, AssignmentSpec
+from idproj_or.solvers.assignment import RESOLUTION, AssignmentSpec
 
 SHAPES = [(1, 1), (2, 2), (5, 5), (8, 8), (3, 7), (7, 3), (1, 4), (6, 2)]
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
-from idproj_or.adapters.cpsat import RESOLUTION, CpSatSpec
-from idproj_or.projection import project
+from idproj_or.solvers.cpsat import RESOLUTION, CpSatSpec
+from idproj_or.rules.projection import project
 
 SETTINGS = settings(max_examples=70, deadline=None, derandomize=True)
 

@@ -12,8 +12,8 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 import idproj_or as ipo
 from _fake import force_pool
-from idproj_or.adapters.cvxpy import CvxpySpec
-from idproj_or.projection import project
+from idproj_or.solvers.cvxpy import CvxpySpec
+from idproj_or.rules.projection import project
 
 
 def random_problem(

@@ -7,7 +7,7 @@ from _models import k_subset, knapsack
 from torch.autograd.functional import jacobian
 
 import idproj_or as ipo
-from idproj_or.projection import project
+from idproj_or.rules.projection import project
 
 
 def closed_form_jacobian(w: torch.Tensor, projection: str, m: torch.Tensor) -> torch.Tensor:

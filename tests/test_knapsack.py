@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import idproj_or as ipo
 from _fake import force_pool
 from idproj_or import problems
-from idproj_or.adapters.knapsack import RESOLUTION
+from idproj_or.solvers.knapsack import RESOLUTION
 
 
 def brute_force(w: np.ndarray, cap: np.ndarray, c: np.ndarray, sense: str) -> float:

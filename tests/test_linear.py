@@ -13,8 +13,8 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 import idproj_or as ipo
 from _fake import force_pool
-from idproj_or.adapters.linear import LinearSpec, detect_backend, linear_spec
-from idproj_or.projection import invariance_basis, project
+from idproj_or.solvers.linear import LinearSpec, detect_backend, linear_spec
+from idproj_or.rules.projection import invariance_basis, project
 
 MIP_BACKENDS = ["SCIP", "CBC", "SAT", "HIGHS", "BOP"]
 LP_BACKENDS = ["GLOP", "CLP", "PDLP", "HIGHS_LP"]

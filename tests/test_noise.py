@@ -4,7 +4,7 @@ import torch
 from _models import k_subset
 
 import idproj_or as ipo
-from idproj_or.noise import sign_noise
+from idproj_or.rules.noise import sign_noise
 
 
 def test_noise_takes_the_two_values_with_equal_frequency():

@@ -7,7 +7,7 @@ from scipy.optimize import linear_sum_assignment
 
 import idproj_or as ipo
 from idproj_or import problems
-from idproj_or.adapters.cpsat import RESOLUTION
+from idproj_or.solvers.cpsat import RESOLUTION
 
 
 def cpsat_solve(problem, costs, **options):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from idproj_or.projection import PROJECTIONS, check_projection, invariance_basis, project
+from idproj_or.rules.projection import PROJECTIONS, check_projection, invariance_basis, project
 
 
 def rows(b=4, n=6, seed=0):

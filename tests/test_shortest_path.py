@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import idproj_or as ipo
 from _fake import force_pool
 from idproj_or import problems
-from idproj_or.adapters import shortest_path as sp_module
+from idproj_or.solvers import shortest_path as sp_module
 
 
 def all_paths(arcs, source, target):

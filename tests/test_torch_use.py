@@ -28,8 +28,8 @@ from _models import k_subset
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
-from idproj_or.adapters.base import ModelSpec
-from idproj_or.adapters.cpsat import CpSatSpec
+from idproj_or.solvers.base import ModelSpec
+from idproj_or.solvers.cpsat import CpSatSpec
 from idproj_or.batch import resident_count
 
 N = 6

@@ -7,8 +7,8 @@ import torch
 
 import idproj_or as ipo
 from _fake import force_pool
-from idproj_or.adapters.cpsat import RESOLUTION
-from idproj_or.adapters.routing import (
+from idproj_or.solvers.cpsat import RESOLUTION
+from idproj_or.solvers.tsp import (
     ROUTING_RESOLUTION,
     ROUTING_TIME_LIMIT,
     RoutingTspSolver,
@@ -132,7 +132,7 @@ def test_auto_invariance_solution_for_shifted_cost_is_optimal(n, method):
 def test_equalities_match_the_cpsat_circuit_rows():
     # the explicit rows equal what the CP-SAT adapter derives from the circuit model
     spec = ipo.TSPLayer(4).spec
-    from idproj_or.adapters.cpsat import CpSatSpec
+    from idproj_or.solvers.cpsat import CpSatSpec
 
     a_explicit, b_explicit = tsp_equalities(4)
     a_derived, b_derived = CpSatSpec.equalities(spec)

@@ -28,16 +28,16 @@ logging.getLogger("__cvxpy__").addFilter(_QuietOrtoolsProbe())
 
 # public name -> (module, attribute); attribute None means the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {
-    "OptLayer": ("layer", "OptLayer"),
+    "OptLayer": ("rules.identity", "OptLayer"),
     "BatchInfo": ("batch", "BatchInfo"),
     "STATUSES": ("statuses", "STATUSES"),
-    "CpSatLayer": ("adapters.cpsat", "CpSatLayer"),
-    "LinearSolverLayer": ("adapters.linear", "LinearSolverLayer"),
-    "CvxpyLayer": ("adapters.cvxpy", "CvxpyLayer"),
-    "AssignmentLayer": ("adapters.assignment", "AssignmentLayer"),
-    "TSPLayer": ("adapters.routing", "TSPLayer"),
-    "KnapsackLayer": ("adapters.knapsack", "KnapsackLayer"),
-    "ShortestPathLayer": ("adapters.shortest_path", "ShortestPathLayer"),
+    "CpSatLayer": ("layers.cpsat", "CpSatLayer"),
+    "LinearSolverLayer": ("layers.linear", "LinearSolverLayer"),
+    "CvxpyLayer": ("layers.cvxpy", "CvxpyLayer"),
+    "AssignmentLayer": ("layers.assignment", "AssignmentLayer"),
+    "TSPLayer": ("layers.tsp", "TSPLayer"),
+    "KnapsackLayer": ("layers.knapsack", "KnapsackLayer"),
+    "ShortestPathLayer": ("layers.shortest_path", "ShortestPathLayer"),
     "problems": ("problems", None),
     "data": ("data", None),
     "metrics": ("metrics", None),
@@ -47,15 +47,15 @@ __all__ = ["SolverError", "SolverWarning", "WorkerError", *_LAZY]
 
 if TYPE_CHECKING:
     from . import data, metrics, problems
-    from .adapters.assignment import AssignmentLayer
-    from .adapters.cpsat import CpSatLayer
-    from .adapters.cvxpy import CvxpyLayer
-    from .adapters.linear import LinearSolverLayer
-    from .adapters.knapsack import KnapsackLayer
-    from .adapters.routing import TSPLayer
-    from .adapters.shortest_path import ShortestPathLayer
+    from .layers.assignment import AssignmentLayer
+    from .layers.cpsat import CpSatLayer
+    from .layers.cvxpy import CvxpyLayer
+    from .layers.linear import LinearSolverLayer
+    from .layers.knapsack import KnapsackLayer
+    from .layers.tsp import TSPLayer
+    from .layers.shortest_path import ShortestPathLayer
     from .batch import BatchInfo
-    from .layer import OptLayer
+    from .rules.identity import OptLayer
 
 
 def __getattr__(name: str) -> Any:

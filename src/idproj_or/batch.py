@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .adapters.base import ChunkResult, ModelSpec, ResidentSolver
+from .solvers.base import ChunkResult, ModelSpec, ResidentSolver
 from .errors import WorkerError
 from .statuses import NOT_SOLVED, SOLVED, cause
 
@@ -233,24 +233,21 @@ _pools: dict[int, ProcessPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
-# Imported once by the fork server, so that each worker forks with them loaded.
-_PRELOAD = ["idproj_or._quiet_sigint", "idproj_or.batch", "idproj_or.adapters"]
+# Imported once by the fork server, so that each worker forks with them loaded. Neither torch nor
+# CVXPY: a CVXPY worker imports it with its first chunk, and no worker needs torch.
+_PRELOAD = [
+    "idproj_or._quiet_sigint",
+    "idproj_or.batch",
+    *(f"idproj_or.solvers.{m}" for m in ("assignment", "cpsat", "knapsack", "linear", "shortest_path", "tsp")),
+]
 
 
 def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(_PRELOAD + [f"idproj_or.adapters.{m}" for m in _adapter_modules()])
+        ctx.set_forkserver_preload(_PRELOAD)
         return ctx
     return multiprocessing.get_context("spawn")
-
-
-def _adapter_modules() -> list[str]:
-    import pkgutil
-
-    from . import adapters
-
-    return [m.name for m in pkgutil.iter_modules(adapters.__path__) if not m.name.startswith("_")]
 
 
 def _start_failure(workers: int) -> WorkerError:

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .layer import OptLayer
+if TYPE_CHECKING:
+    from .rules.identity import OptLayer
+
 
 
 class Synthetic(NamedTuple):

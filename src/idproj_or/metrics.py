@@ -11,11 +11,15 @@ layer's pool when it has ``workers=``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from .data import OptDataset
-from .layer import OptLayer
+
+if TYPE_CHECKING:
+    from .rules.identity import OptLayer
 
 REDUCTIONS = ("none", "sum", "mean")
 

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .adapters.assignment import check_size
-from .adapters.base import Sense
-from .adapters.knapsack import integer_row, knapsack_arrays
+from .checks import Sense, check_size
+from .solvers.knapsack import integer_row, knapsack_arrays
+from .solvers.shortest_path import grid_arcs
 
 if TYPE_CHECKING:
-    from .layer import OptLayer
+    from .rules.identity import OptLayer
 
 BACKENDS: tuple[str, ...] = ("cpsat", "pywraplp", "cvxpy")
 _CPSAT_HINT = ", or use backend='pywraplp' / 'cvxpy'"
@@ -79,14 +79,14 @@ class Problem:
         """
         # Imported here so this module loads before (and without) every adapter.
         if self.backend == "cpsat":
-            from .adapters.cpsat import CpSatLayer
+            from .layers.cpsat import CpSatLayer
 
             return CpSatLayer(self.model, self.variables, sense=self.sense, **options)
         if self.backend == "pywraplp":
-            from .adapters.linear import LinearSolverLayer
+            from .layers.linear import LinearSolverLayer
 
             return LinearSolverLayer(self.model, self.variables, sense=self.sense, **options)
-        from .adapters.cvxpy import CvxpyLayer
+        from .layers.cvxpy import CvxpyLayer
 
         if self.solver is not None:
             options = {"solver": self.solver, **options}
@@ -313,7 +313,7 @@ def tsp(n: int, *, backend: str = "cpsat", solver: str | None = None) -> Problem
     n = check_size(n, "n", where=where, minimum=2)
     _check_backend(backend, solver, where=where)
     if backend == "cpsat":
-        from .adapters.routing import circuit_model
+        from .solvers.tsp import circuit_model
 
         model, arcs = circuit_model(n)
         x = _objects(arcs, (n, n))

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .metrics import evaluate, normalized_regret
 
 if TYPE_CHECKING:
-    from . import OptLayer
+    from .rules.identity import OptLayer
     from .data import OptDataset
 
 LOSSES = ("regret", "hamming")

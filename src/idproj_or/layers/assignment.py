@@ -1,3 +1,19 @@
+"""The assignment problem as a layer (the solver: :mod:`idproj_or.solvers.assignment`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..rules.identity import OptLayer
+from ..checks import check_sense, check_size
+from ..solvers.assignment import AssignmentSpec
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..options import LayerOptions
+
+
 class AssignmentLayer(OptLayer):
     """Min- (or max-) cost assignment as a layer: costs ``(n, m)`` -> a 0/1 matrix ``y``.
 
@@ -14,8 +30,8 @@ class AssignmentLayer(OptLayer):
         m: number of columns; default ``n``.
         sense: ``"min"`` (default) or ``"max"``.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
-            for a uniform interface but not used: every solve runs to optimality.
+            ``on_failure``, ``generator`` (see :mod:`idproj_or.options`). ``time_limit`` is refused
+            (a ValueError): every solve runs to optimality in polynomial time.
 
     Example:
         >>> import torch

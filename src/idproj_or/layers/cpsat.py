@@ -1,3 +1,20 @@
+"""Any CP-SAT model as a layer (the solver: :mod:`idproj_or.solvers.cpsat`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..rules.identity import OptLayer
+from ..solvers.cpsat import cpsat_spec
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
+
+    from typing_extensions import Unpack
+
+    from ..options import LayerOptions
+
+
 class CpSatLayer(OptLayer):
     """Any OR-Tools CP-SAT ``CpModel`` as a layer: ``y = argmin/argmax sum(w * x)`` over the model.
 
@@ -7,9 +24,10 @@ class CpSatLayer(OptLayer):
             shape.
         sense: ``"min"`` or ``"max"``; default: the model's declared objective sense, else min.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`).
+            ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:
+        >>> import torch
         >>> from ortools.sat.python import cp_model
         >>> m = cp_model.CpModel()
         >>> x = [m.new_bool_var(f"x{i}") for i in range(4)]

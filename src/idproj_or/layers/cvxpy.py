@@ -1,3 +1,20 @@
+"""A CVXPY LP or MIP as a layer (the solver: :mod:`idproj_or.solvers.cvxpy`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..rules.identity import OptLayer
+from ..solvers.cvxpy import ParameterWatch, cvxpy_spec
+
+if TYPE_CHECKING:
+    import cvxpy as cp
+
+    from typing_extensions import Unpack
+
+    from ..options import LayerOptions
+
+
 class CvxpyLayer(OptLayer):
     """A CVXPY LP or MIP as a layer: ``y = argmin/argmax sum(w * variable)``, ``w`` the value of
     ``parameter``.
@@ -13,7 +30,7 @@ class CvxpyLayer(OptLayer):
         solver: a CVXPY conic solver name; default ``"HIGHS"`` (``"CLARABEL"`` for a continuous
             problem HiGHS cannot take).
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`).
+            ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:
         >>> import cvxpy as cp

@@ -1,3 +1,21 @@
+"""The multi-dimensional 0/1 knapsack as a layer (the solver: :mod:`idproj_or.solvers.knapsack`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..rules.identity import OptLayer
+from ..checks import check_sense
+from ..solvers.knapsack import KnapsackSpec, integer_row, knapsack_arrays
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..options import LayerOptions
+
+
 class KnapsackLayer(OptLayer):
     """Multi-dimensional 0/1 knapsack as a layer: item values ``(n,)`` -> the packed items ``y``.
 
@@ -10,7 +28,7 @@ class KnapsackLayer(OptLayer):
         capacities: ``(d,)`` (or a scalar) non-negative capacities.
         sense: ``"max"`` (default: values to maximise) or ``"min"``.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). When ``time_limit`` stops a
+            ``on_failure``, ``generator`` (see :mod:`idproj_or.options`). When ``time_limit`` stops a
             search, the best packing found is returned with status ``"FEASIBLE"``.
 
     Example:
@@ -24,7 +42,6 @@ class KnapsackLayer(OptLayer):
         self,
         weights: Any,
         capacities: Any,
-        *,
         sense: str = "max",
         **options: Unpack[LayerOptions],
     ) -> None:

@@ -1,3 +1,20 @@
+"""Any pywraplp model as a layer (the solver: :mod:`idproj_or.solvers.linear`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..rules.identity import OptLayer
+from ..solvers.linear import linear_spec
+
+if TYPE_CHECKING:
+    from ortools.linear_solver import pywraplp
+
+    from typing_extensions import Unpack
+
+    from ..options import LayerOptions
+
+
 class LinearSolverLayer(OptLayer):
     """Any OR-Tools ``pywraplp.Solver`` (LP or MIP) as a layer: ``y = argmin/argmax sum(w * x)``.
 
@@ -15,7 +32,7 @@ class LinearSolverLayer(OptLayer):
         variables: array-like of the solver's variables; its shape is the cost shape.
         sense: ``"min"`` or ``"max"``; default: the solver's declared objective sense.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`).
+            ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:
         >>> import torch

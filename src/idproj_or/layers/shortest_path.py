@@ -1,3 +1,19 @@
+"""Shortest paths in a DAG as a layer (the solver: :mod:`idproj_or.solvers.shortest_path`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..rules.identity import OptLayer
+from ..checks import check_size
+from ..solvers.shortest_path import dag_path_spec, grid_arcs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..options import LayerOptions
+
+
 class ShortestPathLayer(OptLayer):
     """Shortest (or longest) ``source -> target`` path in a directed acyclic graph as a layer:
     arc costs ``(E,)`` -> the path's 0/1 arc indicator ``y``.
@@ -15,8 +31,8 @@ class ShortestPathLayer(OptLayer):
         n_nodes: number of nodes; default ``max(arcs) + 1``.
         sense: ``"min"`` (default) or ``"max"`` (longest path).
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (see :class:`idproj_or.layer.OptLayer`). ``time_limit`` is accepted
-            for a uniform interface but not used: every solve is exact and fast.
+            ``on_failure``, ``generator`` (see :mod:`idproj_or.options`). ``time_limit`` is refused
+            (a ValueError): every solve is exact and polynomial.
 
     Example:
         >>> import torch
@@ -30,7 +46,6 @@ class ShortestPathLayer(OptLayer):
         arcs: Any,
         source: int,
         target: int,
-        *,
         n_nodes: int | None = None,
         sense: str = "min",
         **options: Unpack[LayerOptions],
@@ -47,8 +62,6 @@ class ShortestPathLayer(OptLayer):
             >>> ShortestPathLayer.grid(5, 5).spec.shape
             (40,)
         """
-        from ..problems import grid_arcs  # problems imports adapters: import it when used
-
         where = f"{cls.__name__}.grid"
         h, w = check_size(h, "h", where=where), check_size(w, "w", where=where)
         if h * w < 2:

@@ -1,3 +1,18 @@
+"""The travelling salesman problem as a layer (the solver: :mod:`idproj_or.solvers.tsp`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..rules.identity import OptLayer
+from ..solvers.tsp import ROUTING_TIME_LIMIT, tsp_spec
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..options import LayerOptions
+
+
 class TSPLayer(OptLayer):
     """Travelling salesman as a layer: costs ``(n, n)`` -> 0/1 tour adjacency ``(n, n)``.
 
@@ -20,7 +35,7 @@ class TSPLayer(OptLayer):
         time_limit: seconds per instance. ``"cpsat"``: default None (prove optimality).
             ``"routing"``: default ``ROUTING_TIME_LIMIT`` (1 s).
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``generator`` (see
-            :class:`idproj_or.layer.OptLayer`).
+            :mod:`idproj_or.options`).
 
     Example:
         >>> import torch

@@ -26,7 +26,8 @@ from ortools.graph.python import linear_sum_assignment
 
 from .. import statuses
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver, Sense, check_sense
+from ..checks import Sense, check_sense
+from .base import ModelSpec, ResidentSolver
 
 RESOLUTION = 2**30  # largest |cost| of an instance becomes +-1,073,741,824
 _OPTIMAL = linear_sum_assignment.SimpleLinearSumAssignment.OPTIMAL

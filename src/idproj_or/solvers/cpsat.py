@@ -19,7 +19,8 @@ from ortools.sat.python import cp_model
 
 from .. import statuses
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver, Sense, as_variable_array, check_sense
+from ..checks import Sense, as_variable_array, check_sense
+from .base import ModelSpec, ResidentSolver
 
 RESOLUTION = 2**20  # largest |cost| of an instance becomes +-1,048,576 (>= 1e6)
 # CP-SAT rejects objectives whose bound may leave int64; keep a wide margin.

@@ -45,7 +45,8 @@ from cvxpy.utilities import scopes
 
 from .. import statuses
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver, Sense
+from ..checks import Sense
+from .base import ModelSpec, ResidentSolver
 
 # HiGHS model status -> common status; the others are "error".
 _HIGHS_STATUS = {

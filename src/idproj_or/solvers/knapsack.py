@@ -25,7 +25,8 @@ import numpy as np
 
 from .. import statuses
 from ..statuses import Outcome
-from .base import ChunkResult, ModelSpec, ResidentSolver, Sense, check_sense
+from ..checks import Sense, check_sense
+from .base import ChunkResult, ModelSpec, ResidentSolver
 
 RESOLUTION = 2**30  # the instance's largest value becomes 1,073,741,824
 # How the kernel ended each instance (its ``ends`` codes 0-3): proven optimal, time limit (the

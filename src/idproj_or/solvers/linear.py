@@ -44,7 +44,8 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 
 from .. import statuses
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver, Sense, as_variable_array, check_sense
+from ..checks import Sense, as_variable_array, check_sense
+from .base import ModelSpec, ResidentSolver
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
 _SOLVER_TYPE = {

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 
 from .. import statuses
+from ..checks import Sense, check_sense, check_size
 from ..statuses import Outcome
+from .base import ChunkResult, ModelSpec, ResidentSolver
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
 ENUMERATE_WORK = 4096
-from .assignment import check_size
-from .base import ChunkResult, ModelSpec, ResidentSolver, Sense, check_sense
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ from ortools.sat.python import cp_model
 
 from .. import statuses
 from ..statuses import Outcome
-from .assignment import check_size
-from .base import ModelSpec, ResidentSolver, Sense, check_sense
+from ..checks import Sense, check_sense, check_size
+from .base import ModelSpec, ResidentSolver
 from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
 
 METHODS = ("cpsat", "routing")
