@@ -6,7 +6,6 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import idproj_or as ipo
-from _fake import force_pool
 from idproj_or.solvers.assignment import RESOLUTION, AssignmentSpec
 
 SHAPES = [(1, 1), (2, 2), (5, 5), (8, 8), (3, 7), (7, 3), (1, 4), (6, 2)]
@@ -87,7 +86,7 @@ def test_max_sense_and_backward_sign():
     assert w.grad.tolist() == [[1.0, 1.0], [1.0, 1.0]]  # +identity for a maximisation
 
 
-def test_serial_and_pool_give_identical_results():
+def test_serial_and_pool_give_identical_results(force_pool):
     costs = torch.rand(24, 7, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     expected = ipo.AssignmentLayer(7, 9)(costs)
     pooled = force_pool(ipo.AssignmentLayer(7, 9, workers=2))

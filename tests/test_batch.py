@@ -5,12 +5,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
+import pytest
 import torch
-from _fake import SignSpec
-from _models import k_subset, knapsack_32
 
 import idproj_or as ipo
 from idproj_or.batch import BatchSolver, _remote_chunk, get_pool, pool_pids
+from tests.helpers import SignSpec, k_subset, knapsack_32
 
 
 def knapsack_costs(b=48, seed=0):
@@ -121,11 +121,19 @@ def test_one_slow_round_trip_does_not_keep_batches_off_the_pool(monkeypatch):
     assert solver.solve(costs).mode == "pool"
 
 
-def test_layers_with_the_same_worker_count_share_one_pool():
+def test_layers_with_the_same_worker_count_share_one_pool(force_pool):
     m, x, _ = k_subset(5, 2)
-    a = ipo.CpSatLayer(m, x, workers=2)
-    b = ipo.CpSatLayer(m, x, sense="max", workers=2)
+    a = force_pool(ipo.CpSatLayer(m, x, workers=2))
+    b = force_pool(ipo.CpSatLayer(m, x, sense="max", workers=2))
     a(torch.randn(6, 5))
-    pids = pool_pids(2)
+    pool, pids = get_pool(2), pool_pids(2)
     b(torch.randn(6, 5))
-    assert pool_pids(2) == pids and get_pool(2) is get_pool(2)
+    assert a.last_info.mode == b.last_info.mode == "pool"
+    assert len(pids) == 2 and pool_pids(2) == pids and get_pool(2) is pool
+
+
+def test_a_spec_class_of_the_main_script_is_refused_for_the_pool(monkeypatch):
+    # pool workers do not run the main script, so they could not unpickle its classes
+    monkeypatch.setattr(SignSpec, "__module__", "__main__")
+    with pytest.raises(ValueError, match="spec class SignSpec is defined in the main script"):
+        BatchSolver(SignSpec(), workers=2, executor=None, time_limit=None)

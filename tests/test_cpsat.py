@@ -4,7 +4,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from _models import assignment, best, k_subset, knapsack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ortools.sat.python import cp_model
@@ -12,6 +11,7 @@ from ortools.sat.python import cp_model
 import idproj_or as ipo
 from idproj_or.solvers.cpsat import RESOLUTION, CpSatSpec
 from idproj_or.rules.projection import project
+from tests.helpers import assignment, best, k_subset, knapsack
 
 SETTINGS = settings(max_examples=70, deadline=None, derandomize=True)
 

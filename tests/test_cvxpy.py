@@ -11,7 +11,6 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 import idproj_or as ipo
-from _fake import force_pool
 from idproj_or.solvers.cvxpy import CvxpySpec
 from idproj_or.rules.projection import project
 
@@ -145,7 +144,7 @@ def test_solution_does_not_depend_on_previous_instances() -> None:
     assert torch.equal(forward, one_by_one)
 
 
-def test_parity_serial_vs_pool() -> None:
+def test_parity_serial_vs_pool(force_pool) -> None:
     problem, c, x = assignment()
     costs = torch.from_numpy(np.random.default_rng(14).integers(0, 3, size=(12, 3, 4)).astype(float))
     serial = ipo.CvxpyLayer(problem, c, x)

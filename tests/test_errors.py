@@ -5,12 +5,11 @@ import time
 import numpy as np
 import pytest
 import torch
-from _fake import SignSpec, force_pool
-from _models import k_subset
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
 from idproj_or.batch import pool_pids
+from tests.helpers import SignSpec, k_subset
 
 
 def layer4(**options):
@@ -108,7 +107,7 @@ def test_killed_worker_is_an_error_within_seconds_and_the_next_call_works():
     assert set(pool_pids(2)).isdisjoint(pids)
 
 
-def test_worker_that_exits_mid_chunk_is_an_error_not_a_hang():
+def test_worker_that_exits_mid_chunk_is_an_error_not_a_hang(force_pool):
     layer = force_pool(ipo.OptLayer(SignSpec(), projection="none", workers=2))
     costs = torch.randn(10, 3)
     costs[5, 0] = -999.0

@@ -9,13 +9,12 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import torch
-from _fake import SignSpec, force_pool
-from _models import k_subset
 from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
 from idproj_or.training import decision_loss
+from tests.helpers import SignSpec, k_subset
 
 # Row 1 makes "min c x over x >= 0, x0 + x1 >= 1" unbounded; rows 0 and 2 are solvable.
 UNBOUNDED_ROW = torch.tensor([[1.0, 2.0], [-1.0, 1.0], [2.0, 1.0]], dtype=torch.float64)
@@ -96,7 +95,7 @@ def test_nan_rows_leave_the_other_rows_and_their_gradients_unchanged():
 
 
 @pytest.mark.parametrize("workers", [None, 2])
-def test_nan_mode_solves_every_row_serial_and_in_the_pool(workers):
+def test_nan_mode_solves_every_row_serial_and_in_the_pool(workers, force_pool):
     layer = ipo.OptLayer(SignSpec(), projection="none", workers=workers, on_failure="nan")
     if workers:
         force_pool(layer)
@@ -189,27 +188,43 @@ def test_status_vocabulary_is_closed():
 
 UNGUARDED = textwrap.dedent(
     """
+    import sys
     import torch
     from ortools.sat.python import cp_model
     import idproj_or as ipo
 
+    print("script runs", flush=True)
+    if sys.argv[1:] == ["spawn"]:  # as on a platform without a fork server
+        import multiprocessing
+        import idproj_or.batch
+        idproj_or.batch._context = lambda: multiprocessing.get_context("spawn")
     m = cp_model.CpModel()
     x = [m.new_bool_var(f"x{i}") for i in range(6)]
     m.add(sum(x) == 2)
-    layer = ipo.CpSatLayer(m, x, workers=2)
+    layer = ipo.CpSatLayer(m, x, sense="max", workers=2)
     layer._handle.batch._per_instance = 1.0  # every batch to the pool
     try:
-        layer(torch.randn(16, 6))
+        y = layer(torch.arange(6.0).repeat(16, 1))
+        print("solved", layer.last_info.mode, y[:, 4:].sum().item())
     except ipo.WorkerError as e:
         print("WorkerError:", e)
     """
 )
 
 
-def test_script_without_main_guard_gets_a_worker_error_naming_the_guard(tmp_path):
+def test_pool_workers_do_not_run_the_script_so_it_needs_no_main_guard(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(UNGUARDED)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # the script ran once (not again in each worker) and the pool solved: the two largest of 16
+    assert out.stdout.splitlines() == ["script runs", "solved pool 32.0"], out.stdout + out.stderr[-2000:]
+
+
+def test_spawned_workers_of_an_unguarded_script_give_a_worker_error_naming_the_guard(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(UNGUARDED)
+    out = subprocess.run([sys.executable, str(script), "spawn"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "WorkerError: the 2 workers of a new process pool died while starting" in out.stdout
     assert "has no 'if __name__ == \"__main__\":' guard" in out.stdout

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from _models import k_subset, knapsack
 from torch.autograd.functional import jacobian
 
 import idproj_or as ipo
 from idproj_or.rules.projection import project
+from tests.helpers import k_subset, knapsack
 
 
 def closed_form_jacobian(w: torch.Tensor, projection: str, m: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import idproj_or as ipo
-from _fake import force_pool
 from idproj_or import problems
 from idproj_or.solvers.knapsack import RESOLUTION
 
@@ -88,7 +87,7 @@ def test_gradient_is_plus_projected_identity_for_max():
     torch.testing.assert_close(w.grad, expected, rtol=1e-6, atol=1e-9)
 
 
-def test_spec_pickles_and_pool_matches_serial():
+def test_spec_pickles_and_pool_matches_serial(force_pool):
     rng = np.random.default_rng(1)
     w = np.round(rng.uniform(3, 8, size=(2, 20)), 2)
     layer = force_pool(ipo.KnapsackLayer(w, 0.5 * w.sum(1), workers=2))

@@ -12,7 +12,6 @@ from ortools.linear_solver import pywraplp
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 import idproj_or as ipo
-from _fake import force_pool
 from idproj_or.solvers.linear import LinearSpec, detect_backend, linear_spec
 from idproj_or.rules.projection import invariance_basis, project
 
@@ -158,7 +157,7 @@ def test_solution_does_not_depend_on_previous_instances(backend: str) -> None:
     assert torch.equal(forward, one_by_one)
 
 
-def test_parity_serial_vs_pool() -> None:
+def test_parity_serial_vs_pool(force_pool) -> None:
     solver, x = knapsack("SCIP")
     costs = torch.from_numpy(np.random.default_rng(4).integers(0, 3, size=(12, len(x))).astype(float))
     serial = ipo.LinearSolverLayer(solver, x, "max")

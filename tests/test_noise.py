@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
-from _models import k_subset
 
 import idproj_or as ipo
 from idproj_or.rules.noise import sign_noise
+from tests.helpers import k_subset
 
 
 def test_noise_takes_the_two_values_with_equal_frequency():

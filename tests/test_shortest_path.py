@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import idproj_or as ipo
-from _fake import force_pool
 from idproj_or import problems
 from idproj_or.solvers import shortest_path as sp_module
 
@@ -85,7 +84,7 @@ def test_ties_are_broken_the_same_way_for_any_batch_split(method):
     assert torch.equal(full, parts)
 
 
-def test_pool_matches_serial():
+def test_pool_matches_serial(force_pool):
     rng = np.random.default_rng(5)
     costs = torch.as_tensor(rng.integers(0, 3, size=(300, 40)).astype(float))  # many ties
     serial = ipo.ShortestPathLayer.grid(5, 5).solve(costs)

@@ -23,14 +23,13 @@ import pytest
 import torch
 import torch._dynamo
 import torch._dynamo.testing
-from _fake import SignSolver, force_pool
-from _models import k_subset
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
 from idproj_or.solvers.base import ModelSpec
 from idproj_or.solvers.cpsat import CpSatSpec
 from idproj_or.batch import resident_count
+from tests.helpers import SignSolver, k_subset
 
 N = 6
 WEIGHTS = np.array([[3, 4, 5, 2, 6, 1], [2, 2, 3, 5, 1, 4]])
@@ -123,7 +122,7 @@ def test_copy_carries_the_noise_generator_state(how):
         assert torch.equal(twin(costs), layer(costs))
 
 
-def test_copies_of_a_workers_2_layer_solve_on_the_pool_identically():
+def test_copies_of_a_workers_2_layer_solve_on_the_pool_identically(force_pool):
     serial = cpsat_layer()
     costs = batch(16, seed=2)
     expected = serial(costs)

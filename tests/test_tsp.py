@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import idproj_or as ipo
-from _fake import force_pool
 from idproj_or.solvers.cpsat import RESOLUTION
 from idproj_or.solvers.tsp import (
     ROUTING_RESOLUTION,
@@ -148,7 +147,7 @@ def test_equalities_match_the_cpsat_circuit_rows():
         ("routing", {"metaheuristic": "GREEDY_DESCENT"}),
     ],
 )
-def test_serial_and_pool_give_identical_results(method, options):
+def test_serial_and_pool_give_identical_results(method, options, force_pool):
     costs = torch.rand(8, 9, 9, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     expected = ipo.TSPLayer(9, method, **options)(costs)
     pooled = force_pool(ipo.TSPLayer(9, method, workers=2, **options))

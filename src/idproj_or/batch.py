@@ -244,10 +244,12 @@ _PRELOAD = [
 
 def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
+        from ._forkserver import LibraryContext
+
+        ctx = LibraryContext()
         ctx.set_forkserver_preload(_PRELOAD)
         return ctx
-    return multiprocessing.get_context("spawn")
+    return multiprocessing.get_context("spawn")  # each worker imports the caller's __main__
 
 
 def _start_failure(workers: int) -> WorkerError:
@@ -421,6 +423,11 @@ class BatchSolver:
         executor: Executor | None,
         time_limit: float | None,
     ) -> None:
+        if workers is not None and type(spec).__module__ == "__main__":
+            raise ValueError(
+                f"workers={workers}: the spec class {type(spec).__name__} is defined in the main "
+                "script, which pool workers do not run; define it in an importable module"
+            )
         self.payload = pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
         self.key = hashlib.sha256(self.payload).hexdigest()
         self.on_caller_thread = spec.on_caller_thread

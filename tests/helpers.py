@@ -1,11 +1,18 @@
-"""Small random CP-SAT models and brute-force optima shared by the core tests."""
+"""Shared test models: small CP-SAT models with brute-force optima, and a spec whose instances
+fail on demand (per-instance error reporting everywhere)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import itertools
+import os
+import time
 
-import numpy as np
 from ortools.sat.python import cp_model
+import numpy as np
+
+from idproj_or.solvers.base import ModelSpec, ResidentSolver
+from idproj_or.statuses import Outcome
 
 
 def knapsack(weights: np.ndarray, capacities: np.ndarray):
@@ -53,3 +60,36 @@ def knapsack_32(seed: int = 0):
     for wd in weights:
         m.add(sum(int(a) * v for a, v in zip(wd, x)) <= int(wd.sum() // 2))
     return m, x
+
+
+@dataclass(frozen=True)
+class SignSpec(ModelSpec):
+    """y = 1[cost < 0] (a trivially exact solver); an instance with cost[0] > 100 "fails"; a cost[0]
+    of -999 makes the worker process exit, as a crash would. ``delay`` is seconds per solve,
+    ``build_delay`` seconds to build the solver (a large model)."""
+
+    shape: tuple[int, ...] = (3,)
+    sense: str = "min"
+    delay: float = 0.0
+    build_delay: float = 0.0
+
+    def build(self) -> ResidentSolver:
+        time.sleep(self.build_delay)
+        return SignSolver(self.delay)
+
+    def equalities(self):
+        return np.zeros((0, 3)), np.zeros(0)
+
+
+class SignSolver(ResidentSolver):
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def solve(self, cost, time_limit):
+        if self.delay:
+            time.sleep(self.delay)
+        if cost[0] == -999:
+            os._exit(3)
+        if cost[0] > 100:
+            return Outcome(None, "error", "BROKEN")
+        return Outcome((cost < 0).astype(np.float64), "optimal", "OPTIMAL")
