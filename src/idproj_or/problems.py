@@ -23,6 +23,7 @@ Each ``Problem`` owns a fresh model: builders never share state between calls.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -123,6 +124,39 @@ def _objects(items: Any, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def _names(shape: tuple[int, ...]) -> list[str]:
+    return ["x" + "_".join(map(str, idx)) for idx in np.ndindex(*shape)]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A ready problem as ``lower <= rows @ [x, u] <= upper`` over the cost variables ``x``
+    (flattened in C order, 0/1) and continuous auxiliaries ``u`` (``aux`` bounds): what each
+    backend's builder turns into its own model, so that every backend gets the same feasible set.
+
+    ``integral``: Boolean ``x`` in the pywraplp and CVXPY models; otherwise their LP with
+    ``0 <= x <= 1`` (totally unimodular: simplex vertices are 0/1). CP-SAT always uses Booleans.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    sense: Sense
+    rows: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    integral: bool
+    default_solver: str
+    aux: tuple[tuple[float, float], ...] = ()
+
+    @classmethod
+    def stack(cls, name: str, shape: tuple[int, ...], sense: Sense, parts: Sequence[tuple[Any, Any, Any]], **kw: Any) -> _Rows:
+        """From ``(rows, lower, upper)`` blocks (scalars broadcast over a block's rows)."""
+        rows = np.vstack([np.atleast_2d(np.asarray(r, dtype=np.float64)) for r, _, _ in parts])
+        lower = np.concatenate([np.broadcast_to(np.asarray(lo, dtype=np.float64), (len(np.atleast_2d(r)),)) for r, lo, _ in parts])
+        upper = np.concatenate([np.broadcast_to(np.asarray(hi, dtype=np.float64), (len(np.atleast_2d(r)),)) for r, _, hi in parts])
+        return cls(name, shape, sense, rows, lower, upper, **kw)
+
+
 def _declare_sense(lp: Any, sense: Sense) -> None:
     # A zero objective with the problem's sense, so the model states its own direction.
     if sense == "max":
@@ -140,6 +174,77 @@ def _cpsat_sense(model: Any, variables: np.ndarray, sense: Sense) -> None:
         model.maximize(zero)
     else:
         model.minimize(zero)
+
+
+def _build(problem: _Rows, backend: str, solver: str | None, *, cpsat: Any = None) -> Problem:
+    """``problem`` as a declared model of ``backend`` (``cpsat``: a function that returns the
+    CP-SAT model and its variables, for a problem with a better CP-SAT formulation)."""
+    if backend == "cpsat":
+        model, x = cpsat() if cpsat is not None else _cpsat_model(problem)
+        x = _objects(x, problem.shape)
+        _cpsat_sense(model, x, problem.sense)
+        return Problem(problem.name, backend, model, x, problem.sense)
+    if backend == "pywraplp":
+        lp, x = _pywraplp_model(problem, solver)
+        return Problem(problem.name, backend, lp, x, problem.sense)
+    prob, x, c = _cvxpy_model(problem)
+    return Problem(problem.name, backend, prob, x, problem.sense, parameter=c, solver=solver)
+
+
+def _cpsat_model(problem: _Rows) -> tuple[Any, list[Any]]:
+    from ortools.sat.python import cp_model
+
+    assert not problem.aux, "CP-SAT models of ready problems have no auxiliary variables"
+    model = cp_model.CpModel()
+    x = [model.new_bool_var(n) for n in _names(problem.shape)]
+    for r, (coefs, lo, hi) in enumerate(zip(problem.rows, problem.lower, problem.upper)):
+        nz = np.flatnonzero(coefs)
+        if math.isinf(lo):  # a <= row: scaled to integers (knapsack weights with decimals)
+            ints, bound = integer_row(coefs[nz], float(hi), row=r, where=problem.name, hint=_CPSAT_HINT)
+            model.add(cp_model.LinearExpr.weighted_sum([x[k] for k in nz], ints.tolist()) <= bound)
+        else:  # equalities and ranges of the ready problems have integer data
+            expr = cp_model.LinearExpr.weighted_sum([x[k] for k in nz], [int(v) for v in coefs[nz]])
+            model.add_linear_constraint(expr, int(lo), int(hi) if math.isfinite(hi) else cp_model.INT_MAX)
+    return model, x
+
+
+def _pywraplp_model(problem: _Rows, solver: str | None) -> tuple[Any, np.ndarray]:
+    lp = _pywraplp(solver, problem.default_solver, where=problem.name)
+    inf = lp.infinity()
+    names = _names(problem.shape)
+    x = [lp.BoolVar(n) if problem.integral else lp.NumVar(0.0, 1.0, n) for n in names]
+    variables = x + [lp.NumVar(lo, hi, f"u{k + 1}") for k, (lo, hi) in enumerate(problem.aux)]
+    for coefs, lo, hi in zip(problem.rows, problem.lower, problem.upper):
+        nz = np.flatnonzero(coefs)
+        _row(lp, max(lo, -inf), min(hi, inf), [(variables[k], float(coefs[k])) for k in nz])
+    _declare_sense(lp, problem.sense)
+    return lp, _objects(x, problem.shape)
+
+
+def _cvxpy_model(problem: _Rows) -> tuple[Any, Any, Any]:
+    import cvxpy as cp
+    import scipy.sparse as sp
+
+    x = cp.Variable(problem.shape, boolean=problem.integral, name="x")
+    c = cp.Parameter(problem.shape, name="c")
+    terms = cp.vec(x, order="C") if len(problem.shape) > 1 else x
+    constraints = [] if problem.integral else [x >= 0, x <= 1]
+    if problem.aux:
+        u = cp.Variable(len(problem.aux), name="u")
+        lo, hi = (np.array(b) for b in zip(*problem.aux))
+        terms = cp.hstack([terms, u])
+        constraints += [u >= lo, u <= hi]
+    a, lower, upper = sp.csr_matrix(problem.rows), problem.lower, problem.upper
+    eq = lower == upper
+    for keep, side in ((eq, "=="), (~eq & np.isfinite(upper), "<="), (~eq & np.isfinite(lower), ">=")):
+        if keep.any():
+            lhs = a[np.flatnonzero(keep)] @ terms
+            constraints.append(
+                lhs == upper[keep] if side == "==" else lhs <= upper[keep] if side == "<=" else lhs >= lower[keep]
+            )
+    cost = c @ x if len(problem.shape) == 1 else cp.sum(cp.multiply(c, x))
+    objective = cp.Maximize(cost) if problem.sense == "max" else cp.Minimize(cost)
+    return cp.Problem(objective, constraints), x, c
 
 
 # --------------------------------------------------------------------------- knapsack
@@ -178,30 +283,8 @@ def knapsack(
     where = "knapsack"
     _check_backend(backend, solver, where=where)
     w, cap = knapsack_arrays(weights, capacities, where=where)
-    d, n = w.shape
-    if backend == "cpsat":
-        from ortools.sat.python import cp_model
-
-        model = cp_model.CpModel()
-        x = _objects([model.new_bool_var(f"x{i}") for i in range(n)], (n,))
-        for k in range(d):
-            row, bound = integer_row(w[k], float(cap[k]), row=k, where=where, hint=_CPSAT_HINT)
-            model.add(cp_model.LinearExpr.weighted_sum(list(x), row.tolist()) <= bound)
-        _cpsat_sense(model, x, "max")
-        return Problem(where, backend, model, x, "max")
-    if backend == "pywraplp":
-        lp = _pywraplp(solver, "SCIP", where=where)
-        x = _objects([lp.BoolVar(f"x{i}") for i in range(n)], (n,))
-        for k in range(d):
-            _row(lp, -lp.infinity(), float(cap[k]), list(zip(x, w[k].tolist())))
-        _declare_sense(lp, "max")
-        return Problem(where, backend, lp, x, "max")
-    import cvxpy as cp
-
-    xv = cp.Variable(n, boolean=True, name="x")
-    c = cp.Parameter(n, name="c")
-    prob = cp.Problem(cp.Maximize(c @ xv), [w @ xv <= cap])
-    return Problem(where, backend, prob, xv, "max", parameter=c, solver=solver)
+    rows = _Rows.stack(where, (w.shape[1],), "max", [(w, -np.inf, cap)], integral=True, default_solver="SCIP")
+    return _build(rows, backend, solver)
 
 
 # --------------------------------------------------------------------------- shortest path
@@ -252,34 +335,9 @@ def shortest_path_grid(h: int, w: int, *, backend: str = "cpsat", solver: str | 
     if h * w < 2:
         raise ValueError(f"{where}: the grid needs at least 2 nodes, got {h}x{w}")
     _check_backend(backend, solver, where=where)
-    arcs = grid_arcs(h, w)
     a, b = grid_incidence(h, w)
-    n_arcs = len(arcs)
-    if backend == "cpsat":
-        from ortools.sat.python import cp_model
-
-        model = cp_model.CpModel()
-        x = _objects([model.new_bool_var(f"x{t}_{u}") for t, u in arcs], (n_arcs,))
-        for v in range(h * w):
-            touching = np.flatnonzero(a[v])
-            expr = cp_model.LinearExpr.weighted_sum([x[e] for e in touching], a[v, touching].astype(int).tolist())
-            model.add(expr == int(b[v]))
-        _cpsat_sense(model, x, "min")
-        return Problem(where, backend, model, x, "min")
-    if backend == "pywraplp":
-        lp = _pywraplp(solver, "GLOP", where=where)
-        x = _objects([lp.NumVar(0.0, 1.0, f"x{t}_{u}") for t, u in arcs], (n_arcs,))
-        for v in range(h * w):
-            touching = np.flatnonzero(a[v])
-            _row(lp, b[v], b[v], [(x[e], a[v, e]) for e in touching])
-        _declare_sense(lp, "min")
-        return Problem(where, backend, lp, x, "min")
-    import cvxpy as cp
-
-    xv = cp.Variable(n_arcs, name="x")
-    c = cp.Parameter(n_arcs, name="c")
-    prob = cp.Problem(cp.Minimize(c @ xv), [a @ xv == b, xv >= 0, xv <= 1])
-    return Problem(where, backend, prob, xv, "min", parameter=c, solver=solver)
+    rows = _Rows.stack(where, (a.shape[1],), "min", [(a, b, b)], integral=False, default_solver="GLOP")
+    return _build(rows, backend, solver)
 
 
 # --------------------------------------------------------------------------- TSP
@@ -312,41 +370,30 @@ def tsp(n: int, *, backend: str = "cpsat", solver: str | None = None) -> Problem
     where = "tsp"
     n = check_size(n, "n", where=where, minimum=2)
     _check_backend(backend, solver, where=where)
-    if backend == "cpsat":
-        from .solvers.tsp import circuit_model
-
-        model, arcs = circuit_model(n)
-        x = _objects(arcs, (n, n))
-        _cpsat_sense(model, x, "min")
-        return Problem(where, backend, model, x, "min")
+    eye, ones = np.eye(n), np.ones(n)
+    off = np.ones((n, n)) - eye
     pairs = [(i, j) for i in range(1, n) for j in range(1, n) if i != j]
-    if backend == "pywraplp":
-        lp = _pywraplp(solver, "SCIP", where=where)
-        x = _objects([[lp.BoolVar(f"x{i}_{j}") for j in range(n)] for i in range(n)], (n, n))
-        u = [None] + [lp.NumVar(1.0, n - 1.0, f"u{i}") for i in range(1, n)]
-        for i in range(n):
-            _row(lp, 0.0, 0.0, [(x[i, i], 1.0)])
-            _row(lp, 1.0, 1.0, [(x[i, j], 1.0) for j in range(n) if j != i])
-            _row(lp, 1.0, 1.0, [(x[j, i], 1.0) for j in range(n) if j != i])
-        for i, j in pairs:
-            _row(lp, -lp.infinity(), n - 2.0, [(u[i], 1.0), (u[j], -1.0), (x[i, j], n - 1.0)])
-        _declare_sense(lp, "min")
-        return Problem(where, backend, lp, x, "min")
-    import cvxpy as cp
-
-    xv = cp.Variable((n, n), boolean=True, name="x")
-    uv = cp.Variable(n, name="u")
-    c = cp.Parameter((n, n), name="c")
-    constraints = [cp.diag(xv) == 0, cp.sum(xv, axis=1) == 1, cp.sum(xv, axis=0) == 1]
+    mtz = np.zeros((len(pairs), n * n + n - 1))  # u_i - u_j + (n-1) y[i, j] <= n - 2
+    for r, (i, j) in enumerate(pairs):
+        mtz[r, n * n + i - 1], mtz[r, n * n + j - 1], mtz[r, i * n + j] = 1.0, -1.0, n - 1.0
+    pad = np.zeros((n, n - 1))
+    parts = [
+        (np.hstack([np.vstack([np.kron(eye[i], eye[i]) for i in range(n)]), pad]), 0.0, 0.0),  # y[i, i] = 0
+        (np.hstack([np.kron(eye, ones) * off.reshape(-1), pad]), 1.0, 1.0),  # out-degree 1
+        (np.hstack([np.kron(ones, eye) * off.reshape(-1), pad]), 1.0, 1.0),  # in-degree 1
+    ]
     if pairs:
-        ii, jj = (np.array(v) for v in zip(*pairs))
-        constraints += [
-            uv[1:] >= 1,
-            uv[1:] <= n - 1,
-            uv[ii] - uv[jj] + (n - 1) * cp.hstack([xv[i, j] for i, j in pairs]) <= n - 2,
-        ]
-    prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(c, xv))), constraints)
-    return Problem(where, backend, prob, xv, "min", parameter=c, solver=solver)
+        parts.append((mtz, -np.inf, n - 2.0))
+    rows = _Rows.stack(
+        where, (n, n), "min", parts, integral=True, default_solver="SCIP", aux=((1.0, n - 1.0),) * (n - 1)
+    )
+    return _build(rows, backend, solver, cpsat=lambda: _circuit(n))
+
+
+def _circuit(n: int) -> tuple[Any, Any]:
+    from .solvers.tsp import circuit_model
+
+    return circuit_model(n)
 
 
 # --------------------------------------------------------------------------- assignment
@@ -380,34 +427,12 @@ def assignment(n: int, m: int | None = None, *, backend: str = "cpsat", solver: 
     m = n if m is None else check_size(m, "m", where=where)
     _check_backend(backend, solver, where=where)
     row_eq, col_eq = n <= m, n >= m
-    if backend == "cpsat":
-        from ortools.sat.python import cp_model
-
-        model = cp_model.CpModel()
-        x = _objects([[model.new_bool_var(f"x{i}_{j}") for j in range(m)] for i in range(n)], (n, m))
-        for i in range(n):
-            (model.add_exactly_one if row_eq else model.add_at_most_one)(list(x[i]))
-        for j in range(m):
-            (model.add_exactly_one if col_eq else model.add_at_most_one)(list(x[:, j]))
-        _cpsat_sense(model, x, "min")
-        return Problem(where, backend, model, x, "min")
-    if backend == "pywraplp":
-        lp = _pywraplp(solver, "GLOP", where=where)
-        x = _objects([[lp.NumVar(0.0, 1.0, f"x{i}_{j}") for j in range(m)] for i in range(n)], (n, m))
-        for i in range(n):
-            _row(lp, 1.0 if row_eq else -lp.infinity(), 1.0, [(v, 1.0) for v in x[i]])
-        for j in range(m):
-            _row(lp, 1.0 if col_eq else -lp.infinity(), 1.0, [(v, 1.0) for v in x[:, j]])
-        _declare_sense(lp, "min")
-        return Problem(where, backend, lp, x, "min")
-    import cvxpy as cp
-
-    xv = cp.Variable((n, m), name="x")
-    c = cp.Parameter((n, m), name="c")
-    rows, cols = cp.sum(xv, axis=1), cp.sum(xv, axis=0)
-    constraints = [xv >= 0, rows == 1 if row_eq else rows <= 1, cols == 1 if col_eq else cols <= 1]
-    prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(c, xv))), constraints)
-    return Problem(where, backend, prob, xv, "min", parameter=c, solver=solver)
+    parts = [
+        (np.kron(np.eye(n), np.ones(m)), 1.0 if row_eq else -np.inf, 1.0),  # each row assigned once
+        (np.kron(np.ones(n), np.eye(m)), 1.0 if col_eq else -np.inf, 1.0),  # each column once
+    ]
+    rows = _Rows.stack(where, (n, m), "min", parts, integral=False, default_solver="GLOP")
+    return _build(rows, backend, solver)
 
 
 # --------------------------------------------------------------------------- top-k
@@ -439,23 +464,5 @@ def top_k(n: int, k: int, *, backend: str = "cpsat", solver: str | None = None) 
     if k > n:
         raise ValueError(f"{where}: k={k} must be at most n={n}")
     _check_backend(backend, solver, where=where)
-    if backend == "cpsat":
-        from ortools.sat.python import cp_model
-
-        model = cp_model.CpModel()
-        x = _objects([model.new_bool_var(f"x{i}") for i in range(n)], (n,))
-        model.add(cp_model.LinearExpr.sum(list(x)) == k)
-        _cpsat_sense(model, x, "max")
-        return Problem(where, backend, model, x, "max")
-    if backend == "pywraplp":
-        lp = _pywraplp(solver, "GLOP", where=where)
-        x = _objects([lp.NumVar(0.0, 1.0, f"x{i}") for i in range(n)], (n,))
-        _row(lp, float(k), float(k), [(v, 1.0) for v in x])
-        _declare_sense(lp, "max")
-        return Problem(where, backend, lp, x, "max")
-    import cvxpy as cp
-
-    xv = cp.Variable(n, name="x")
-    c = cp.Parameter(n, name="c")
-    prob = cp.Problem(cp.Maximize(c @ xv), [cp.sum(xv) == k, xv >= 0, xv <= 1])
-    return Problem(where, backend, prob, xv, "max", parameter=c, solver=solver)
+    rows = _Rows.stack(where, (n,), "max", [(np.ones(n), float(k), float(k))], integral=False, default_solver="GLOP")
+    return _build(rows, backend, solver)
