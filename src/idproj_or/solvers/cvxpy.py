@@ -16,8 +16,8 @@ Resident solver:
 - HiGHS (the default): a ``highspy.Highs`` model built once from the compiled data (the same
   matrices CVXPY's own HiGHS interface passes); each solve changes only the cost columns, clears
   the previous basis and solution (no warm start, so ties do not depend on the previous
-  instance) and runs. On a 5x5 grid shortest-path LP this is 0.66 ms per instance against
-  3.6 ms for ``problem.solve(solver="HIGHS")`` (benchmarks/adapters_linear_cvxpy.py).
+  instance) and runs: several times faster than ``problem.solve(solver="HIGHS")`` per
+  instance (docs/benchmarks.md, "Design measurements").
 - any other CVXPY solver (CLARABEL, SCS, SCIPY, OSQP, GUROBI, ...): per instance the compiled
   problem is re-instantiated with the new parameter value (``solver.apply(param_prob)``, the
   step CVXPY's own DPP fast path does) and passed to ``solver.solve_via_data``. This skips

@@ -19,11 +19,9 @@ Why not keep a ``pywraplp.Solver`` and call ``Objective().SetCoefficient``: meas
 start from the previous basis, and SCIP reuses the previous solution when it is still optimal
 (even with ``limits/maxorigsol = 0``): with tied costs the returned optimum depended on the
 previous instance in 29/100 (GLOP) and 7/30 (SCIP) cases, which breaks the serial / pool parity
-contract. The price (benchmarks/adapters_linear_cvxpy.py, batch 256, serial): GLOP on a 5x5
-grid LP 0.34 ms a solve in the layer against 0.31 ms for the resident loop; SCIP on a 32-item
-knapsack 10.4 ms against 7.3 ms, a fresh SCIP instance per solve (``SolveWithProto`` with SCIP
-is slower still, about 2x). The per-variable SWIG calls (``SetCoefficient``, ``solution_value``)
-cost about 2 us each, more than the vectorised calls used here.
+contract. The price of a fresh solver per solve, and why the per-variable SWIG calls
+(``SetCoefficient``, ``solution_value``) are avoided, is measured in docs/benchmarks.md
+("Design measurements").
 
 These routes solve a MIP to a zero gap (``pywraplp.Solver.Solve`` defaults to a relative gap
 of 1e-4).

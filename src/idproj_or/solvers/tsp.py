@@ -21,8 +21,7 @@ Two methods:
   off-diagonal range.
 
 The routing model is rebuilt for every instance from the worker's search parameters and that
-instance's integer matrix (``RegisterTransitMatrix``, about 2.5 ms at n = 100, small against the
-time limit). A resident ``RoutingModel`` with a Python transit callback was measured first and
+instance's integer matrix (``RegisterTransitMatrix``; small against the time limit). A resident ``RoutingModel`` with a Python transit callback was measured first and
 rejected: solving the same instance twice on it gave different tours (search state carries over
 between solves, breaking the "no state from one solve to the next" contract), and every arc
 evaluation crossed into Python.
