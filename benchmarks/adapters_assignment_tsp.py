@@ -102,8 +102,13 @@ def forward_backward(layer: ipo.OptLayer, costs: torch.Tensor) -> None:
     (layer(w) * torch.ones_like(w)).sum().backward()
 
 
-def compare(label: str, layers: dict[str, ipo.OptLayer], hand: Callable[[np.ndarray], np.ndarray],
-            costs: torch.Tensor, repeats: int) -> None:
+def compare(
+    label: str,
+    layers: dict[str, ipo.OptLayer],
+    hand: Callable[[np.ndarray], np.ndarray],
+    costs: torch.Tensor,
+    repeats: int,
+) -> None:
     c = costs.numpy()
     # the hand loop optimises the raw cost, the layer the projected one: same argmin, check it
     objective = (c * hand(c)).sum((1, 2))
@@ -118,12 +123,16 @@ def compare(label: str, layers: dict[str, ipo.OptLayer], hand: Callable[[np.ndar
         runs.append(row)
     med = [statistics.median(r[k] for r in runs) for k in range(len(runs[0]))]
     hand_t = med[0]
-    print(f"{label}, batch {BATCH}, serial: hand loop {hand_t * 1e3:.1f} ms ({hand_t / BATCH * 1e3:.3f} ms a solve); "
-          f"layer.solve (no projection, no graph) {med[1] * 1e3:.1f} ms ({med[1] / hand_t:.3f}x)")
+    print(
+        f"{label}, batch {BATCH}, serial: hand loop {hand_t * 1e3:.1f} ms ({hand_t / BATCH * 1e3:.3f} ms a solve); "
+        f"layer.solve (no projection, no graph) {med[1] * 1e3:.1f} ms ({med[1] / hand_t:.3f}x)"
+    )
     for k, name in enumerate(layers):
         fwd, both = med[2 + 2 * k], med[3 + 2 * k]
-        print(f"    projection={name!r}: layer fwd {fwd * 1e3:.1f} ms ({fwd / hand_t:.3f}x), "
-              f"fwd+bwd {both * 1e3:.1f} ms ({both / hand_t:.3f}x); target <= 1.15x")
+        print(
+            f"    projection={name!r}: layer fwd {fwd * 1e3:.1f} ms ({fwd / hand_t:.3f}x), "
+            f"fwd+bwd {both * 1e3:.1f} ms ({both / hand_t:.3f}x); target <= 1.15x"
+        )
 
 
 def main() -> None:

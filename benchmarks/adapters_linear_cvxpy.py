@@ -226,7 +226,7 @@ def compare(label: str, layer: ipo.OptLayer, loops: dict[str, Loop], costs: torc
     c = costs.numpy()
     times: dict[str, list[float]] = {k: [] for k in [*loops, "layer.solve", "fwd+bwd"]}
     reference = layer.solve(costs).numpy()
-    for name, loop in loops.items():  # same decisions up to ties: compare objectives
+    for loop in loops.values():  # same decisions up to ties: compare objectives
         np.testing.assert_allclose((loop(c) * c).sum(1), (reference * c).sum(1), rtol=2e-4, atol=1e-6)
     for _ in range(repeats):
         for name, loop in loops.items():

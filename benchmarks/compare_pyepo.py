@@ -58,8 +58,11 @@ N_TRAIN = N_TEST = 1000
 FEATURES, DEG, NOISE, BATCH, LR = 5, 4, 0.5, 32, 1e-2
 # Knapsack: "norm" is "auto" (no equality; no item heavier than a capacity): not run twice.
 TASKS = ("shortest_path", "knapsack", "tsp")
-PROJECTIONS = {"shortest_path": ["none", "norm", "auto"], "knapsack": ["none", "auto"],
-               "tsp": ["none", "auto"]}  # TSP: ~60 ms a solve; the full ablation is in docs/learning.md
+PROJECTIONS = {
+    "shortest_path": ["none", "norm", "auto"],
+    "knapsack": ["none", "auto"],
+    "tsp": ["none", "auto"],
+}  # TSP: ~60 ms a solve; the full ablation is in docs/learning.md
 PYEPO_METHODS = ["nid", "spo+", "dbb"]
 TSP_NOISE = 0.3  # margin of the Hamming-loss row (examples/tsp.py)
 REFERENCE_SEED = 42  # the seed of the PyEPO runs whose numbers the issues quote
@@ -157,7 +160,9 @@ def _pyepo_expectation(name: str, seed: int, x: np.ndarray) -> np.ndarray | None
     return None
 
 
-def train(task: Task, step: Callable[..., torch.Tensor], *, epochs: int, eval_at: list[int], label: str) -> dict[str, Any]:
+def train(
+    task: Task, step: Callable[..., torch.Tensor], *, epochs: int, eval_at: list[int], label: str
+) -> dict[str, Any]:
     torch.manual_seed(task.seed)
     predictor = torch.nn.Linear(FEATURES, task.dim)
     optimizer = torch.optim.Adam(predictor.parameters(), lr=LR)
@@ -185,8 +190,16 @@ def objective_loss(y: torch.Tensor, c: torch.Tensor, sense: str) -> torch.Tensor
     return sign * (y * c).sum(1).mean()
 
 
-def run_ours(task: Task, projection: str, workers: int | None, *, epochs: int, eval_at: list[int],
-             declared: bool = False, hamming: bool = False) -> dict[str, Any]:
+def run_ours(
+    task: Task,
+    projection: str,
+    workers: int | None,
+    *,
+    epochs: int,
+    eval_at: list[int],
+    declared: bool = False,
+    hamming: bool = False,
+) -> dict[str, Any]:
     build = task.build_declared if declared else task.build_ours
     layer = build(projection=projection, workers=workers, noise=TSP_NOISE if hamming else 0.0)
 
@@ -209,8 +222,11 @@ def run_pyepo(task: Task, method: str, processes: int, *, epochs: int, eval_at: 
         def step(pred, c, w, z):
             return module(pred, c, w, z)
     else:
-        module = (pyepo.func.negativeIdentity(model, processes=processes) if method == "nid"
-                  else pyepo.func.blackboxOpt(model, lambd=20, processes=processes))
+        module = (
+            pyepo.func.negativeIdentity(model, processes=processes)
+            if method == "nid"
+            else pyepo.func.blackboxOpt(model, lambd=20, processes=processes)
+        )
 
         def step(pred, c, w, z):
             return objective_loss(module(pred), c, task.sense)
@@ -249,34 +265,44 @@ def phase_regret(task: Task, epochs: int) -> None:
     name, seed = task.name, task.seed
     floor = task.oracle_regret()
     if floor is not None:
-        cached(f"{name}-oracle-s{seed}", lambda: {"regret": {"0": floor, "5": floor, str(epochs): floor},
-                                                  "seconds_per_epoch": []})
+        cached(
+            f"{name}-oracle-s{seed}",
+            lambda: {"regret": {"0": floor, "5": floor, str(epochs): floor}, "seconds_per_epoch": []},
+        )
     for proj in PROJECTIONS[name]:
         cached(f"{name}-ours-{proj}-s{seed}", lambda: run_ours(task, proj, None, epochs=epochs, eval_at=eval_at))
     if name == "tsp":
-        cached(f"{name}-ours-hamming-s{seed}",
-               lambda: run_ours(task, "auto", None, epochs=epochs, eval_at=eval_at, hamming=True))
+        cached(
+            f"{name}-ours-hamming-s{seed}",
+            lambda: run_ours(task, "auto", None, epochs=epochs, eval_at=eval_at, hamming=True),
+        )
     if seed == REFERENCE_SEED and name == "knapsack":
         return  # PyEPO's own numbers for this seed are the issues' reference; its MIPs are slow
     for method in PYEPO_METHODS:
         e = min(epochs, DBB_KNAPSACK_EPOCHS) if (name, method) == ("knapsack", "dbb") else epochs
-        cached(f"{name}-pyepo-{method}-s{seed}", lambda: run_pyepo(task, method, 1, epochs=e, eval_at=sorted({min(5, e), e})))
+        cached(
+            f"{name}-pyepo-{method}-s{seed}",
+            lambda: run_pyepo(task, method, 1, epochs=e, eval_at=sorted({min(5, e), e})),
+        )
 
 
 def phase_timing(task: Task) -> None:
     name, epochs = task.name, TIMING_EPOCHS[task.name]
     cached(f"{name}-floor", lambda: solver_floor(task))
     for workers in (1, 2):
-        cached(f"{name}-time-ours-w{workers}",
-               lambda: run_ours(task, "auto", workers, epochs=epochs, eval_at=[]))
+        cached(f"{name}-time-ours-w{workers}", lambda: run_ours(task, "auto", workers, epochs=epochs, eval_at=[]))
         if task.build_declared is not None:
-            cached(f"{name}-time-declared-w{workers}",
-                   lambda: run_ours(task, "auto", workers, epochs=epochs, eval_at=[], declared=True))
+            cached(
+                f"{name}-time-declared-w{workers}",
+                lambda: run_ours(task, "auto", workers, epochs=epochs, eval_at=[], declared=True),
+            )
         for method in PYEPO_METHODS:
             if method == "dbb" and name != "shortest_path":
                 continue  # too slow to time twice: its regret runs' epochs are reported (1 process)
-            cached(f"{name}-time-pyepo-{method}-p{workers}",
-                   lambda: run_pyepo(task, method, workers, epochs=epochs, eval_at=[]))
+            cached(
+                f"{name}-time-pyepo-{method}-p{workers}",
+                lambda: run_pyepo(task, method, workers, epochs=epochs, eval_at=[]),
+            )
 
 
 def _seconds_per_batch(layers: list[ipo.OptLayer], costs: torch.Tensor) -> list[float]:
@@ -341,8 +367,9 @@ def main() -> None:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--phases", nargs="+", default=["regret", "timing", "scaling"],
-                        choices=["regret", "timing", "scaling"])
+    parser.add_argument(
+        "--phases", nargs="+", default=["regret", "timing", "scaling"], choices=["regret", "timing", "scaling"]
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--no-reference-seed", action="store_true", help=f"skip seed {REFERENCE_SEED}")
     parser.add_argument("--epochs", type=int, default=20)
@@ -392,10 +419,10 @@ def report() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    from importlib.metadata import version
+
     import matplotlib.pyplot as plt
     import ortools
-
-    from importlib.metadata import version
 
     IMG.mkdir(parents=True, exist_ok=True)
     runs = {p.stem: json.loads(p.read_text()) for p in RESULTS.glob("*.json")}
@@ -422,15 +449,19 @@ def report() -> None:
     for name in TASKS:
         if not any(k.startswith(f"{name}-") for k in runs):
             continue
-        lines += [f"## {name.replace('_', ' ')}", "",
-                  "| method | regret @5 | regret @20 | seed 42 @5 | "
-                  "s/epoch, 1 process | s/epoch, 2 processes |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name.replace('_', ' ')}",
+            "",
+            "| method | regret @5 | regret @20 | seed 42 @5 | s/epoch, 1 process | s/epoch, 2 processes |",
+            "|---|---|---|---|---|---|",
+        ]
         bars: list[tuple[str, list[float]]] = []
         notes: set[str] = set()
 
         def row(label: str, prefix: str, timing: str | None) -> None:
-            seeded = [r for k, r in runs.items() if k.startswith(prefix + "-s") and not k.endswith(f"-s{REFERENCE_SEED}")]
+            seeded = [
+                r for k, r in runs.items() if k.startswith(prefix + "-s") and not k.endswith(f"-s{REFERENCE_SEED}")
+            ]
             ref = runs.get(f"{prefix}-s{REFERENCE_SEED}")
             t1 = _per_epoch(runs.get(f"{timing}1")) if timing else None
             t2 = _per_epoch(runs.get(f"{timing}2")) if timing else None
@@ -444,8 +475,10 @@ def report() -> None:
             if t1 is None and timing and runs.get(f"{prefix}-s1", {}).get("seconds_per_epoch"):
                 t1_text = f"{_per_epoch(runs[f'{prefix}-s1']):.3f}*"  # from its regret run
                 notes.add("\\* from its seed-1 regret run (runs sharing the 2 cores): too slow to time again.")
-            lines.append(f"| {label} | {_mean_spread(r5)} | {_mean_spread(rf)} | "
-                         f"{_mean_spread([_regret_at(ref, 5)]) if ref else '–'} | {t1_text} | {fmt(t2)} |")
+            lines.append(
+                f"| {label} | {_mean_spread(r5)} | {_mean_spread(rf)} | "
+                f"{_mean_spread([_regret_at(ref, 5)]) if ref else '–'} | {t1_text} | {fmt(t2)} |"
+            )
             if r5:
                 bars.append((label, r5))
 
@@ -461,14 +494,18 @@ def report() -> None:
         row("oracle E[c\\|x] (floor)", f"{name}-oracle", None)
 
         if name == "knapsack":
-            notes.add("`norm` is `auto` here (a knapsack has no equality), so it is not run twice; "
-                      f"PyEPO's DBB (about 100 s an epoch) ran {DBB_KNAPSACK_EPOCHS} epochs, and not on seed 42. "
-                      "The solver floor below is measured on PyEPO's true values (small integers, many ties); "
-                      "training solves predictions ([knapsack layer](adapters/knapsack.md)).")
+            notes.add(
+                "`norm` is `auto` here (a knapsack has no equality), so it is not run twice; "
+                f"PyEPO's DBB (about 100 s an epoch) ran {DBB_KNAPSACK_EPOCHS} epochs, and not on seed 42. "
+                "The solver floor below is measured on PyEPO's true values (small integers, many ties); "
+                "training solves predictions ([knapsack layer](adapters/knapsack.md))."
+            )
         if name == "tsp":
-            notes.add("TSP has no time target: PyEPO solves it with Gurobi (DFJ model, subtour cuts added "
-                      "lazily), about 5 ms a TSP-20 solve here; ours is CP-SAT's circuit constraint, open "
-                      "source, about 23 ms (solver floor below). The gap is the solver's.")
+            notes.add(
+                "TSP has no time target: PyEPO solves it with Gurobi (DFJ model, subtour cuts added "
+                "lazily), about 5 ms a TSP-20 solve here; ours is CP-SAT's circuit constraint, open "
+                "source, about 23 ms (solver floor below). The gap is the solver's."
+            )
         for note in sorted(notes):
             lines += ["", note]
         ours = {w: _per_epoch(runs.get(f"{name}-time-ours-w{w}")) for w in (1, 2)}
@@ -478,19 +515,29 @@ def report() -> None:
         if ours[1] and ours[2] and nid[1] and nid[2] and theirs:
             best_ours, best_nid = min(ours.values()), min(nid.values())
             target = " (target <= 0.5)" if name != "tsp" else ""
-            lines += ["", f"Seconds per epoch, ratios (same run): ours (auto, best of 1/2 processes) / PyEPO's "
-                      f"fastest method and process count: **{best_ours / min(theirs):.2f}**{target}; / PyEPO NID "
-                      f"(best of 1/2): {best_ours / best_nid:.2f}; ours workers=2 / workers=1: "
-                      f"**{ours[2] / ours[1]:.2f}** (target <= 1.05)."]
+            lines += [
+                "",
+                f"Seconds per epoch, ratios (same run): ours (auto, best of 1/2 processes) / PyEPO's "
+                f"fastest method and process count: **{best_ours / min(theirs):.2f}**{target}; / PyEPO NID "
+                f"(best of 1/2): {best_ours / best_nid:.2f}; ours workers=2 / workers=1: "
+                f"**{ours[2] / ours[1]:.2f}** (target <= 1.05).",
+            ]
         floor = runs.get(f"{name}-floor")
         if floor:
-            lines += ["", f"Solver floor: the layer's batch solve {floor['layer_ms']:.3f} ms/instance vs a loop over "
-                      f"the same resident solver {floor['hand_ms']:.3f} ms (ratio {floor['ratio']:.2f})."]
+            lines += [
+                "",
+                f"Solver floor: the layer's batch solve {floor['layer_ms']:.3f} ms/instance vs a loop over "
+                f"the same resident solver {floor['hand_ms']:.3f} ms (ratio {floor['ratio']:.2f}).",
+            ]
         if bars:
             fig, ax = plt.subplots(figsize=(7, 3.6))
             labels = [b[0] for b in bars]
-            ax.bar(labels, [statistics.mean(b[1]) for b in bars],
-                   yerr=[statistics.stdev(b[1]) if len(b[1]) > 1 else 0 for b in bars], capsize=3)
+            ax.bar(
+                labels,
+                [statistics.mean(b[1]) for b in bars],
+                yerr=[statistics.stdev(b[1]) if len(b[1]) > 1 else 0 for b in bars],
+                capsize=3,
+            )
             ax.set_ylabel("normalized test regret @5 epochs")
             ax.set_title(name.replace("_", " "))
             ax.tick_params(axis="x", rotation=30, labelsize=8)
@@ -501,12 +548,16 @@ def report() -> None:
         lines.append("")
     scaling = runs.get("scaling")
     if scaling:
-        lines += ["## Scaling", "",
-                  "Seconds per batch of our exact solves (`layer.solve`; median over calls that alternate "
-                  "the two layers, 3 to 100 of them, once for batches over 2 s), in-process vs `workers=2` "
-                  "(the layer chooses the pool only when it pays: the mode column). Knapsack values: PyEPO's "
-                  "true values times U[0.9, 1.1], all positive and correlated, the hard case of the branch "
-                  "and bound.", ""]
+        lines += [
+            "## Scaling",
+            "",
+            "Seconds per batch of our exact solves (`layer.solve`; median over calls that alternate "
+            "the two layers, 3 to 100 of them, once for batches over 2 s), in-process vs `workers=2` "
+            "(the layer chooses the pool only when it pays: the mode column). Knapsack values: PyEPO's "
+            "true values times U[0.9, 1.1], all positive and correlated, the hard case of the branch "
+            "and bound.",
+            "",
+        ]
         fig, axes = plt.subplots(2, 2, figsize=(9, 6.5))
         for ax, (title, curve) in zip(axes.reshape(-1), scaling.items()):
             xs = [r["x"] for r in curve["rows"]]
@@ -520,8 +571,10 @@ def report() -> None:
             ax.legend(fontsize=8)
             lines += [f"| {title} | serial s | workers=2 s | serial / workers=2 | mode |", "|---|---|---|---|---|"]
             for r in curve["rows"]:
-                lines.append(f"| {curve['xlabel']} {r['x']} | {r['serial']:.4f} | {r['workers2']:.4f} | "
-                             f"{r['serial'] / r['workers2']:.2f} | {r['mode']} |")
+                lines.append(
+                    f"| {curve['xlabel']} {r['x']} | {r['serial']:.4f} | {r['workers2']:.4f} | "
+                    f"{r['serial'] / r['workers2']:.2f} | {r['mode']} |"
+                )
             lines.append("")
         fig.tight_layout()
         fig.savefig(IMG / "bench_scaling.png", dpi=120)

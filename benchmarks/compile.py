@@ -80,8 +80,10 @@ def main() -> None:
             "ratio": comp / eager,
             "first_compile_s": compile_seconds,
         }
-        print(f"{task}: eager {1e3 * eager:.3f} ms, compiled {1e3 * comp:.3f} ms a step "
-              f"(compiled / eager {comp / eager:.3f}; first compile {compile_seconds:.1f} s, no recompile)")
+        print(
+            f"{task}: eager {1e3 * eager:.3f} ms, compiled {1e3 * comp:.3f} ms a step "
+            f"(compiled / eager {comp / eager:.3f}; first compile {compile_seconds:.1f} s, no recompile)"
+        )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
 

@@ -92,8 +92,10 @@ def main() -> None:
         t_hand = timed(lambda: hand_loop(hand, x, costs.numpy(), maximize=True))
         t_layer = timed(lambda: layer_step(layer, costs))
         ratios_a.append(t_layer / t_hand)
-    print(f"(a) layer fwd+bwd / hand loop, knapsack 32x2, batch 256: {statistics.median(ratios_a):.3f} "
-          f"(runs {', '.join(f'{r:.3f}' for r in ratios_a)}; target <= 1.15)")
+    print(
+        f"(a) layer fwd+bwd / hand loop, knapsack 32x2, batch 256: {statistics.median(ratios_a):.3f} "
+        f"(runs {', '.join(f'{r:.3f}' for r in ratios_a)}; target <= 1.15)"
+    )
 
     def pool_vs_serial(model, variables, batch: int, label: str) -> list[tuple[float, float]]:
         shape = np.shape(variables)

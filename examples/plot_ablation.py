@@ -20,8 +20,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 PROJECTIONS = ("none", "norm", "std", "auto")
 
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> Path:
         ax.bar(x, means, yerr=[lows, highs], capsize=3, color="tab:blue", alpha=0.8)
         for name, style in (("two-stage", "--"), ("oracle E[c|x]", ":")):
             if name in summary:
-                ax.axhline(100 * summary[name]["mean"], ls=style, color="black", label=f"{name} {summary[name]['mean']:.2%}")
+                ax.axhline(
+                    100 * summary[name]["mean"], ls=style, color="black", label=f"{name} {summary[name]['mean']:.2%}"
+                )
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_title(results.get("title", run.name), fontsize=8)
         ax.set_ylabel("normalized test regret (%)")

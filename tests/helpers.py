@@ -3,13 +3,13 @@ fail on demand (per-instance error reporting everywhere)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import itertools
 import os
 import time
+from dataclasses import dataclass
 
-from ortools.sat.python import cp_model
 import numpy as np
+from ortools.sat.python import cp_model
 
 from idproj_or.solvers.base import ModelSpec, ResidentSolver
 from idproj_or.statuses import Outcome

@@ -41,10 +41,12 @@ def test_dask_executor_gives_identical_results():
     m, x = knapsack_32(seed=1)
     costs = knapsack_costs(16, seed=1)
     expected = ipo.CpSatLayer(m, x, sense="max")(costs)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as client:
-            layer = ipo.CpSatLayer(m, x, sense="max", executor=client.get_executor())
-            assert torch.equal(layer(costs), expected)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        layer = ipo.CpSatLayer(m, x, sense="max", executor=client.get_executor())
+        assert torch.equal(layer(costs), expected)
 
 
 def test_last_info_reports_status_objective_and_time_per_instance():

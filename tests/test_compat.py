@@ -10,7 +10,7 @@ IMPORTS = {
     "ortools": "from ortools.linear_solver import pywraplp; from ortools.sat.python import cp_model",
     "highspy": "import highspy; highspy.Highs()",
     "cvxpy": "import cvxpy as cp; x = cp.Variable(2, boolean=True); "
-             "cp.Problem(cp.Maximize(cp.sum(x)), [cp.sum(x) <= 1]).solve(solver='HIGHS')",
+    "cp.Problem(cp.Maximize(cp.sum(x)), [cp.sum(x) <= 1]).solve(solver='HIGHS')",
 }
 
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
-from idproj_or.solvers.cpsat import RESOLUTION, CpSatSpec
 from idproj_or.rules.projection import project
+from idproj_or.solvers.cpsat import RESOLUTION, CpSatSpec
 from tests.helpers import assignment, best, k_subset, knapsack
 
 SETTINGS = settings(max_examples=70, deadline=None, derandomize=True)
@@ -130,7 +130,7 @@ def test_equalities_read_from_linear_exactly_one_circuit_and_fixed_variables():
 
 @pytest.mark.parametrize("builder", [lambda: k_subset(6, 3), lambda: assignment(4)])
 def test_auto_projection_removes_only_directions_the_model_proves_invariant(builder):
-    m, x, feasible = builder()
+    m, x, _feasible = builder()
     layer = ipo.CpSatLayer(m, x)
     a, _ = layer.spec.equalities()
     assert len(a) > 0

@@ -11,8 +11,8 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 import idproj_or as ipo
-from idproj_or.solvers.cvxpy import CvxpySpec
 from idproj_or.rules.projection import project
+from idproj_or.solvers.cvxpy import CvxpySpec
 
 
 def random_problem(
@@ -30,7 +30,7 @@ def random_problem(
     x = cp.Variable(n, integer=integer)
     objective = cp.Maximize(c @ x) if sense == "max" else cp.Minimize(c @ x)
     problem = cp.Problem(objective, [a_ub @ x <= b_ub, a_eq @ x == b_eq, x >= 0, x <= upper])
-    data = dict(a_ub=a_ub, b_ub=b_ub, a_eq=a_eq, b_eq=b_eq, upper=upper, integer=integer)
+    data = {"a_ub": a_ub, "b_ub": b_ub, "a_eq": a_eq, "b_eq": b_eq, "upper": upper, "integer": integer}
     return problem, c, x, data
 
 
@@ -48,8 +48,13 @@ def scipy_optimum(data: dict, cost: np.ndarray) -> float:
         )
     else:
         res = linprog(
-            cost, A_ub=data["a_ub"], b_ub=data["b_ub"], A_eq=data["a_eq"], b_eq=data["b_eq"],
-            bounds=list(zip(np.zeros(n), data["upper"])), method="highs",
+            cost,
+            A_ub=data["a_ub"],
+            b_ub=data["b_ub"],
+            A_eq=data["a_eq"],
+            b_eq=data["b_eq"],
+            bounds=list(zip(np.zeros(n), data["upper"])),
+            method="highs",
         )
     assert res.status == 0
     return float(res.fun)
@@ -191,9 +196,9 @@ def test_gradient_is_projected_negative_identity() -> None:
     g = torch.tensor(rng.normal(size=(3, 4)))
     (layer(w) * g).sum().backward()
     basis = layer.basis.to(torch.float64)
-    jac = torch.autograd.functional.jacobian(
-        lambda v: project(v.reshape(1, -1), "auto", basis)[0], w.detach()
-    ).reshape(12, 12)
+    jac = torch.autograd.functional.jacobian(lambda v: project(v.reshape(1, -1), "auto", basis)[0], w.detach()).reshape(
+        12, 12
+    )
     torch.testing.assert_close(w.grad.reshape(-1), -jac.T @ g.reshape(-1))
 
 
@@ -266,22 +271,24 @@ def test_validation_errors() -> None:
     ) -> None:
         ipo.CvxpyLayer(cp.Problem(objective, constraints), parameter, variable, **kw)
 
-    with pytest.raises(TypeError, match="CvxpyLayer: problem must be a cvxpy.Problem"):
+    with pytest.raises(TypeError, match=r"CvxpyLayer: problem must be a cvxpy.Problem"):
         ipo.CvxpyLayer("problem", c, x)
-    with pytest.raises(TypeError, match="CvxpyLayer: parameter must be a cvxpy.Parameter"):
+    with pytest.raises(TypeError, match=r"CvxpyLayer: parameter must be a cvxpy.Parameter"):
         layer(cp.Minimize(c @ x), parameter=x)
-    with pytest.raises(TypeError, match="CvxpyLayer: variable must be a cvxpy.Variable"):
+    with pytest.raises(TypeError, match=r"CvxpyLayer: variable must be a cvxpy.Variable"):
         layer(cp.Minimize(c @ x), variable=c)
     with pytest.raises(ValueError, match=r"CvxpyLayer: parameter.shape \(3,\) must equal variable.shape"):
         d = cp.Parameter(3)
         layer(cp.Minimize(d @ x[:3]), parameter=d)
-    with pytest.raises(ValueError, match="CvxpyLayer: variable var.* is not a variable of the problem"):
+    with pytest.raises(ValueError, match=r"CvxpyLayer: variable var.* is not a variable of the problem"):
         layer(cp.Minimize(c @ x), variable=cp.Variable(n))
-    with pytest.raises(ValueError, match="CvxpyLayer: parameter param.* does not appear in the objective"):
+    with pytest.raises(ValueError, match=r"CvxpyLayer: parameter param.* does not appear in the objective"):
         layer(cp.Minimize(cp.sum(x)), ok + [x <= c])
     with pytest.raises(ValueError, match=r"CvxpyLayer: the cost parameter appears in constraint 1 \(.*\); it may only"):
         layer(cp.Minimize(c @ x), ok + [x <= c])
-    with pytest.raises(ValueError, match=r"CvxpyLayer: the cost parameter must be declared without attributes \(got nonneg"):
+    with pytest.raises(
+        ValueError, match=r"CvxpyLayer: the cost parameter must be declared without attributes \(got nonneg"
+    ):
         p = cp.Parameter(n, nonneg=True)
         layer(cp.Minimize(p @ x), parameter=p)
     with pytest.raises(ValueError, match=r"CvxpyLayer: the objective has parameters other than the cost one"):
@@ -297,9 +304,9 @@ def test_validation_errors() -> None:
         layer(cp.Minimize(c @ x + cp.sum_squares(y)), bounded)  # quadratic in a variable
     with pytest.raises(ValueError, match="CvxpyLayer: the cost parameter multiplies variables other than var"):
         layer(cp.Minimize(c @ x + c @ y), bounded)
-    with pytest.raises(ValueError, match="with coefficient 1 .*coefficient 2"):
+    with pytest.raises(ValueError, match=r"with coefficient 1 .*coefficient 2"):
         layer(cp.Minimize(2 * c @ x))
-    with pytest.raises(ValueError, match="with coefficient 1 .*coefficient -1"):
+    with pytest.raises(ValueError, match=r"with coefficient 1 .*coefficient -1"):
         layer(cp.Minimize(-c @ x))
     with pytest.raises(ValueError, match="CvxpyLayer: the objective has terms without the cost parameter"):
         layer(cp.Minimize(c @ x + cp.sum(y)), bounded)

@@ -79,7 +79,9 @@ def test_expected_ceil_matches_monte_carlo_and_edges():
     d = data.knapsack(50, 5, 8, deg=4, noise_width=0.5, seed=3)
     # the noisy values average to their expectation over many draws of eps
     assert abs(d.costs.mean() - d.expected.mean()) < 0.05 * d.expected.mean()
-    np.testing.assert_array_equal(data.knapsack(50, 5, 8, deg=4, seed=3).expected, data.knapsack(50, 5, 8, deg=4, seed=3).costs)
+    np.testing.assert_array_equal(
+        data.knapsack(50, 5, 8, deg=4, seed=3).expected, data.knapsack(50, 5, 8, deg=4, seed=3).costs
+    )
 
 
 def test_knapsack_formula_without_noise():
@@ -176,7 +178,7 @@ def test_solve_dataset_optimal_and_typed():
     for k in range(25):
         assert ds.objectives[k].item() == _brute_force(costs[k], w, cap)
         assert float(ds.solutions[k].double() @ torch.from_numpy(w).double()) <= cap
-    x, c, y, z = ds[3]
+    _x, c, _y, z = ds[3]
     assert torch.equal(c, torch.as_tensor(costs[3], dtype=torch.float32)) and z == ds.objectives[3]
     sub = ds.subset(slice(5, 10))
     assert len(sub) == 5 and torch.equal(sub.solutions, ds.solutions[5:10])

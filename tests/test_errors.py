@@ -27,8 +27,10 @@ def count_solves(layer):
 @pytest.mark.parametrize(
     "costs, message",
     [
-        (torch.tensor([[0.0, 1, 2, 3], [1, 2, 3, 4], [1, float("nan"), 3, 4]]),
-         r"costs\[2\] has a non-finite entry nan at index \(1,\) \(batch index 2\)"),
+        (
+            torch.tensor([[0.0, 1, 2, 3], [1, 2, 3, 4], [1, float("nan"), 3, 4]]),
+            r"costs\[2\] has a non-finite entry nan at index \(1,\) \(batch index 2\)",
+        ),
         (torch.tensor([[0.0, 1, float("-inf"), 3]]), r"costs\[0\] has a non-finite entry -inf at index \(2,\)"),
         (torch.zeros(3, 5), r"expected costs of shape \(4,\) or \(B, 4\), got \(3, 5\)"),
         (torch.zeros(2, 2, 4), r"expected costs of shape \(4,\) or \(B, 4\), got \(2, 2, 4\)"),
@@ -83,7 +85,9 @@ def test_failing_instance_is_reported_by_its_batch_index(workers):
     costs = torch.randn(40, 3)
     costs[27, 0] = 500.0
     costs[33, 0] = 500.0
-    with pytest.raises(ipo.SolverError, match=r"OptLayer: instance 27 of the batch has no solution: the solver failed") as e:
+    with pytest.raises(
+        ipo.SolverError, match=r"OptLayer: instance 27 of the batch has no solution: the solver failed"
+    ) as e:
         layer(costs)
     assert e.value.index == 27 and e.value.solver_status == "BROKEN"
     assert layer.last_info.status[27] == "error" and layer.last_info.status[26] == "optimal"
@@ -141,7 +145,9 @@ def test_constructor_validation_names_the_method_and_value():
         ipo.CpSatLayer(m, [x[0], x[1], 3])
     with pytest.raises(ValueError, match=r"CpSatLayer: variables\[1\] is a NotBooleanVariable"):
         ipo.CpSatLayer(m, [x[0], ~x[1]])
-    with pytest.raises(ValueError, match=r"CpSatLayer: variables\[0\] \('y0', proto index 0\) is not a variable of this model"):
+    with pytest.raises(
+        ValueError, match=r"CpSatLayer: variables\[0\] \('y0', proto index 0\) is not a variable of this model"
+    ):
         ipo.CpSatLayer(m, foreign)
     with pytest.raises(ValueError, match=r"CpSatLayer: variables is empty"):
         ipo.CpSatLayer(m, [])

@@ -51,8 +51,15 @@ def test_fit_lowers_regret(loss):
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 6)
     history = training.fit(
-        model, _top_k_layer(projection="auto", noise=0.05, generator=torch.Generator().manual_seed(0)),
-        train, test, loss=loss, epochs=4, lr=0.05, batch_size=10, progress=False,
+        model,
+        _top_k_layer(projection="auto", noise=0.05, generator=torch.Generator().manual_seed(0)),
+        train,
+        test,
+        loss=loss,
+        epochs=4,
+        lr=0.05,
+        batch_size=10,
+        progress=False,
     )
     assert history.epochs == [0, 1, 2, 3, 4] and len(history.train_regret) == 4
     assert history.untrained is not None and history.untrained > 0.2
@@ -70,7 +77,7 @@ def test_fit_two_stage_is_least_squares_and_oracle_is_floor():
     torch.testing.assert_close(model.weight.detach().double(), coef[:-1].T, rtol=1e-4, atol=1e-4)
     assert history.epochs == [] and history.untrained is None and 0 <= history.final < 0.2
     assert training.oracle(_top_k_layer(), test.costs, test).final == 0.0  # deciding on the truth
-    with pytest.raises(ValueError, match="fit_two_stage: predictor must be a torch.nn.Linear"):
+    with pytest.raises(ValueError, match=r"fit_two_stage: predictor must be a torch.nn.Linear"):
         training.fit_two_stage(torch.nn.Sequential(torch.nn.Linear(3, 6)), _top_k_layer(), train, test)
 
 
@@ -101,10 +108,29 @@ def test_summary_table_and_plot(tmp_path):
 
 def test_knapsack_example_tiny_run_lowers_regret(tmp_path):
     example = cli.load_demo("knapsack")
-    results = example.main([
-        "--seeds", "0", "--items", "10", "--train", "120", "--test", "80", "--epochs", "3",
-        "--batch-size", "16", "--lr", "0.05", "--workers", "0", "--quiet", "--out", str(tmp_path),
-    ])
+    results = example.main(
+        [
+            "--seeds",
+            "0",
+            "--items",
+            "10",
+            "--train",
+            "120",
+            "--test",
+            "80",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.05",
+            "--workers",
+            "0",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     s = results["summary"]
     assert set(s) == {"auto (regret)", "two-stage", "oracle E[c|x]"}
     assert s["auto (regret)"]["mean"] < 0.5 * s["auto (regret)"]["untrained"]
@@ -125,10 +151,28 @@ def test_knapsack_example_tiny_run_lowers_regret(tmp_path):
 )
 def test_other_examples_tiny_run_lowers_regret(tmp_path, name, args, labels):
     example = cli.load_demo({"shortest_path": "shortest-path"}.get(name, name))
-    results = example.main(args + [
-        "--seeds", "0", "--train", "100", "--test", "40", "--epochs", "3", "--batch-size", "10", "--lr", "0.05",
-        "--workers", "0", "--quiet", "--out", str(tmp_path),
-    ])
+    results = example.main(
+        args
+        + [
+            "--seeds",
+            "0",
+            "--train",
+            "100",
+            "--test",
+            "40",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "10",
+            "--lr",
+            "0.05",
+            "--workers",
+            "0",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     s = results["summary"]
     assert set(s) == labels
     trained = next(label for label in labels if label.startswith("auto"))
@@ -149,10 +193,27 @@ def test_tsp_edge_model_is_symmetric_and_differentiable():
 
 
 def test_cli_demo_runs_example_with_passthrough(tmp_path, capsys):
-    code = cli.main([
-        "demo", "knapsack", "--quiet", "--out", str(tmp_path), "--",
-        "--items", "8", "--train", "40", "--test", "40", "--epochs", "1", "--workers", "0", "--no-baselines",
-    ])
+    code = cli.main(
+        [
+            "demo",
+            "knapsack",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+            "--",
+            "--items",
+            "8",
+            "--train",
+            "40",
+            "--test",
+            "40",
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+            "--no-baselines",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "knapsack: normalized test regret" in out and f"plot: {tmp_path / 'curves.png'}" in out
@@ -183,7 +244,10 @@ def test_example_script_help(name):
     """examples/<name>.py is the command line of idproj_or.demos.<name>."""
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--help"],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     ).stdout
     assert "--projection" in out and "--compare" in out
     assert {"knapsack": "CpSatLayer", "shortest_path": "CvxpyLayer", "tsp": "TSPLayer"}[name] in out

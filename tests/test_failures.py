@@ -34,7 +34,9 @@ def test_unbounded_row_is_nan_and_called_unbounded_on_every_backend(backend):
     # GLOP and HiGHS MIP call this LP INFEASIBLE; a zero-cost check tells the truth.
     s, x = half_line_lp(backend)
     layer = ipo.LinearSolverLayer(s, x, projection="none", on_failure="nan")
-    with pytest.warns(ipo.SolverWarning, match=r"1 of 3 instances have no decision \(instance 1: the objective is unbounded"):
+    with pytest.warns(
+        ipo.SolverWarning, match=r"1 of 3 instances have no decision \(instance 1: the objective is unbounded"
+    ):
         y = layer(UNBOUNDED_ROW)
     assert torch.isnan(y[1]).all()
     assert y[0].tolist() == [1.0, 0.0] and y[2].tolist() == [0.0, 1.0]
@@ -58,7 +60,10 @@ def test_infeasible_model_stays_infeasible_after_the_check(backend):
 def test_pdlp_failure_is_not_confused_with_rows_never_attempted():
     s, x = half_line_lp("PDLP")
     layer = ipo.LinearSolverLayer(s, x, projection="none")
-    with pytest.raises(ipo.SolverError, match=r"instance 1 of the batch has no solution: the solver failed \(the solver said NOT_SOLVED\)"):
+    with pytest.raises(
+        ipo.SolverError,
+        match=r"instance 1 of the batch has no solution: the solver failed \(the solver said NOT_SOLVED\)",
+    ):
         layer(UNBOUNDED_ROW)
     # on_failure="raise" stops at the failure: the row after it is "not_solved", not a failure
     assert layer.last_info.status == ("optimal", "error", "not_solved")
@@ -136,7 +141,10 @@ def hard_cpsat(n=60, seed=1):
 
 def test_time_limit_failure_is_said_in_words_and_nan_mode_goes_on():
     m, x = hard_cpsat()
-    with pytest.raises(ipo.SolverError, match=r"instance 0 of the batch has no solution: no feasible point within time_limit=0.001 s \(the solver said UNKNOWN\) \(status time_limit\)"):
+    with pytest.raises(
+        ipo.SolverError,
+        match=r"instance 0 of the batch has no solution: no feasible point within time_limit=0.001 s \(the solver said UNKNOWN\) \(status time_limit\)",
+    ):
         ipo.CpSatLayer(m, x, time_limit=1e-3)(torch.randn(2, 60))
     layer = ipo.CpSatLayer(m, x, time_limit=1e-3, on_failure="nan")
     with pytest.warns(ipo.SolverWarning, match="no feasible point within time_limit=0.001 s"):
@@ -153,7 +161,10 @@ def test_not_proven_optimal_decisions_warn_once_with_the_cause():
         m.add(sum(int(a) * v for a, v in zip(row, x)) <= int(row.sum()) // 2)
     layer = ipo.CpSatLayer(m, x, sense="max", time_limit=0.2)
     costs = torch.from_numpy(rng.integers(20, 100, (2, 150)).astype(float))
-    with pytest.warns(ipo.SolverWarning, match=r"2 of 2 decisions are not proven optimal \(instance 0: a feasible decision not proven optimal within time_limit=0.2 s \(the solver said FEASIBLE\)\)"):
+    with pytest.warns(
+        ipo.SolverWarning,
+        match=r"2 of 2 decisions are not proven optimal \(instance 0: a feasible decision not proven optimal within time_limit=0.2 s \(the solver said FEASIBLE\)\)",
+    ):
         y = layer(costs)
     assert layer.last_info.status == ("feasible", "feasible") and layer.last_info.not_optimal == (0, 1)
     assert torch.isfinite(y).all()
@@ -181,8 +192,15 @@ def test_on_failure_is_validated():
 
 def test_status_vocabulary_is_closed():
     assert ipo.STATUSES == (
-        "optimal", "feasible", "infeasible", "unbounded", "infeasible_or_unbounded", "time_limit",
-        "interrupted", "error", "not_solved",
+        "optimal",
+        "feasible",
+        "infeasible",
+        "unbounded",
+        "infeasible_or_unbounded",
+        "time_limit",
+        "interrupted",
+        "error",
+        "not_solved",
     )
 
 

@@ -15,15 +15,23 @@ SRC = Path(__file__).parents[1] / "src" / "idproj_or"
 
 # Lower number = lower layer; a module may import only from its own layer or below.
 LAYERS = {
-    "errors": 0, "statuses": 0, "checks": 0, "options": 0, "_quiet_sigint": 0, "_forkserver": 0,
+    "errors": 0,
+    "statuses": 0,
+    "checks": 0,
+    "options": 0,
+    "_quiet_sigint": 0,
+    "_forkserver": 0,
     "solvers": 1,
     "batch": 2,
     "handle": 3,
     "rules": 4,
-    "layers": 5, "problems": 5,
-    "data": 6, "metrics": 6,
+    "layers": 5,
+    "problems": 5,
+    "data": 6,
+    "metrics": 6,
     "training": 7,
-    "demos": 8, "cli": 8,
+    "demos": 8,
+    "cli": 8,
 }
 
 

@@ -150,7 +150,10 @@ def run(tmp_path, source, *args, wait_after_ready=1.0):
     script.write_text(source)
     proc = subprocess.Popen(
         [sys.executable, str(script), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     lines = []
     try:

@@ -124,7 +124,9 @@ def test_six_decimal_weights_in_the_thousands_against_brute_force():
     w = [[2486.061555, 8936.371742, 6778.897547, 4412.660631, 6344.188947, 10784.366178, 11274.478676, 4935.747164]]
     c = np.array([0.614377, 0.389682, 0.63487, 0.40412, 0.452457, 0.901247, 0.304442, 0.660868])
     y = ipo.KnapsackLayer(w, [27976.38622], projection="none").solve(torch.as_tensor(c)).numpy()
-    assert c @ y == pytest.approx(brute_force(np.array(w), np.array([27976.38622]), c, "max")) == pytest.approx(2.811362)
+    assert (
+        c @ y == pytest.approx(brute_force(np.array(w), np.array([27976.38622]), c, "max")) == pytest.approx(2.811362)
+    )
     rng = np.random.default_rng(5)
     for _ in range(40):
         n, d = rng.integers(4, 10), rng.integers(1, 3)

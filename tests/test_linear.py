@@ -12,8 +12,8 @@ from ortools.linear_solver import pywraplp
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 import idproj_or as ipo
-from idproj_or.solvers.linear import LinearSpec, detect_backend, linear_spec
 from idproj_or.rules.projection import invariance_basis, project
+from idproj_or.solvers.linear import LinearSpec, detect_backend, linear_spec
 
 MIP_BACKENDS = ["SCIP", "CBC", "SAT", "HIGHS", "BOP"]
 LP_BACKENDS = ["GLOP", "CLP", "PDLP", "HIGHS_LP"]
@@ -21,9 +21,7 @@ LP_BACKENDS = ["GLOP", "CLP", "PDLP", "HIGHS_LP"]
 LP_TOL = {"GLOP": 1e-7, "CLP": 1e-7, "HIGHS_LP": 1e-7, "PDLP": 1e-3}
 
 
-def random_model(
-    backend: str, rng: np.random.Generator, n: int = 8
-) -> tuple[pywraplp.Solver, list, dict]:
+def random_model(backend: str, rng: np.random.Generator, n: int = 8) -> tuple[pywraplp.Solver, list, dict]:
     """A feasible bounded model with two `<=` rows and one equality row, plus its scipy data."""
     solver = pywraplp.Solver.CreateSolver(backend)
     integer = solver.IsMip()
@@ -38,7 +36,7 @@ def random_model(
     for row, rhs in zip(a_ub, b_ub):
         solver.Add(sum(float(a) * v for a, v in zip(row, x)) <= float(rhs))
     solver.Add(sum(float(a) * v for a, v in zip(a_eq[0], x) if a) == float(b_eq[0]))
-    data = dict(a_ub=a_ub, b_ub=b_ub, a_eq=a_eq, b_eq=b_eq, upper=upper, integer=integer)
+    data = {"a_ub": a_ub, "b_ub": b_ub, "a_eq": a_eq, "b_eq": b_eq, "upper": upper, "integer": integer}
     return solver, x, data
 
 
@@ -56,8 +54,13 @@ def scipy_optimum(data: dict, cost: np.ndarray) -> float:
         )
     else:
         res = linprog(
-            cost, A_ub=data["a_ub"], b_ub=data["b_ub"], A_eq=data["a_eq"], b_eq=data["b_eq"],
-            bounds=list(zip(np.zeros(n), data["upper"])), method="highs",
+            cost,
+            A_ub=data["a_ub"],
+            b_ub=data["b_ub"],
+            A_eq=data["a_eq"],
+            b_eq=data["b_eq"],
+            bounds=list(zip(np.zeros(n), data["upper"])),
+            method="highs",
         )
     assert res.status == 0
     return float(res.fun)
@@ -105,8 +108,17 @@ def test_lp_with_an_optimal_face_returns_an_optimum(backend: str) -> None:
 
 @pytest.mark.parametrize(
     "name, backend",
-    [("SCIP", "SCIP"), ("CBC", "CBC"), ("CP_SAT", "SAT"), ("BOP", "BOP"), ("HIGHS", "HIGHS"),
-     ("GLOP", "GLOP"), ("CLP", "CLP"), ("PDLP", "PDLP"), ("HIGHS_LP", "HIGHS_LP")],
+    [
+        ("SCIP", "SCIP"),
+        ("CBC", "CBC"),
+        ("CP_SAT", "SAT"),
+        ("BOP", "BOP"),
+        ("HIGHS", "HIGHS"),
+        ("GLOP", "GLOP"),
+        ("CLP", "CLP"),
+        ("PDLP", "PDLP"),
+        ("HIGHS_LP", "HIGHS_LP"),
+    ],
 )
 def test_backend_detection(name: str, backend: str) -> None:
     solver = pywraplp.Solver.CreateSolver(name)
@@ -116,7 +128,7 @@ def test_backend_detection(name: str, backend: str) -> None:
 
 def test_unknown_backend_is_rejected() -> None:
     fake = SimpleNamespace(SolverVersion=lambda: "Mystery 1.0", IsMip=lambda: True)
-    with pytest.raises(ValueError, match="LinearSolverLayer: unsupported pywraplp backend 'Mystery 1.0'"):
+    with pytest.raises(ValueError, match=r"LinearSolverLayer: unsupported pywraplp backend 'Mystery 1.0'"):
         detect_backend(fake, where="LinearSolverLayer")  # type: ignore[arg-type]
 
 
@@ -296,8 +308,8 @@ def test_spec_pickle_round_trip() -> None:
 
 def test_validation_errors() -> None:
     solver, x = knapsack("SCIP")
-    other, y = knapsack("SCIP")
-    with pytest.raises(TypeError, match="LinearSolverLayer: solver must be an ortools.linear_solver.pywraplp"):
+    _other, y = knapsack("SCIP")
+    with pytest.raises(TypeError, match=r"LinearSolverLayer: solver must be an ortools.linear_solver.pywraplp"):
         ipo.LinearSolverLayer("model", x)
     with pytest.raises(ValueError, match=r"LinearSolverLayer: variables\[1\] \('x1'\) is not a variable of this"):
         ipo.LinearSolverLayer(solver, [x[0], y[1]])

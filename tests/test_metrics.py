@@ -112,7 +112,7 @@ def test_evaluate_matches_normalized_regret_and_restores_mode():
     model.eval()
     expected = metrics.normalized_regret(layer, model(ds.features).detach(), ds.costs, optimal=ds.objectives)
     assert value == pytest.approx(expected)
-    assert 0.0 < value
+    assert value > 0.0
 
 
 def test_metric_errors():

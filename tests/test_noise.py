@@ -8,8 +8,9 @@ from tests.helpers import k_subset
 
 
 def test_noise_takes_the_two_values_with_equal_frequency():
-    xi = sign_noise((200, 50), 0.4, dtype=torch.float64, device=torch.device("cpu"),
-                    generator=torch.Generator().manual_seed(1))
+    xi = sign_noise(
+        (200, 50), 0.4, dtype=torch.float64, device=torch.device("cpu"), generator=torch.Generator().manual_seed(1)
+    )
     values, counts = torch.unique(xi, return_counts=True)
     assert values.tolist() == [-0.2, 0.2]
     assert abs(counts[0].item() / xi.numel() - 0.5) < 0.02  # 10k draws: 5 sigma is 0.025

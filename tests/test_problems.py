@@ -49,7 +49,7 @@ def tsp_best(c):
     best = np.inf
     for perm in itertools.permutations(range(1, n)):
         tour = (0, *perm, 0)
-        best = min(best, sum(c[a, b] for a, b in zip(tour, tour[1:])))
+        best = min(best, sum(c[a, b] for a, b in itertools.pairwise(tour)))
     return best
 
 
@@ -255,13 +255,19 @@ def test_default_pywraplp_solvers_and_cvxpy_variable_kinds():
 @pytest.mark.parametrize(
     "build, match",
     [
-        (lambda: problems.top_k(4, 2, backend="gurobi"), r"top_k: backend='gurobi' is not one of 'cpsat', 'pywraplp', 'cvxpy'"),
+        (
+            lambda: problems.top_k(4, 2, backend="gurobi"),
+            r"top_k: backend='gurobi' is not one of 'cpsat', 'pywraplp', 'cvxpy'",
+        ),
         (lambda: problems.top_k(4, 2, solver="SCIP"), r"top_k: solver='SCIP' does not apply to backend='cpsat'"),
         (lambda: problems.top_k(4, 2, backend="pywraplp", solver="NOPE"), r"top_k: pywraplp has no solver 'NOPE'"),
         (lambda: problems.top_k(4, 5), r"top_k: k=5 must be at most n=4"),
         (lambda: problems.top_k(4, -1), r"top_k: k=-1 must be an int >= 0"),
         (lambda: problems.knapsack([[1, 2], [3, 4]], [5]), r"knapsack: capacities must have shape \(2,\)"),
-        (lambda: problems.knapsack(np.zeros((2, 2, 2)), [1, 1]), r"knapsack: weights must have shape \(d, n\) or \(n,\)"),
+        (
+            lambda: problems.knapsack(np.zeros((2, 2, 2)), [1, 1]),
+            r"knapsack: weights must have shape \(d, n\) or \(n,\)",
+        ),
         (lambda: problems.knapsack([[1, np.nan]], [5]), r"knapsack: weights and capacities must be finite"),
         (lambda: problems.knapsack([[1, 1 / 3]], [5]), r"knapsack: weights row 0 has more than 6 decimals"),
         (lambda: problems.shortest_path_grid(0, 3), r"shortest_path_grid: h=0 must be an int >= 1"),

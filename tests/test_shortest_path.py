@@ -13,7 +13,7 @@ from idproj_or.solvers import shortest_path as sp_module
 
 def all_paths(arcs, source, target):
     out = {}
-    for e, (t, h) in enumerate(arcs):
+    for e, (t, _h) in enumerate(arcs):
         out.setdefault(t, []).append(e)
     paths, stack = [], [(source, [])]
     while stack:
@@ -59,7 +59,7 @@ def test_optimal_against_brute_force(n, seed, sense):
             sp_module.ENUMERATE_WORK = original
         paths = all_paths(arcs, s, t)
         for c, yi in zip(costs, y):
-            chosen = [e for e in np.flatnonzero(yi)]
+            chosen = list(np.flatnonzero(yi))
             assert sorted(chosen) in [sorted(p) for p in paths]  # a source -> target path
             values = [c[p].sum() for p in paths]
             best = min(values) if sense == "min" else max(values)

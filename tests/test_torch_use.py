@@ -26,9 +26,9 @@ import torch._dynamo.testing
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
+from idproj_or.batch import resident_count
 from idproj_or.solvers.base import ModelSpec
 from idproj_or.solvers.cpsat import CpSatSpec
-from idproj_or.batch import resident_count
 from tests.helpers import SignSolver, k_subset
 
 N = 6
@@ -97,7 +97,10 @@ def test_copy_solves_the_same_batch_exactly_like_the_original(make, how):
     assert type(twin) is type(layer) and twin is not layer
     assert not twin.training
     assert (twin.shape, twin.sense, twin.projection, twin.noise) == (
-        layer.shape, layer.sense, layer.projection, layer.noise
+        layer.shape,
+        layer.sense,
+        layer.projection,
+        layer.noise,
     )
     assert twin.last_info is None  # nothing solved through the copy yet
     # The copy owns its solve handle: it outlives the original.
@@ -160,11 +163,10 @@ def test_copies_of_an_executor_layer_drop_it_when_pickled_and_share_it_when_deep
 
 def test_executor_setter_validates():
     layer = cpsat_layer()
-    with pytest.raises(ValueError, match="executor must be a concurrent.futures.Executor"):
+    with pytest.raises(ValueError, match=r"executor must be a concurrent.futures.Executor"):
         layer.executor = "threads"
-    with ThreadPoolExecutor(1) as ex:
-        with pytest.raises(ValueError, match="either workers= or executor="):
-            cpsat_layer(workers=2).executor = ex
+    with ThreadPoolExecutor(1) as ex, pytest.raises(ValueError, match="either workers= or executor="):
+        cpsat_layer(workers=2).executor = ex
 
 
 def test_state_dict_round_trip():

@@ -133,8 +133,8 @@ def test_equalities_match_the_cpsat_circuit_rows():
     spec = ipo.TSPLayer(4).spec
     from idproj_or.solvers.cpsat import CpSatSpec
 
-    a_explicit, b_explicit = tsp_equalities(4)
-    a_derived, b_derived = CpSatSpec.equalities(spec)
+    a_explicit, _b_explicit = tsp_equalities(4)
+    a_derived, _b_derived = CpSatSpec.equalities(spec)
     stack = np.linalg.matrix_rank(np.vstack([a_explicit, a_derived]))
     assert stack == np.linalg.matrix_rank(a_explicit) == np.linalg.matrix_rank(a_derived)
 
@@ -194,9 +194,21 @@ def test_cpsat_time_limit_reports_feasible_or_optimal_tours():
         ((4, "lkh"), {}, r"TSPLayer: method='lkh' is not one of 'cpsat', 'routing'"),
         ((4, "cpsat", "shortest"), {}, r"TSPLayer: sense='shortest' must be 'min' or 'max'"),
         ((4,), {"metaheuristic": "GREEDY_DESCENT"}, r"TSPLayer: metaheuristic applies only to method='routing'"),
-        ((4,), {"solution_limit": 3, "first_solution": "SAVINGS"}, r"TSPLayer: first_solution, solution_limit apply only to method='routing'"),
-        ((4, "routing"), {"metaheuristic": "ANNEALING"}, r"TSPLayer: metaheuristic='ANNEALING' is not one of .*'GUIDED_LOCAL_SEARCH'"),
-        ((4, "routing"), {"first_solution": "NEAREST"}, r"TSPLayer: first_solution='NEAREST' is not one of .*'SAVINGS'"),
+        (
+            (4,),
+            {"solution_limit": 3, "first_solution": "SAVINGS"},
+            r"TSPLayer: first_solution, solution_limit apply only to method='routing'",
+        ),
+        (
+            (4, "routing"),
+            {"metaheuristic": "ANNEALING"},
+            r"TSPLayer: metaheuristic='ANNEALING' is not one of .*'GUIDED_LOCAL_SEARCH'",
+        ),
+        (
+            (4, "routing"),
+            {"first_solution": "NEAREST"},
+            r"TSPLayer: first_solution='NEAREST' is not one of .*'SAVINGS'",
+        ),
         ((4, "routing"), {"solution_limit": 0}, r"TSPLayer: solution_limit=0 must be an int >= 1"),
         ((4, "routing"), {"time_limit": 0.0}, r"TSPLayer: time_limit=0.0 must be a positive"),
     ],

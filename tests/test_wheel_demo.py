@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(cmd: list, cwd: Path, env: dict[str, str], timeout: float) -> str:
-    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert done.returncode == 0, f"{cmd} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -62,9 +64,20 @@ def wheel_venv(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     purelib = _venv_purelib(venv, env)
     (purelib / "_test_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _run(
-        [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--ignore-installed", source],
-        tmp, env, 300,
+        [
+            venv / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--ignore-installed",
+            source,
+        ],
+        tmp,
+        env,
+        300,
     )
     return venv, purelib, env
 
@@ -92,9 +105,24 @@ def test_console_script_demo_from_empty_folder(wheel_venv):
     work.mkdir()
     # the demo's defaults, only smaller: still labels, trains, evaluates, and plots
     out = _run(
-        [venv / "bin" / "idproj-or", "demo", "knapsack", "--quiet", "--",
-         "--items", "10", "--train", "60", "--test", "40", "--epochs", "2"],
-        work, env, 300,
+        [
+            venv / "bin" / "idproj-or",
+            "demo",
+            "knapsack",
+            "--quiet",
+            "--",
+            "--items",
+            "10",
+            "--train",
+            "60",
+            "--test",
+            "40",
+            "--epochs",
+            "2",
+        ],
+        work,
+        env,
+        300,
     )
     assert "knapsack: normalized test regret" in out and "two-stage" in out and "Bayes floor" in out
     plot = work / "runs" / "demo" / "knapsack" / "curves.png"

@@ -47,14 +47,14 @@ __all__ = ["SolverError", "SolverWarning", "WorkerError", *_LAZY]
 
 if TYPE_CHECKING:
     from . import data, metrics, problems
+    from .batch import BatchInfo
     from .layers.assignment import AssignmentLayer
     from .layers.cpsat import CpSatLayer
     from .layers.cvxpy import CvxpyLayer
-    from .layers.linear import LinearSolverLayer
     from .layers.knapsack import KnapsackLayer
-    from .layers.tsp import TSPLayer
+    from .layers.linear import LinearSolverLayer
     from .layers.shortest_path import ShortestPathLayer
-    from .batch import BatchInfo
+    from .layers.tsp import TSPLayer
     from .rules.identity import OptLayer
 
 

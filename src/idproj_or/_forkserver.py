@@ -51,7 +51,7 @@ class _LibraryPopen(popen_forkserver.Popen):
 
 class _LibraryProcess(multiprocessing.context.ForkServerProcess):
     @staticmethod
-    def _Popen(process_obj: Any) -> _LibraryPopen:
+    def _Popen(process_obj: Any) -> _LibraryPopen:  # noqa: N802 (multiprocessing's name)
         return _LibraryPopen(process_obj)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -26,8 +27,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .solvers.base import ChunkResult, ModelSpec, ResidentSolver
 from .errors import WorkerError
+from .solvers.base import ChunkResult, ModelSpec, ResidentSolver
 from .statuses import NOT_SOLVED, SOLVED, cause
 
 # Models kept built per thread, bounded by their estimated memory (the resident set growth
@@ -530,13 +531,11 @@ class BatchSolver:
             discard_pool(self.workers, kill=True)
             raise
 
-    def _run(
-        self, executor: Executor, costs: np.ndarray, n_chunks: int, stop: bool
-    ) -> list[tuple[ChunkResult, float]]:
+    def _run(self, executor: Executor, costs: np.ndarray, n_chunks: int, stop: bool) -> list[tuple[ChunkResult, float]]:
         bounds = np.linspace(0, len(costs), n_chunks + 1).round().astype(int)
         futures: list[Future[tuple[ChunkResult, float]]] = [
             executor.submit(_remote_chunk, self.key, self.payload, costs[a:b], self.time_limit, stop)
-            for a, b in zip(bounds[:-1], bounds[1:])
+            for a, b in itertools.pairwise(bounds)
         ]
         try:
             return [f.result() for f in futures]

@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Run an example with fast defaults; arguments after -- go to the example.",
     )
     demo.add_argument("name", choices=list(DEMOS), help="which example")
-    demo.add_argument("--out", type=Path, default=None, help="output directory (default runs/demo/<name> of the current directory)")
+    demo.add_argument(
+        "--out", type=Path, default=None, help="output directory (default runs/demo/<name> of the current directory)"
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:

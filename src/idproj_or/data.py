@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .rules.identity import OptLayer
 
 
-
 class Synthetic(NamedTuple):
     """Features and true costs of ``num_data`` instances.
 

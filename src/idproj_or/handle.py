@@ -28,7 +28,6 @@ from .options import ON_FAILURE, OnFailure
 from .solvers.base import ModelSpec
 from .statuses import cause
 
-
 _handles: dict[int, weakref.ref[SolveHandle]] = {}
 _keys = itertools.count(1)
 
@@ -36,9 +35,9 @@ _keys = itertools.count(1)
 def real_scalar(value: Any, *, where: str, name: str) -> float:
     """``value`` as a float when it is a real scalar (int, float, numpy scalar, 0-dim tensor);
     otherwise a ValueError naming ``name``."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_complex():
-        value = value.item()
-    elif isinstance(value, np.ndarray) and value.ndim == 0:
+    if (isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_complex()) or (
+        isinstance(value, np.ndarray) and value.ndim == 0
+    ):
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{where}: {name}={value!r} must be a real number")
@@ -195,8 +194,7 @@ class SolveHandle:
         if failed and self.on_failure == "raise":
             i = failed[0]
             raise SolverError(
-                f"{self.name}: instance {i} of the batch has no solution: {info.cause(i)} "
-                f"(status {info.status[i]})",
+                f"{self.name}: instance {i} of the batch has no solution: {info.cause(i)} (status {info.status[i]})",
                 index=i,
                 status=info.status[i],
                 solver_status=info.solver_status[i],

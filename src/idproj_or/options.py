@@ -60,7 +60,6 @@ def with_defaults(options: LayerOptions, *, where: str) -> LayerOptions:
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
         raise TypeError(
-            f"{where}() got an unexpected keyword argument {unknown[0]!r}; options are "
-            f"{', '.join(DEFAULTS)}"
+            f"{where}() got an unexpected keyword argument {unknown[0]!r}; options are {', '.join(DEFAULTS)}"
         )
     return {**DEFAULTS, **options}

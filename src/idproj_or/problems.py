@@ -149,11 +149,17 @@ class _Rows:
     aux: tuple[tuple[float, float], ...] = ()
 
     @classmethod
-    def stack(cls, name: str, shape: tuple[int, ...], sense: Sense, parts: Sequence[tuple[Any, Any, Any]], **kw: Any) -> _Rows:
+    def stack(
+        cls, name: str, shape: tuple[int, ...], sense: Sense, parts: Sequence[tuple[Any, Any, Any]], **kw: Any
+    ) -> _Rows:
         """From ``(rows, lower, upper)`` blocks (scalars broadcast over a block's rows)."""
         rows = np.vstack([np.atleast_2d(np.asarray(r, dtype=np.float64)) for r, _, _ in parts])
-        lower = np.concatenate([np.broadcast_to(np.asarray(lo, dtype=np.float64), (len(np.atleast_2d(r)),)) for r, lo, _ in parts])
-        upper = np.concatenate([np.broadcast_to(np.asarray(hi, dtype=np.float64), (len(np.atleast_2d(r)),)) for r, _, hi in parts])
+        lower = np.concatenate(
+            [np.broadcast_to(np.asarray(lo, dtype=np.float64), (len(np.atleast_2d(r)),)) for r, lo, _ in parts]
+        )
+        upper = np.concatenate(
+            [np.broadcast_to(np.asarray(hi, dtype=np.float64), (len(np.atleast_2d(r)),)) for r, _, hi in parts]
+        )
         return cls(name, shape, sense, rows, lower, upper, **kw)
 
 

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from .metrics import evaluate, normalized_regret
 
 if TYPE_CHECKING:
-    from .rules.identity import OptLayer
     from .data import OptDataset
+    from .rules.identity import OptLayer
 
 LOSSES = ("regret", "hamming")
 

@@ -86,7 +86,9 @@ def plot_histories(histories: Sequence[History], path: str | Path, *, title: str
             continue
         (line,) = ax.plot(epochs, mean, marker="o", label=f"{label} ({float(mean[-1]):.2f}%)")
         if len(curves) > 1:
-            ax.fill_between(epochs, curves.min(dim=0).values, curves.max(dim=0).values, color=line.get_color(), alpha=0.2)
+            ax.fill_between(
+                epochs, curves.min(dim=0).values, curves.max(dim=0).values, color=line.get_color(), alpha=0.2
+            )
         train = torch.tensor([h.train_regret for h in runs], dtype=torch.float64).mean(dim=0) * 100
         ax.plot(range(1, len(train) + 1), train, ls=":", color=line.get_color(), alpha=0.8)
     if any(h.epochs for h in histories):
@@ -135,7 +137,9 @@ def add_common_arguments(
     p.add_argument("--loss", choices=LOSSES, default=loss, help="loss on the decision")
     p.add_argument("--projection", choices=list(projections), default="auto")
     p.add_argument("--noise", type=float, default=noise, help="training-only margin of the layer (noise=)")
-    p.add_argument("--compare", action="store_true", help=f"also train with every other projection of {list(projections)}")
+    p.add_argument(
+        "--compare", action="store_true", help=f"also train with every other projection of {list(projections)}"
+    )
     p.add_argument("--no-baselines", action="store_true", help="skip the two-stage and oracle rows")
     p.add_argument("--eval-every", type=int, default=1, help="test every k epochs (0: only before/after)")
     p.add_argument("--workers", type=int, default=2, help="solver processes (0: solve in-process)")

@@ -70,8 +70,13 @@ def run(args: argparse.Namespace) -> list[training.History]:
     histories: list[training.History] = []
     for seed in args.seeds:
         d = data.knapsack(
-            args.train + args.test, args.features, args.items,
-            dim=args.dim, deg=args.deg, noise_width=args.noise_width, seed=seed,
+            args.train + args.test,
+            args.features,
+            args.items,
+            dim=args.dim,
+            deg=args.deg,
+            noise_width=args.noise_width,
+            seed=seed,
         )
         # One model, built once; each projection is a layer over it (the workers cache the
         # solver by the model's content, so they build it only once).
@@ -80,20 +85,35 @@ def run(args: argparse.Namespace) -> list[training.History]:
         train, test = ds.subset(slice(0, args.train)), ds.subset(slice(args.train, None))
         for projection in projections:
             layer = build_layer(
-                d.weights, d.capacities, projection=projection, noise=args.noise, workers=workers,
+                d.weights,
+                d.capacities,
+                projection=projection,
+                noise=args.noise,
+                workers=workers,
                 generator=torch.Generator().manual_seed(seed),
             )
             torch.manual_seed(seed)
             model = torch.nn.Linear(args.features, args.items)
             histories.append(
                 training.fit(
-                    model, layer, train, test, loss=args.loss, epochs=args.epochs, lr=args.lr,
-                    batch_size=args.batch_size, seed=seed, eval_every=args.eval_every,
-                    label=f"{projection} ({args.loss})", progress=not args.quiet,
+                    model,
+                    layer,
+                    train,
+                    test,
+                    loss=args.loss,
+                    epochs=args.epochs,
+                    lr=args.lr,
+                    batch_size=args.batch_size,
+                    seed=seed,
+                    eval_every=args.eval_every,
+                    label=f"{projection} ({args.loss})",
+                    progress=not args.quiet,
                 )
             )
         if not args.no_baselines:
-            histories.append(training.fit_two_stage(torch.nn.Linear(args.features, args.items), label_layer, train, test, seed=seed))
+            histories.append(
+                training.fit_two_stage(torch.nn.Linear(args.features, args.items), label_layer, train, test, seed=seed)
+            )
             expected = torch.as_tensor(d.expected[args.train :])
             histories.append(training.oracle(label_layer, expected, test, seed=seed))
     return histories

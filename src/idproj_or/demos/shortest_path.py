@@ -76,20 +76,35 @@ def run(args: argparse.Namespace) -> list[training.History]:
         n_arcs = train.costs.shape[1]
         for projection in projections:
             layer = build_layer(
-                h, w, projection=projection, noise=args.noise, workers=workers,
+                h,
+                w,
+                projection=projection,
+                noise=args.noise,
+                workers=workers,
                 generator=torch.Generator().manual_seed(seed),
             )
             torch.manual_seed(seed)
             model = torch.nn.Linear(args.features, n_arcs)
             histories.append(
                 training.fit(
-                    model, layer, train, test, loss=args.loss, epochs=args.epochs, lr=args.lr,
-                    batch_size=args.batch_size, seed=seed, eval_every=args.eval_every,
-                    label=f"{projection} ({args.loss})", progress=not args.quiet,
+                    model,
+                    layer,
+                    train,
+                    test,
+                    loss=args.loss,
+                    epochs=args.epochs,
+                    lr=args.lr,
+                    batch_size=args.batch_size,
+                    seed=seed,
+                    eval_every=args.eval_every,
+                    label=f"{projection} ({args.loss})",
+                    progress=not args.quiet,
                 )
             )
         if not args.no_baselines:
-            histories.append(training.fit_two_stage(torch.nn.Linear(args.features, n_arcs), label_layer, train, test, seed=seed))
+            histories.append(
+                training.fit_two_stage(torch.nn.Linear(args.features, n_arcs), label_layer, train, test, seed=seed)
+            )
             histories.append(training.oracle(label_layer, torch.as_tensor(d.expected[args.train :]), test, seed=seed))
     return histories
 

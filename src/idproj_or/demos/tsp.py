@@ -78,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nodes", type=int, default=20, help="cities")
     p.add_argument("--method", choices=("cpsat", "routing"), default="cpsat", help="exact or heuristic tours")
     p.add_argument(
-        "--init-scale", type=float, default=0.1,
+        "--init-scale",
+        type=float,
+        default=0.1,
         help="scale of the model's initial weights (the projected loss is scale invariant, so a small "
         "start lets each Adam step turn the predicted costs further)",
     )
@@ -99,24 +101,41 @@ def run(args: argparse.Namespace) -> list[training.History]:
     for seed in args.seeds:
         d = data.tsp(args.train + args.test, args.features, n, deg=args.deg, noise_width=args.noise_width, seed=seed)
         label_layer = build_layer(n, args.method, workers=workers)
-        ds = data.solve_dataset(label_layer, d.features, d.costs, chunk=50, progress=not args.quiet, desc=f"seed {seed}: labels")
+        ds = data.solve_dataset(
+            label_layer, d.features, d.costs, chunk=50, progress=not args.quiet, desc=f"seed {seed}: labels"
+        )
         train, test = ds.subset(slice(0, args.train)), ds.subset(slice(args.train, None))
         for projection in projections:
             layer = build_layer(
-                n, args.method, projection=projection, noise=args.noise, workers=workers,
+                n,
+                args.method,
+                projection=projection,
+                noise=args.noise,
+                workers=workers,
                 generator=torch.Generator().manual_seed(seed),
             )
             torch.manual_seed(seed)
             histories.append(
                 training.fit(
-                    EdgeModel(args.features, n, init_scale=args.init_scale), layer, train, test, loss=args.loss, epochs=args.epochs, lr=args.lr,
-                    batch_size=args.batch_size, seed=seed, eval_every=args.eval_every,
-                    label=f"{projection} ({args.loss})", progress=not args.quiet,
+                    EdgeModel(args.features, n, init_scale=args.init_scale),
+                    layer,
+                    train,
+                    test,
+                    loss=args.loss,
+                    epochs=args.epochs,
+                    lr=args.lr,
+                    batch_size=args.batch_size,
+                    seed=seed,
+                    eval_every=args.eval_every,
+                    label=f"{projection} ({args.loss})",
+                    progress=not args.quiet,
                 )
             )
         if not args.no_baselines:
             # Least squares on every matrix entry: the fit is symmetric, as the targets are.
-            histories.append(training.fit_two_stage(torch.nn.Linear(args.features, n * n), label_layer, train, test, seed=seed))
+            histories.append(
+                training.fit_two_stage(torch.nn.Linear(args.features, n * n), label_layer, train, test, seed=seed)
+            )
             histories.append(training.oracle(label_layer, torch.as_tensor(d.expected[args.train :]), test, seed=seed))
     return histories
 

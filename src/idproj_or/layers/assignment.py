@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..rules.identity import OptLayer
 from ..checks import check_sense, check_size
+from ..rules.identity import OptLayer
 from ..solvers.assignment import AssignmentSpec
 
 if TYPE_CHECKING:

@@ -9,7 +9,6 @@ from ..solvers.cpsat import cpsat_spec
 
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
-
     from typing_extensions import Unpack
 
     from ..options import LayerOptions

@@ -9,7 +9,6 @@ from ..solvers.cvxpy import ParameterWatch, cvxpy_spec
 
 if TYPE_CHECKING:
     import cvxpy as cp
-
     from typing_extensions import Unpack
 
     from ..options import LayerOptions
@@ -56,5 +55,12 @@ class CvxpyLayer(OptLayer):
         spec = cvxpy_spec(problem, parameter, variable, solver, time_limit, where=name)
         super().__init__(spec, **options)
         self._handle.refresh = ParameterWatch(
-            problem, parameter, variable, solver, time_limit, spec, auto=options.get("projection", "auto") == "auto", where=name
+            problem,
+            parameter,
+            variable,
+            solver,
+            time_limit,
+            spec,
+            auto=options.get("projection", "auto") == "auto",
+            where=name,
         )

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..rules.identity import OptLayer
 from ..checks import check_sense
+from ..rules.identity import OptLayer
 from ..solvers.knapsack import KnapsackSpec, integer_row, knapsack_arrays
 
 if TYPE_CHECKING:
@@ -55,7 +55,5 @@ class KnapsackLayer(OptLayer):
             k = int(np.flatnonzero(cap < 0)[0])
             raise ValueError(f"{where}: capacities[{k}]={float(cap[k])!r} is negative; no packing fits")
         rows = [integer_row(w[k], float(cap[k]), row=k, where=where) for k in range(len(w))]
-        spec = KnapsackSpec(
-            tuple(tuple(r.tolist()) for r, _ in rows), tuple(c for _, c in rows), sense
-        )
+        spec = KnapsackSpec(tuple(tuple(r.tolist()) for r, _ in rows), tuple(c for _, c in rows), sense)
         super().__init__(spec, **options)

@@ -9,7 +9,6 @@ from ..solvers.linear import linear_spec
 
 if TYPE_CHECKING:
     from ortools.linear_solver import pywraplp
-
     from typing_extensions import Unpack
 
     from ..options import LayerOptions

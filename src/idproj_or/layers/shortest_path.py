@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..rules.identity import OptLayer
 from ..checks import check_size
+from ..rules.identity import OptLayer
 from ..solvers.shortest_path import dag_path_spec, grid_arcs
 
 if TYPE_CHECKING:

@@ -21,9 +21,7 @@ EPS = 1e-12
 
 def check_projection(projection: str) -> str:
     if projection not in PROJECTIONS:
-        raise ValueError(
-            f"projection={projection!r} is not one of {', '.join(map(repr, PROJECTIONS))}"
-        )
+        raise ValueError(f"projection={projection!r} is not one of {', '.join(map(repr, PROJECTIONS))}")
     return projection
 
 

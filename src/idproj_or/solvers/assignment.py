@@ -17,20 +17,20 @@ optimum (each of the ``2 min(n, m)`` entries that differ rounds by at most half 
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from ortools.graph.python import linear_sum_assignment
 
 from .. import statuses
+from ..checks import Sense
 from ..statuses import Outcome
-from ..checks import Sense, check_sense
 from .base import ModelSpec, ResidentSolver
 
 RESOLUTION = 2**30  # largest |cost| of an instance becomes +-1,073,741,824
 _OPTIMAL = linear_sum_assignment.SimpleLinearSumAssignment.OPTIMAL
+
+
 @dataclass(frozen=True)
 class AssignmentSpec(ModelSpec):
     on_caller_thread = True

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import abc
-import math
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
 from ..checks import Sense
 from ..statuses import INFEASIBLE, INFEASIBLE_OR_UNBOUNDED, NOT_SOLVED, SOLVED, UNBOUNDED, Outcome
-
 
 
 class ChunkResult(NamedTuple):
@@ -47,7 +44,7 @@ class ResidentSolver(abc.ABC):
             the common status and the solver's own status word.
         """
 
-    def interrupt(self) -> None:
+    def interrupt(self) -> None:  # noqa: B027 (optional: a no-op for solvers that cannot stop)
         """Ask the solve running on another thread to stop soon (thread-safe). Backends that
         cannot be stopped mid-solve finish the instance; the next one is not started."""
 

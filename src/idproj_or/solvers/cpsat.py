@@ -18,8 +18,8 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from .. import statuses
-from ..statuses import Outcome
 from ..checks import Sense, as_variable_array, check_sense
+from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver
 
 RESOLUTION = 2**20  # largest |cost| of an instance becomes +-1,048,576 (>= 1e6)

@@ -44,8 +44,8 @@ import scipy.sparse as sp
 from cvxpy.utilities import scopes
 
 from .. import statuses
-from ..statuses import Outcome
 from ..checks import Sense
+from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver
 
 # HiGHS model status -> common status; the others are "error".
@@ -103,9 +103,7 @@ class CvxpySpec(ModelSpec):
     def parameter_values(self, cost: np.ndarray | None = None) -> dict[int, np.ndarray]:
         """Values of every parameter of ``param_prob``, with the cost parameter set to ``cost``
         (zeros when None)."""
-        values = {
-            p.id: np.asarray(p.value, dtype=float) for p in self.param_prob.parameters if p.id != self.param_id
-        }
+        values = {p.id: np.asarray(p.value, dtype=float) for p in self.param_prob.parameters if p.id != self.param_id}
         values[self.param_id] = np.zeros(self.shape) if cost is None else cost.reshape(self.shape)
         return values
 
@@ -120,7 +118,8 @@ class CvxpySpec(ModelSpec):
         inside[cols] = True
         # Keep the nonempty rows whose every column is a cost column.
         keep = [
-            r for r in range(zero)
+            r
+            for r in range(zero)
             if a.indptr[r + 1] > a.indptr[r] and inside[a.indices[a.indptr[r] : a.indptr[r + 1]]].all()
         ]
         rows = a[keep][:, cols].toarray() if keep else np.zeros((0, len(cols)))
@@ -289,9 +288,7 @@ def cvxpy_spec(
     if not isinstance(variable, cp.Variable):
         raise TypeError(f"{where}: variable must be a cvxpy.Variable, got {type(variable).__name__}")
     if parameter.shape != variable.shape:
-        raise ValueError(
-            f"{where}: parameter.shape {parameter.shape} must equal variable.shape {variable.shape}"
-        )
+        raise ValueError(f"{where}: parameter.shape {parameter.shape} must equal variable.shape {variable.shape}")
     if variable.id not in {v.id for v in problem.variables()}:
         raise ValueError(f"{where}: variable {variable.name()} is not a variable of the problem")
     if parameter.id not in {p.id for p in problem.objective.parameters()}:
@@ -305,8 +302,7 @@ def cvxpy_spec(
     for i, constraint in enumerate(problem.constraints):
         if parameter.id in {p.id for p in constraint.parameters()}:
             raise ValueError(
-                f"{where}: the cost parameter appears in constraint {i} ({constraint}); it may only "
-                "enter the objective"
+                f"{where}: the cost parameter appears in constraint {i} ({constraint}); it may only enter the objective"
             )
     others = [p.name() for p in problem.objective.parameters() if p.id != parameter.id]
     if others:
@@ -341,9 +337,7 @@ def cvxpy_spec(
     cols = _cost_columns(param_prob, chain, parameter, variable, sense, where=where)
     # A private copy: later changes to the user's problem or parameters do not reach the spec.
     param_prob = pickle.loads(pickle.dumps(param_prob))
-    return CvxpySpec(
-        name, chain.solver, param_prob, parameter.id, tuple(cols.tolist()), tuple(variable.shape), sense
-    )
+    return CvxpySpec(name, chain.solver, param_prob, parameter.id, tuple(cols.tolist()), tuple(variable.shape), sense)
 
 
 def _resolve_solver(problem: cp.Problem, solver: str | None, *, where: str) -> str:
@@ -462,4 +456,3 @@ class ParameterWatch:
                 )
         self.values = [np.array(p.value, dtype=float) for p in self.others]
         return spec
-

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from .. import statuses
+from ..checks import Sense
 from ..statuses import Outcome
-from ..checks import Sense, check_sense
 from .base import ChunkResult, ModelSpec, ResidentSolver
 
 RESOLUTION = 2**30  # the instance's largest value becomes 1,073,741,824
@@ -54,7 +54,9 @@ def knapsack_arrays(weights: Any, capacities: Any, *, where: str) -> tuple[np.nd
     return w, cap
 
 
-def integer_row(weights: np.ndarray, capacity: float, *, row: int, where: str, hint: str = "") -> tuple[np.ndarray, int]:
+def integer_row(
+    weights: np.ndarray, capacity: float, *, row: int, where: str, hint: str = ""
+) -> tuple[np.ndarray, int]:
     """Weights times the smallest power of ten that makes them integers, and the capacity on the
     same scale rounded down (an exact reformulation, since ``w @ x`` is then an integer)."""
     for decimals in range(MAX_DECIMALS + 1):

@@ -41,8 +41,8 @@ from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.linear_solver.python import model_builder_helper as mbh
 
 from .. import statuses
-from ..statuses import Outcome
 from ..checks import Sense, as_variable_array, check_sense
+from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
@@ -96,10 +96,7 @@ def detect_backend(solver: pywraplp.Solver, *, where: str) -> str:
         return "HIGHS" if is_mip else "HIGHS_LP"
     if version.startswith("PDLP"):
         return "PDLP" if solver.InterruptSolve() else "HIGHS_LP"
-    raise ValueError(
-        f"{where}: unsupported pywraplp backend {version!r}; supported: "
-        f"{', '.join(sorted(_SOLVER_TYPE))}"
-    )
+    raise ValueError(f"{where}: unsupported pywraplp backend {version!r}; supported: {', '.join(sorted(_SOLVER_TYPE))}")
 
 
 @dataclass(frozen=True)
@@ -304,8 +301,10 @@ def linear_spec(solver: pywraplp.Solver, variables: Any, sense: str | None, *, w
             raise ValueError(f"{where}: variables[{pos}] ({v.name()!r}) is not a variable of this solver")
         index.append(i)
     backend = detect_backend(solver, where=where)
-    resolved = check_sense(sense, where=where) if sense is not None else (
-        "max" if solver.Objective().maximization() else "min"
+    resolved = (
+        check_sense(sense, where=where)
+        if sense is not None
+        else ("max" if solver.Objective().maximization() else "min")
     )
     is_mip = bool(solver.IsMip())
     proto = linear_solver_pb2.MPModelProto()

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import statuses
-from ..checks import Sense, check_sense, check_size
+from ..checks import Sense, check_sense
 from ..statuses import Outcome
 from .base import ChunkResult, ModelSpec, ResidentSolver
 

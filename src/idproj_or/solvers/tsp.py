@@ -36,15 +36,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.sat.python import cp_model
 
 from .. import statuses
-from ..statuses import Outcome
 from ..checks import Sense, check_sense, check_size
+from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver
 from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
 
@@ -52,10 +51,10 @@ METHODS = ("cpsat", "routing")
 ROUTING_RESOLUTION = 2**24  # off-diagonal cost range of an instance becomes 0 .. 16,777,216
 ROUTING_TIME_LIMIT = 1.0  # seconds per instance when method="routing" and no time_limit is given
 FIRST_SOLUTION_STRATEGIES: tuple[str, ...] = tuple(
-    k for k in routing_enums_pb2.FirstSolutionStrategy.Value.keys() if k != "UNSET"
+    v.name for v in routing_enums_pb2.FirstSolutionStrategy.Value.DESCRIPTOR.values if v.name != "UNSET"
 )
 METAHEURISTICS: tuple[str, ...] = tuple(
-    k for k in routing_enums_pb2.LocalSearchMetaheuristic.Value.keys() if k != "UNSET"
+    v.name for v in routing_enums_pb2.LocalSearchMetaheuristic.Value.DESCRIPTOR.values if v.name != "UNSET"
 )
 
 
@@ -199,8 +198,15 @@ def tsp_spec(
     _choice(method, METHODS, "method", where=where)
     resolved = check_sense(sense, where=where)
     if method == "cpsat":
-        given = [k for k, v in (("first_solution", first_solution), ("metaheuristic", metaheuristic),
-                                ("solution_limit", solution_limit)) if v is not None]
+        given = [
+            k
+            for k, v in (
+                ("first_solution", first_solution),
+                ("metaheuristic", metaheuristic),
+                ("solution_limit", solution_limit),
+            )
+            if v is not None
+        ]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise ValueError(f"{where}: {', '.join(given)} {verb} only to method='routing'")
