@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import threading
 import time
+from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -122,3 +123,16 @@ class ModelSpec(abc.ABC):
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``A y = b`` (``A`` of shape ``(m, prod(shape))``) that every feasible decision
         satisfies, restricted to constraints over cost variables only; used by ``"auto"``."""
+
+
+def dense_rows(rows: Sequence[tuple[dict[int, float], float]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse equality rows ``({position: coefficient}, rhs)`` as dense ``(A, b)`` over ``n``
+    variables, without the rows that cancelled to zero."""
+    a = np.zeros((len(rows), n))
+    b = np.zeros(len(rows))
+    for k, (row, rhs) in enumerate(rows):
+        for pos, coef in row.items():
+            a[k, pos] = coef
+        b[k] = rhs
+    nonzero = np.abs(a).sum(axis=1) > 0
+    return a[nonzero], b[nonzero]

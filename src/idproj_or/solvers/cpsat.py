@@ -20,7 +20,7 @@ from ortools.sat.python import cp_model
 from .. import statuses
 from ..checks import Sense, as_variable_array, check_sense
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver
+from .base import ModelSpec, ResidentSolver, dense_rows
 
 RESOLUTION = 2**20  # largest |cost| of an instance becomes +-1,048,576 (>= 1e6)
 # CP-SAT rejects objectives whose bound may leave int64; keep a wide margin.
@@ -161,14 +161,7 @@ def cpsat_equalities(proto: Any, var_index: np.ndarray) -> tuple[np.ndarray, np.
                     r = literal_row([lit for end, lit in zip(ends, lits) if end == node])
                     if r is not None:
                         rows.append(r)
-    a = np.zeros((len(rows), n))
-    b = np.zeros(len(rows))
-    for k, (row, rhs) in enumerate(rows):
-        for pos, coef in row.items():
-            a[k, pos] = coef
-        b[k] = rhs
-    nonzero = np.abs(a).sum(axis=1) > 0
-    return a[nonzero], b[nonzero]
+    return dense_rows(rows, n)
 
 
 def cpsat_spec(model: cp_model.CpModel, variables: Any, sense: str | None, *, where: str) -> CpSatSpec:

@@ -43,7 +43,7 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 from .. import statuses
 from ..checks import Sense, as_variable_array, check_sense
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver
+from .base import ModelSpec, ResidentSolver, dense_rows
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
 _SOLVER_TYPE = {
@@ -276,14 +276,7 @@ def linear_equalities(proto: linear_solver_pb2.MPModelProto, var_index: np.ndarr
             row[first[var]] = row.get(first[var], 0.0) + float(coef)
         else:
             rows.append((row, float(ct.lower_bound)))
-    a = np.zeros((len(rows), n))
-    b = np.zeros(len(rows))
-    for k, (row, rhs) in enumerate(rows):
-        for pos, coef in row.items():
-            a[k, pos] = coef
-        b[k] = rhs
-    nonzero = np.abs(a).sum(axis=1) > 0
-    return a[nonzero], b[nonzero]
+    return dense_rows(rows, n)
 
 
 def linear_spec(solver: pywraplp.Solver, variables: Any, sense: str | None, *, where: str) -> LinearSpec:
