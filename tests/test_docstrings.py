@@ -12,7 +12,9 @@ SRC = Path(__file__).parents[1] / "src" / "idproj_or"
 MODULES = sorted(
     ".".join(("idproj_or", *p.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
     for p in SRC.rglob("*.py")
-    if p.name != "__main__.py"
+    # _quiet_sigint ignores SIGINT on import (for the fork server): in this process it would
+    # leave every later subprocess deaf to Ctrl-C
+    if p.name not in ("__main__.py", "_quiet_sigint.py")
 )
 
 
