@@ -32,16 +32,17 @@ def _run(cmd: list, cwd: Path, env: dict[str, str], timeout: float) -> str:
     return done.stdout
 
 
+BIN = "Scripts" if os.name == "nt" else "bin"  # where a venv keeps python and entry points
+
+
 def _venv_purelib(venv: Path, env: dict[str, str]) -> Path:
     code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    return Path(_run([venv / "bin" / "python", "-c", code], venv, env, 60).strip())
+    return Path(_run([venv / BIN / "python", "-c", code], venv, env, 60).strip())
 
 
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     """(venv, its site-packages, the environment to run it with), idproj_or installed from a wheel."""
-    if os.name != "posix":
-        pytest.skip("POSIX venv layout (bin/)")
     try:
         import setuptools
     except ImportError:  # pragma: no cover
@@ -65,7 +66,7 @@ def wheel_venv(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     (purelib / "_test_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _run(
         [
-            venv / "bin" / "python",
+            venv / BIN / "python",
             "-m",
             "pip",
             "install",
@@ -95,7 +96,7 @@ def test_install_is_a_wheel_copy(wheel_venv):
     empty = venv.parent / "empty-import"
     empty.mkdir()
     code = "import idproj_or, idproj_or.demos.knapsack as k; print(idproj_or.__file__); print(k.__file__)"
-    files = _run([venv / "bin" / "python", "-c", code], empty, env, 120).split()
+    files = _run([venv / BIN / "python", "-c", code], empty, env, 120).split()
     assert [Path(f).parent for f in files] == [package, package / "demos"]
 
 
@@ -106,7 +107,7 @@ def test_console_script_demo_from_empty_folder(wheel_venv):
     # the demo's defaults, only smaller: still labels, trains, evaluates, and plots
     out = _run(
         [
-            venv / "bin" / "idproj-or",
+            venv / BIN / "idproj-or",
             "demo",
             "knapsack",
             "--quiet",
