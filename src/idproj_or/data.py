@@ -340,14 +340,10 @@ def solve_dataset(
 
     Example:
         >>> import idproj_or as ipo
-        >>> from ortools.sat.python import cp_model
-        >>> m = cp_model.CpModel()
-        >>> x = [m.new_bool_var(f"x{i}") for i in range(3)]
-        >>> _ = m.add(sum(x) == 1)
-        >>> costs = np.array([[3.0, 1.0, 2.0], [1.0, 2.0, 3.0]])
-        >>> ds = solve_dataset(ipo.CpSatLayer(m, x), np.zeros((2, 1)), costs, progress=False)
+        >>> costs = np.array([[[3.0, 1.0], [2.0, 5.0]], [[1.0, 2.0], [2.0, 1.0]]])
+        >>> ds = solve_dataset(ipo.AssignmentLayer(2), np.zeros((2, 1)), costs, progress=False)
         >>> ds.solutions.tolist(), ds.objectives.tolist()
-        ([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], [1.0, 1.0])
+        ([[[0.0, 1.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]], [3.0, 2.0])
     """
     feats = torch.as_tensor(np.asarray(features), dtype=torch.float64)
     # Solve the costs as they will be stored, so that decisions, objectives and costs agree.

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 REDUCTIONS = ("none", "sum", "mean")
 
+Costs = torch.Tensor | np.ndarray
 
-def _as_batch(layer: OptLayer, costs: torch.Tensor | np.ndarray, name: str, where: str) -> torch.Tensor:
+
+def _as_batch(layer: OptLayer, costs: Costs, name: str, where: str) -> torch.Tensor:
     t = torch.as_tensor(costs)
     if not t.is_floating_point():
         t = t.to(torch.float64)
@@ -36,13 +38,19 @@ def _as_batch(layer: OptLayer, costs: torch.Tensor | np.ndarray, name: str, wher
     return t
 
 
+def _optimal(layer: OptLayer, true: torch.Tensor, optimal: Costs | None, where: str) -> torch.Tensor:
+    """``(B,)`` float64 optimal objectives on the CPU: as given, or solved for ``true``."""
+    if optimal is None:
+        flat = true.to("cpu").reshape(len(true), -1)
+        return (flat * layer.solve(true.to("cpu")).reshape(len(true), -1)).sum(dim=1)
+    best = torch.as_tensor(optimal, dtype=torch.float64).to("cpu").reshape(-1)
+    if len(best) != len(true):
+        raise ValueError(f"{where}: optimal has {len(best)} entries for {len(true)} instances")
+    return best
+
+
 def regret(
-    layer: OptLayer,
-    pred_costs: torch.Tensor | np.ndarray,
-    true_costs: torch.Tensor | np.ndarray,
-    *,
-    optimal: torch.Tensor | np.ndarray | None = None,
-    reduction: str = "none",
+    layer: OptLayer, pred_costs: Costs, true_costs: Costs, *, optimal: Costs | None = None, reduction: str = "none"
 ) -> torch.Tensor:
     """Regret of ``layer``'s decisions for ``pred_costs``, measured on ``true_costs``.
 
@@ -74,14 +82,8 @@ def regret(
     if len(pred) != len(true):
         raise ValueError(f"regret: {len(pred)} predicted and {len(true)} true cost vectors; they must match")
     decisions = layer.solve(pred.detach().to("cpu")).to(torch.float64)
-    flat_true = true.to("cpu").reshape(len(true), -1)
-    achieved = (flat_true * decisions.reshape(len(true), -1)).sum(dim=1)
-    if optimal is None:
-        best = (flat_true * layer.solve(flat_true.reshape(true.shape)).reshape(len(true), -1)).sum(dim=1)
-    else:
-        best = torch.as_tensor(optimal, dtype=torch.float64).to("cpu").reshape(-1)
-        if len(best) != len(true):
-            raise ValueError(f"regret: optimal has {len(best)} entries for {len(true)} instances")
+    achieved = (true.to("cpu").reshape(len(true), -1) * decisions.reshape(len(true), -1)).sum(dim=1)
+    best = _optimal(layer, true, optimal, "regret")
     r = best - achieved if layer.sense == "max" else achieved - best
     # Instances without a decision (on_failure="nan") are NaN here and skipped by the reductions.
     if reduction == "sum":
@@ -91,13 +93,7 @@ def regret(
     return r
 
 
-def normalized_regret(
-    layer: OptLayer,
-    pred_costs: torch.Tensor | np.ndarray,
-    true_costs: torch.Tensor | np.ndarray,
-    *,
-    optimal: torch.Tensor | np.ndarray | None = None,
-) -> float:
+def normalized_regret(layer: OptLayer, pred_costs: Costs, true_costs: Costs, *, optimal: Costs | None = None) -> float:
     """``sum_i regret_i / sum_i |z*_i|`` over a batch (see :func:`regret` for the arguments).
 
     Raises:
@@ -105,20 +101,13 @@ def normalized_regret(
 
     Example:
         >>> import idproj_or as ipo
-        >>> from ortools.sat.python import cp_model
-        >>> m = cp_model.CpModel()
-        >>> x = [m.new_bool_var(f"x{i}") for i in range(3)]
-        >>> _ = m.add(sum(x) == 1)
-        >>> layer = ipo.CpSatLayer(m, x, sense="max")
-        >>> normalized_regret(layer, torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
-        ...                   torch.tensor([[5.0, 2.0, 1.0], [5.0, 2.0, 1.0]]))
-        0.3
+        >>> knapsack = ipo.KnapsackLayer([[3, 4, 5]], [7])  # best: items 0 and 1 (value 4)
+        >>> true = torch.tensor([[2.0, 2.0, 3.0], [2.0, 2.0, 3.0]])
+        >>> normalized_regret(knapsack, torch.tensor([[0.0, 0.0, 1.0], [2.0, 2.0, 3.0]]), true)
+        0.125
     """
     true = _as_batch(layer, true_costs, "true_costs", "normalized_regret").to(torch.float64)
-    if optimal is None:
-        flat = true.to("cpu").reshape(len(true), -1)
-        optimal = (flat * layer.solve(true.to("cpu")).reshape(len(true), -1)).sum(dim=1)
-    best = torch.as_tensor(optimal, dtype=torch.float64).to("cpu").reshape(-1)
+    best = _optimal(layer, true, optimal, "normalized_regret")
     denominator = float(best.abs().sum())
     if denominator == 0.0:
         raise ValueError("normalized_regret: every optimal objective is 0; the normalized regret is undefined")

@@ -9,13 +9,76 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .. import data, training
+from ..rules.identity import OptLayer
 from ..training import LOSSES, History
+
+
+def train_all(
+    args: argparse.Namespace,
+    *,
+    projections: Sequence[str],
+    generate: Callable[[int], Any],
+    build_layer: Callable[..., OptLayer],
+    model: Callable[[Any], torch.nn.Module],
+    two_stage_model: Callable[[Any], torch.nn.Module],
+    chunk: int = 200,
+) -> list[History]:
+    """Every requested method for every seed of ``args``: label the data, train one layer per
+    projection, then the two-stage and oracle baselines.
+
+    ``generate(seed)`` returns the data (``features``, ``costs``, ``expected``);
+    ``build_layer(d, **options)`` the demo's layer over that data; ``model(d)`` and
+    ``two_stage_model(d)`` fresh predictors (the first built after seeding torch with the seed).
+    """
+    workers = args.workers or None
+    chosen = [args.projection] + ([q for q in projections if q != args.projection] if args.compare else [])
+    histories: list[History] = []
+    for seed in args.seeds:
+        d = generate(seed)
+        # One model, built once; each projection is a layer over it (the workers cache the
+        # solver by the model's content, so they build it only once).
+        label_layer = build_layer(d, workers=workers)
+        ds = data.solve_dataset(
+            label_layer, d.features, d.costs, chunk=chunk, progress=not args.quiet, desc=f"seed {seed}: labels"
+        )
+        train, test = ds.subset(slice(0, args.train)), ds.subset(slice(args.train, None))
+        for projection in chosen:
+            layer = build_layer(
+                d,
+                projection=projection,
+                noise=args.noise,
+                workers=workers,
+                generator=torch.Generator().manual_seed(seed),
+            )
+            torch.manual_seed(seed)
+            histories.append(
+                training.fit(
+                    model(d),
+                    layer,
+                    train,
+                    test,
+                    loss=args.loss,
+                    epochs=args.epochs,
+                    lr=args.lr,
+                    batch_size=args.batch_size,
+                    seed=seed,
+                    eval_every=args.eval_every,
+                    label=f"{projection} ({args.loss})",
+                    progress=not args.quiet,
+                )
+            )
+        if not args.no_baselines:
+            histories.append(training.fit_two_stage(two_stage_model(d), label_layer, train, test, seed=seed))
+            histories.append(training.oracle(label_layer, torch.as_tensor(d.expected[args.train :]), test, seed=seed))
+    return histories
 
 
 def summarize(histories: Sequence[History]) -> dict[str, dict[str, Any]]:
@@ -145,6 +208,16 @@ def add_common_arguments(
     p.add_argument("--workers", type=int, default=2, help="solver processes (0: solve in-process)")
     p.add_argument("--out", type=Path, default=Path(out), help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def timed_report(
+    run: Callable[[argparse.Namespace], list[History]], args: argparse.Namespace, *, title: str
+) -> dict[str, Any]:
+    """``run(args)`` timed, then :func:`report`; ``title`` is formatted with the options (e.g.
+    ``"{items} items"``)."""
+    start = time.perf_counter()
+    histories = run(args)
+    return report(histories, args, title=title.format(**vars(args)), seconds=time.perf_counter() - start)
 
 
 def report(histories: Sequence[History], args: argparse.Namespace, *, title: str, seconds: float) -> dict[str, Any]:

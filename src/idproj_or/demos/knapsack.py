@@ -21,7 +21,6 @@ the Bayes floor (deciding on the true ``E[c | x]``, which no predictor beats in 
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import numpy as np
@@ -65,11 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> list[training.History]:
     """Train and evaluate every requested method for every seed."""
-    workers = args.workers or None
-    projections = [args.projection] + ([q for q in PROJECTIONS if q != args.projection] if args.compare else [])
-    histories: list[training.History] = []
-    for seed in args.seeds:
-        d = data.knapsack(
+    return harness.train_all(
+        args,
+        projections=PROJECTIONS,
+        generate=lambda seed: data.knapsack(
             args.train + args.test,
             args.features,
             args.items,
@@ -77,54 +75,15 @@ def run(args: argparse.Namespace) -> list[training.History]:
             deg=args.deg,
             noise_width=args.noise_width,
             seed=seed,
-        )
-        # One model, built once; each projection is a layer over it (the workers cache the
-        # solver by the model's content, so they build it only once).
-        label_layer = build_layer(d.weights, d.capacities, workers=workers)
-        ds = data.solve_dataset(label_layer, d.features, d.costs, progress=not args.quiet, desc=f"seed {seed}: labels")
-        train, test = ds.subset(slice(0, args.train)), ds.subset(slice(args.train, None))
-        for projection in projections:
-            layer = build_layer(
-                d.weights,
-                d.capacities,
-                projection=projection,
-                noise=args.noise,
-                workers=workers,
-                generator=torch.Generator().manual_seed(seed),
-            )
-            torch.manual_seed(seed)
-            model = torch.nn.Linear(args.features, args.items)
-            histories.append(
-                training.fit(
-                    model,
-                    layer,
-                    train,
-                    test,
-                    loss=args.loss,
-                    epochs=args.epochs,
-                    lr=args.lr,
-                    batch_size=args.batch_size,
-                    seed=seed,
-                    eval_every=args.eval_every,
-                    label=f"{projection} ({args.loss})",
-                    progress=not args.quiet,
-                )
-            )
-        if not args.no_baselines:
-            histories.append(
-                training.fit_two_stage(torch.nn.Linear(args.features, args.items), label_layer, train, test, seed=seed)
-            )
-            expected = torch.as_tensor(d.expected[args.train :])
-            histories.append(training.oracle(label_layer, expected, test, seed=seed))
-    return histories
+        ),
+        build_layer=lambda d, **options: build_layer(d.weights, d.capacities, **options),
+        model=lambda d: torch.nn.Linear(args.features, args.items),
+        two_stage_model=lambda d: torch.nn.Linear(args.features, args.items),
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    histories = run(args)
-    title = f"knapsack {args.items}x{args.dim}, deg {args.deg}, noise {args.noise_width}"
-    return harness.report(histories, args, title=title, seconds=time.perf_counter() - start)
+    return harness.timed_report(run, parse_args(argv), title="knapsack {items}x{dim}, deg {deg}, noise {noise_width}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ normalises.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import cvxpy as cp
@@ -62,59 +61,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> list[training.History]:
     """Train and evaluate every requested method for every seed."""
-    workers = args.workers or None
     h, w = args.grid
-    projections = [args.projection] + ([q for q in PROJECTIONS if q != args.projection] if args.compare else [])
-    histories: list[training.History] = []
-    for seed in args.seeds:
-        d = data.shortest_path(
+    return harness.train_all(
+        args,
+        projections=PROJECTIONS,
+        generate=lambda seed: data.shortest_path(
             args.train + args.test, args.features, (h, w), deg=args.deg, noise_width=args.noise_width, seed=seed
-        )
-        label_layer = build_layer(h, w, workers=workers)
-        ds = data.solve_dataset(label_layer, d.features, d.costs, progress=not args.quiet, desc=f"seed {seed}: labels")
-        train, test = ds.subset(slice(0, args.train)), ds.subset(slice(args.train, None))
-        n_arcs = train.costs.shape[1]
-        for projection in projections:
-            layer = build_layer(
-                h,
-                w,
-                projection=projection,
-                noise=args.noise,
-                workers=workers,
-                generator=torch.Generator().manual_seed(seed),
-            )
-            torch.manual_seed(seed)
-            model = torch.nn.Linear(args.features, n_arcs)
-            histories.append(
-                training.fit(
-                    model,
-                    layer,
-                    train,
-                    test,
-                    loss=args.loss,
-                    epochs=args.epochs,
-                    lr=args.lr,
-                    batch_size=args.batch_size,
-                    seed=seed,
-                    eval_every=args.eval_every,
-                    label=f"{projection} ({args.loss})",
-                    progress=not args.quiet,
-                )
-            )
-        if not args.no_baselines:
-            histories.append(
-                training.fit_two_stage(torch.nn.Linear(args.features, n_arcs), label_layer, train, test, seed=seed)
-            )
-            histories.append(training.oracle(label_layer, torch.as_tensor(d.expected[args.train :]), test, seed=seed))
-    return histories
+        ),
+        build_layer=lambda d, **options: build_layer(h, w, **options),
+        model=lambda d: torch.nn.Linear(args.features, d.costs.shape[1]),
+        two_stage_model=lambda d: torch.nn.Linear(args.features, d.costs.shape[1]),
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    histories = run(args)
-    title = f"shortest path {args.grid[0]}x{args.grid[1]}, deg {args.deg}, noise {args.noise_width}"
-    return harness.report(histories, args, title=title, seconds=time.perf_counter() - start)
+    return harness.timed_report(
+        run, parse_args(argv), title="shortest path {grid[0]}x{grid[1]}, deg {deg}, noise {noise_width}"
+    )
 
 
 if __name__ == "__main__":

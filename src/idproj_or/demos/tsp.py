@@ -28,7 +28,6 @@ install) take the same options; ``idproj-or demo tsp`` runs it with fast default
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import torch
@@ -94,58 +93,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> list[training.History]:
     """Train and evaluate every requested method for every seed."""
-    workers = args.workers or None
     n = args.nodes
-    projections = [args.projection] + ([q for q in PROJECTIONS if q != args.projection] if args.compare else [])
-    histories: list[training.History] = []
-    for seed in args.seeds:
-        d = data.tsp(args.train + args.test, args.features, n, deg=args.deg, noise_width=args.noise_width, seed=seed)
-        label_layer = build_layer(n, args.method, workers=workers)
-        ds = data.solve_dataset(
-            label_layer, d.features, d.costs, chunk=50, progress=not args.quiet, desc=f"seed {seed}: labels"
-        )
-        train, test = ds.subset(slice(0, args.train)), ds.subset(slice(args.train, None))
-        for projection in projections:
-            layer = build_layer(
-                n,
-                args.method,
-                projection=projection,
-                noise=args.noise,
-                workers=workers,
-                generator=torch.Generator().manual_seed(seed),
-            )
-            torch.manual_seed(seed)
-            histories.append(
-                training.fit(
-                    EdgeModel(args.features, n, init_scale=args.init_scale),
-                    layer,
-                    train,
-                    test,
-                    loss=args.loss,
-                    epochs=args.epochs,
-                    lr=args.lr,
-                    batch_size=args.batch_size,
-                    seed=seed,
-                    eval_every=args.eval_every,
-                    label=f"{projection} ({args.loss})",
-                    progress=not args.quiet,
-                )
-            )
-        if not args.no_baselines:
-            # Least squares on every matrix entry: the fit is symmetric, as the targets are.
-            histories.append(
-                training.fit_two_stage(torch.nn.Linear(args.features, n * n), label_layer, train, test, seed=seed)
-            )
-            histories.append(training.oracle(label_layer, torch.as_tensor(d.expected[args.train :]), test, seed=seed))
-    return histories
+    return harness.train_all(
+        args,
+        projections=PROJECTIONS,
+        generate=lambda seed: data.tsp(
+            args.train + args.test, args.features, n, deg=args.deg, noise_width=args.noise_width, seed=seed
+        ),
+        build_layer=lambda d, **options: build_layer(n, args.method, **options),
+        model=lambda d: EdgeModel(args.features, n, init_scale=args.init_scale),
+        # Least squares on every matrix entry: the fit is symmetric, as the targets are.
+        two_stage_model=lambda d: torch.nn.Linear(args.features, n * n),
+        chunk=50,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    histories = run(args)
-    title = f"TSP {args.nodes} cities ({args.method}), deg {args.deg}, noise {args.noise_width}"
-    return harness.report(histories, args, title=title, seconds=time.perf_counter() - start)
+    return harness.timed_report(
+        run, parse_args(argv), title="TSP {nodes} cities ({method}), deg {deg}, noise {noise_width}"
+    )
 
 
 if __name__ == "__main__":

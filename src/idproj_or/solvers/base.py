@@ -125,6 +125,19 @@ class ModelSpec(abc.ABC):
         satisfies, restricted to constraints over cost variables only; used by ``"auto"``."""
 
 
+def repeat_rows(var_index: np.ndarray) -> tuple[dict[int, int], list[tuple[dict[int, float], float]]]:
+    """Where each model variable first stands among the cost positions, and the rows
+    ``y_j - y_k = 0`` for a variable repeated at positions ``j`` and ``k``."""
+    first: dict[int, int] = {}
+    rows: list[tuple[dict[int, float], float]] = []
+    for pos, v in enumerate(var_index.tolist()):
+        if v in first:
+            rows.append(({first[v]: 1.0, pos: -1.0}, 0.0))
+        else:
+            first[v] = pos
+    return first, rows
+
+
 def dense_rows(rows: Sequence[tuple[dict[int, float], float]], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Sparse equality rows ``({position: coefficient}, rhs)`` as dense ``(A, b)`` over ``n``
     variables, without the rows that cancelled to zero."""

@@ -20,7 +20,7 @@ from ortools.sat.python import cp_model
 from .. import statuses
 from ..checks import Sense, as_variable_array, check_sense
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver, dense_rows
+from .base import ModelSpec, ResidentSolver, dense_rows, repeat_rows
 
 RESOLUTION = 2**20  # largest |cost| of an instance becomes +-1,048,576 (>= 1e6)
 # CP-SAT rejects objectives whose bound may leave int64; keep a wide margin.
@@ -110,13 +110,7 @@ def cpsat_equalities(proto: Any, var_index: np.ndarray) -> tuple[np.ndarray, np.
     enforcement literal, or touching a variable that is not a cost variable, are skipped.
     """
     n = len(var_index)
-    first: dict[int, int] = {}
-    rows: list[tuple[dict[int, float], float]] = []
-    for pos, v in enumerate(var_index.tolist()):
-        if v in first:
-            rows.append(({first[v]: 1.0, pos: -1.0}, 0.0))
-        else:
-            first[v] = pos
+    first, rows = repeat_rows(var_index)
 
     def literal_row(literals: Sequence[int]) -> tuple[dict[int, float], float] | None:
         row: dict[int, float] = {}

@@ -43,7 +43,7 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 from .. import statuses
 from ..checks import Sense, as_variable_array, check_sense
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver, dense_rows
+from .base import ModelSpec, ResidentSolver, dense_rows, repeat_rows
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
 _SOLVER_TYPE = {
@@ -255,13 +255,7 @@ def linear_equalities(proto: linear_solver_pb2.MPModelProto, var_index: np.ndarr
     variables, fixed cost variables (``lb == ub``), and repeated cost variables (``y_j = y_k``).
     """
     n = len(var_index)
-    first: dict[int, int] = {}
-    rows: list[tuple[dict[int, float], float]] = []
-    for pos, v in enumerate(var_index.tolist()):
-        if v in first:
-            rows.append(({first[v]: 1.0, pos: -1.0}, 0.0))
-        else:
-            first[v] = pos
+    first, rows = repeat_rows(var_index)
     for v, pos in first.items():
         var = proto.variable[v]
         if var.lower_bound == var.upper_bound:
