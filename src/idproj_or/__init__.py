@@ -1,5 +1,6 @@
 """idproj_or: declared OR-Tools / CVXPY optimisation models as PyTorch layers, trained with
-identity-with-projection gradients (Sahoo et al., ICLR 2023).
+identity-with-projection gradients (Sahoo et al., ICLR 2023) or the rules it is compared with
+(SPO+, blackbox differentiation, perturbed optimisers, Fenchel-Young, I-MLE).
 
 Imports are lazy: ``import idproj_or`` is cheap, and solver workers load only what they use.
 """
@@ -29,6 +30,12 @@ logging.getLogger("__cvxpy__").addFilter(_QuietOrtoolsProbe())
 # public name -> (module, attribute); attribute None means the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {
     "OptLayer": ("rules.identity", "OptLayer"),
+    "Identity": ("rules.identity", "Identity"),
+    "SPOPlus": ("rules.spo", "SPOPlus"),
+    "Blackbox": ("rules.blackbox", "Blackbox"),
+    "PerturbedOpt": ("rules.perturbed", "PerturbedOpt"),
+    "FenchelYoung": ("rules.perturbed", "FenchelYoung"),
+    "IMLE": ("rules.imle", "IMLE"),
     "BatchInfo": ("batch", "BatchInfo"),
     "STATUSES": ("statuses", "STATUSES"),
     "CpSatLayer": ("layers.cpsat", "CpSatLayer"),
@@ -55,7 +62,11 @@ if TYPE_CHECKING:
     from .layers.linear import LinearSolverLayer
     from .layers.shortest_path import ShortestPathLayer
     from .layers.tsp import TSPLayer
-    from .rules.identity import OptLayer
+    from .rules.blackbox import Blackbox
+    from .rules.identity import Identity, OptLayer
+    from .rules.imle import IMLE
+    from .rules.perturbed import FenchelYoung, PerturbedOpt
+    from .rules.spo import SPOPlus
 
 
 def __getattr__(name: str) -> Any:

@@ -17,12 +17,24 @@
                 says why
 ``generator``   ``torch.Generator`` for the noise; the global RNG when None
 =============== ============================================================================
+
+Gradient rules (:mod:`idproj_or.rules`) over an existing layer take ``projection``, ``noise``
+and ``generator`` with the same meaning (``projection`` defaults to ``"none"`` for the
+baselines, so that they equal their published definitions), and two more:
+
+=============== ============================================================================
+``solve_ratio`` probability in ``[0, 1]`` that a call solves (default 1: always); otherwise
+                the decision is the best member of the rule's pool of solutions (Mulamba et
+                al. 2021), an approximation
+``solutions``   ``(N, *shape)`` initial pool (e.g. ``OptDataset.solutions``); solved
+                decisions join it as they come
+=============== ============================================================================
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 if TYPE_CHECKING:
     import torch
@@ -31,16 +43,28 @@ OnFailure = Literal["raise", "nan"]
 ON_FAILURE = ("raise", "nan")
 
 
-class LayerOptions(TypedDict, total=False):
-    """Keyword options of every layer (see the module docstring for their meaning)."""
+class CostOptions(TypedDict, total=False):
+    """How the costs are prepared for the solver: by every layer and every rule."""
 
     projection: str
     noise: float
+    generator: torch.Generator | None
+
+
+class LayerOptions(CostOptions, total=False):
+    """Keyword options of every layer (see the module docstring for their meaning)."""
+
     workers: int | None
     executor: Executor | None
     time_limit: float | None
     on_failure: OnFailure
-    generator: torch.Generator | None
+
+
+class RuleOptions(CostOptions, total=False):
+    """Keyword options of every gradient rule over a layer (see the module docstring)."""
+
+    solve_ratio: float
+    solutions: torch.Tensor | None
 
 
 DEFAULTS: LayerOptions = {
@@ -54,12 +78,21 @@ DEFAULTS: LayerOptions = {
 }
 
 
-def with_defaults(options: LayerOptions, *, where: str) -> LayerOptions:
-    """``options`` completed with :data:`DEFAULTS`; a name that is not an option is a TypeError,
-    as for any Python keyword argument."""
-    unknown = sorted(set(options) - set(DEFAULTS))
+RULE_DEFAULTS: RuleOptions = {
+    "projection": "none",
+    "noise": 0.0,
+    "generator": None,
+    "solve_ratio": 1.0,
+    "solutions": None,
+}
+
+
+def with_defaults(options: Any, *, where: str, defaults: Any = DEFAULTS) -> Any:
+    """``options`` completed with ``defaults`` (:data:`DEFAULTS` or :data:`RULE_DEFAULTS`); a
+    name that is not an option is a TypeError, as for any Python keyword argument."""
+    unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise TypeError(
-            f"{where}() got an unexpected keyword argument {unknown[0]!r}; options are {', '.join(DEFAULTS)}"
+            f"{where}() got an unexpected keyword argument {unknown[0]!r}; options are {', '.join(defaults)}"
         )
-    return {**DEFAULTS, **options}
+    return {**defaults, **options}

@@ -1,2 +1,7 @@
-"""Gradient rules: each one module over a :class:`~idproj_or.handle.SolveHandle`, with its own
-opaque torch operator. Identity with projection (:mod:`.identity`) is the rule of every layer."""
+"""Gradient rules: each one module over a :class:`~idproj_or.handle.SolveHandle`.
+
+Identity with projection (:mod:`.identity`) is the rule of every layer; :mod:`.spo` (SPO+),
+:mod:`.blackbox` (DBB), :mod:`.perturbed` (perturbed optimiser, Fenchel-Young) and :mod:`.imle`
+(I-MLE) take any layer. :mod:`.base` holds what they share (cost preparation, the solve,
+:mod:`.cache` for ``solve_ratio``).
+"""

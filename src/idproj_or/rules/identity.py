@@ -9,24 +9,61 @@ for maximisation; no solver call in backward). Autograd through the projection d
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..batch import BatchInfo
-from ..handle import SolveHandle, handle_for, real_scalar
-from ..options import LayerOptions, OnFailure, with_defaults
+from ..handle import SolveHandle, handle_for
+from ..options import LayerOptions, OnFailure, RuleOptions, with_defaults
 from ..solvers.base import ModelSpec
-from .noise import sign_noise
-from .projection import check_projection, invariance_basis, project
+from .base import Rule, as_handle, rule_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class OptLayer(torch.nn.Module):
+class Identity(Rule):
+    """Identity with projection as a rule over an existing layer (the rule every layer applies
+    in its own forward), for the options only rules take: ``solve_ratio`` and ``solutions``.
+
+    ``y = identity(pred)`` returns ``y(P(pred) + xi)``; backward ``-P'^T dL/dy`` for minimisation,
+    ``+P'^T dL/dy`` for maximisation, with no solver call. ``projection="none"`` is PyEPO's NID.
+
+    Args:
+        layer: any idproj_or layer, or its ``.handle``.
+        **options: ``projection`` (default ``"auto"`` here, as for layers), ``noise``,
+            ``generator``, ``solve_ratio``, ``solutions`` (:mod:`idproj_or.options`).
+
+    Example:
+        >>> import torch, idproj_or as ipo
+        >>> layer = ipo.KnapsackLayer([[3, 4, 5]], [7])
+        >>> nid = ipo.Identity(layer, projection="none")
+        >>> pred = torch.tensor([1.0, 2.0, 2.5], requires_grad=True)
+        >>> y = nid(pred); y.tolist()
+        [1.0, 1.0, 0.0]
+        >>> y.sum().backward(); pred.grad.tolist()  # +I for a maximisation
+        [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, layer: Any, **options: Unpack[RuleOptions]) -> None:
+        name = type(self).__name__
+        options = {"projection": "auto", **options}
+        super().__init__(as_handle(layer, where=name), rule_options(options, where=name))
+
+    def forward(self, costs: torch.Tensor) -> torch.Tensor:
+        w, batched, dtype = self.flat(costs)
+        z = self.prepare(w)
+        if self.cache is None:
+            y = identity_solve(z, w, self._handle, sense=self.sense)
+        else:
+            # Straight-through: the value of the decision, the gradient of -+z.
+            y = self.decide(z, w) - self.sign * (z - z.detach())
+        return self.unflat(y, batched, dtype)
+
+
+class OptLayer(Identity):
     """A declared optimisation model as a differentiable layer (identity with projection).
 
     ``forward(costs)`` maps costs of shape ``shape`` or ``(B, *shape)`` to optimal decisions of the
@@ -39,15 +76,9 @@ class OptLayer(torch.nn.Module):
     """
 
     def __init__(self, spec: ModelSpec, **options: Unpack[LayerOptions]) -> None:
-        super().__init__()
         name = type(self).__name__
         opts = with_defaults(options, where=name)
-        projection = opts["projection"]
-        try:
-            self.projection = check_projection(projection)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
-        self._handle = SolveHandle(
+        handle = SolveHandle(
             spec,
             name=name,
             workers=opts["workers"],
@@ -55,23 +86,11 @@ class OptLayer(torch.nn.Module):
             time_limit=opts["time_limit"],
             on_failure=opts["on_failure"],
         )
-        self.shape: tuple[int, ...] = tuple(spec.shape)
-        self.sense = spec.sense
-        self.noise = opts["noise"]
-        self.generator = opts["generator"]
-        basis = None
-        if projection == "auto":
-            a, _ = spec.equalities()
-            basis = torch.from_numpy(invariance_basis(a.reshape(-1, self.size)))
-        self.register_buffer("basis", basis, persistent=False)
+        Rule.__init__(self, handle, opts)
 
     @property
     def spec(self) -> ModelSpec:
         return self._handle.spec
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
 
     @property
     def last_info(self) -> BatchInfo | None:
@@ -99,35 +118,8 @@ class OptLayer(torch.nn.Module):
     def on_failure(self) -> OnFailure:
         return self._handle.on_failure
 
-    @property
-    def noise(self) -> float:
-        return self._noise
-
-    @noise.setter
-    def noise(self, alpha: Any) -> None:
-        name = type(self).__name__
-        value = real_scalar(alpha, where=name, name="noise")
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name}: noise={value:g} must be a finite number >= 0")
-        self._noise = value
-
     def extra_repr(self) -> str:
-        return (
-            f"shape={self.shape}, sense={self.sense!r}, projection={self.projection!r}, "
-            f"noise={self.noise}, workers={self.workers}, on_failure={self.on_failure!r}"
-        )
-
-    def forward(self, costs: torch.Tensor) -> torch.Tensor:
-        w, batched = self._handle.check_costs(costs)
-        out_dtype = w.dtype
-        w = w.to(torch.promote_types(w.dtype, torch.float32))
-        basis = self.basis.to(w) if self.basis is not None else None
-        z = project(w, self.projection, basis)
-        if self.training and self._noise > 0:
-            z = z + sign_noise(z.shape, self._noise, dtype=z.dtype, device=z.device, generator=self.generator)
-        y = identity_solve(z, w, self._handle, sense=self.sense)
-        y = y.to(out_dtype).reshape(len(w), *self.shape)
-        return y if batched else y[0]
+        return f"{super().extra_repr()}, workers={self.workers}, on_failure={self.on_failure!r}"
 
     def solve(self, costs: torch.Tensor) -> torch.Tensor:
         """Exact decisions for ``costs`` as given: no projection, no noise, no graph."""
@@ -140,7 +132,7 @@ class OptLayer(torch.nn.Module):
 
 # Defined with torch.library.Library rather than torch.library.custom_op, whose first call
 # imports torch._dynamo (~2 s) even in plain eager code.
-_LIB = torch.library.Library("idproj_or", "DEF")
+_LIB = torch.library.Library("idproj_or", "FRAGMENT")
 _LIB.define("identity_solve(Tensor z, Tensor raw, int key, float sign) -> Tensor")
 
 

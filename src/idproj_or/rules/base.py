@@ -1,0 +1,205 @@
+"""What every gradient rule shares: the solve handle, the cost preparation (checks, projection,
+training-only noise), the sign convention, and the solve itself (through the solution cache when
+``solve_ratio < 1``).
+
+A rule never knows which backend solves: it hands ``(B, n)`` costs to the handle's batch solver,
+in-process, in the pool or on an executor, through the opaque operator ``idproj_or::solve``
+(no autograd of its own; each rule defines its gradient around it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..handle import SolveHandle, handle_for, real_scalar
+from ..options import RULE_DEFAULTS, CostOptions, RuleOptions, with_defaults
+from .cache import SolutionCache
+from .noise import sign_noise
+from .projection import check_projection, invariance_basis, project
+
+
+def as_handle(layer: Any, *, where: str) -> SolveHandle:
+    """The solve handle of an idproj_or layer (or the handle itself)."""
+    if isinstance(layer, SolveHandle):
+        return layer
+    handle = getattr(layer, "handle", None)
+    if not isinstance(handle, SolveHandle):
+        raise ValueError(
+            f"{where}: expected an idproj_or layer (e.g. ipo.CpSatLayer) or its .handle, got {type(layer).__name__}"
+        )
+    return handle
+
+
+def positive(value: Any, *, where: str, name: str) -> float:
+    """``value`` as a finite float > 0, or a ValueError naming it."""
+    x = real_scalar(value, where=where, name=name)
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{where}: {name}={value!r} must be a finite number > 0")
+    return x
+
+
+def positive_int(value: Any, *, where: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}: {name}={value!r} must be a positive int")
+    return value
+
+
+class Rule(torch.nn.Module):
+    """Base of the gradient rules: owns a handle and prepares costs for it.
+
+    Args:
+        handle: the solve handle (a layer's ``.handle``).
+        options: ``projection``, ``noise``, ``generator`` and, for rules over a layer,
+            ``solve_ratio``, ``solutions`` (:mod:`idproj_or.options`), already completed with
+            their defaults.
+    """
+
+    def __init__(self, handle: SolveHandle, options: CostOptions | RuleOptions) -> None:
+        super().__init__()
+        name = type(self).__name__
+        projection = options["projection"]
+        try:
+            self.projection = check_projection(projection)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        self._handle = handle
+        self.shape: tuple[int, ...] = tuple(handle.shape)
+        self.sense = handle.sense
+        self.noise = options["noise"]
+        self.generator = options["generator"]
+        basis = None
+        if projection == "auto":
+            a, _ = handle.spec.equalities()
+            basis = torch.from_numpy(invariance_basis(a.reshape(-1, self.size)))
+        self.register_buffer("basis", basis, persistent=False)
+        ratio = real_scalar(options.get("solve_ratio", 1.0), where=name, name="solve_ratio")
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"{name}: solve_ratio={ratio!r} must be in [0, 1]")
+        self.solve_ratio = ratio
+        solutions = options.get("solutions")
+        self.cache: SolutionCache | None = None
+        if ratio < 1.0 or solutions is not None:
+            self.cache = SolutionCache(self.shape, self.sense, solutions, where=name)
+
+    @property
+    def handle(self) -> SolveHandle:
+        """The solve handle (batching, checks, ``last_info``, ``on_failure``)."""
+        return self._handle
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def sign(self) -> float:
+        """PyEPO's convention: ``+1`` for minimisation, ``-1`` for maximisation."""
+        return -1.0 if self.sense == "max" else 1.0
+
+    @property
+    def noise(self) -> float:
+        return self._noise
+
+    @noise.setter
+    def noise(self, alpha: Any) -> None:
+        name = type(self).__name__
+        value = real_scalar(alpha, where=name, name="noise")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}: noise={value:g} must be a finite number >= 0")
+        self._noise = value
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, sense={self.sense!r}, projection={self.projection!r}, noise={self.noise}"
+
+    def flat(self, costs: Any) -> tuple[torch.Tensor, bool, torch.dtype]:
+        """``costs`` checked and flattened to ``(B, n)`` in a dtype of at least float32, whether
+        they were batched, and their own dtype (that of the result)."""
+        w, batched = self._handle.check_costs(costs)
+        return w.to(torch.promote_types(w.dtype, torch.float32)), batched, w.dtype
+
+    def unflat(self, y: torch.Tensor, batched: bool, dtype: torch.dtype) -> torch.Tensor:
+        """``(B, n)`` decisions back to ``(B, *shape)`` (or ``shape``) in ``dtype``."""
+        y = y.to(dtype).reshape(len(y), *self.shape)
+        return y if batched else y[0]
+
+    def labels(self, value: Any, like: torch.Tensor, name: str) -> torch.Tensor:
+        """A label (true cost or solution) for the ``(B, n)`` predictions ``like``: ``(B, n)``
+        in their dtype and device; a ValueError names it when its shape does not match."""
+        t = torch.as_tensor(value)
+        batch = len(like)
+        if tuple(t.shape) == (batch, *self.shape) or (batch == 1 and tuple(t.shape) == self.shape):
+            return t.reshape(batch, -1).to(like)
+        raise ValueError(
+            f"{type(self).__name__}: {name} must have shape ({batch}, {', '.join(map(str, self.shape))}) "
+            f"like the predictions, got {tuple(t.shape)}"
+        )
+
+    def prepare(self, w: torch.Tensor) -> torch.Tensor:
+        """``P(w)``, plus the noise margin in training mode (differentiable in ``w``)."""
+        basis = self.basis.to(w) if self.basis is not None else None
+        z = project(w, self.projection, basis)
+        if self.training and self._noise > 0:
+            z = z + sign_noise(z.shape, self._noise, dtype=z.dtype, device=z.device, generator=self.generator)
+        return z
+
+    def decide(self, z: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Decisions ``y(z)`` for the ``(B, n)`` solver costs ``z``, detached: solved through the
+        handle (``raw``: the costs checked and reported, see :meth:`SolveHandle.solve_numpy`),
+        or with probability ``1 - solve_ratio`` the pool's best member."""
+        z = z.detach()
+        cache = self.cache
+        if cache is not None and cache.skip(self.solve_ratio, self.generator):
+            return cache.best(z)
+        y = torch.ops.idproj_or.solve(z, raw.detach(), self._handle.key)
+        if cache is not None:
+            cache.add(y)
+        return y
+
+    def decide_samples(self, costs: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """:meth:`decide` for ``(B, K, n)`` costs, ``K`` per instance of the ``(B, n)`` ``raw``,
+        as one batch of ``B * K``."""
+        b, k, n = costs.shape
+        return self.decide(costs.reshape(b * k, n), raw.repeat_interleave(k, dim=0)).reshape(b, k, n)
+
+    def samples(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """Standard Gaussian draws of ``shape`` from the rule's generator (or the global RNG)."""
+        gen = self.generator
+        device = gen.device if gen is not None else like.device
+        return torch.randn(shape, generator=gen, dtype=like.dtype, device=device).to(like.device)
+
+
+def rule_options(options: RuleOptions, *, where: str) -> RuleOptions:
+    return with_defaults(options, where=where, defaults=RULE_DEFAULTS)
+
+
+def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``loss`` of shape ``(B,)`` reduced as PyEPO's ``reduction=`` ("mean", "sum", "none")."""
+    if reduction == "mean":
+        return loss.mean()
+    return loss.sum() if reduction == "sum" else loss
+
+
+def check_reduction(reduction: str, *, where: str) -> str:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{where}: reduction={reduction!r} must be 'mean', 'sum' or 'none'")
+    return reduction
+
+
+# Defined with torch.library.Library rather than torch.library.custom_op, whose first call
+# imports torch._dynamo (~2 s) even in plain eager code.
+_LIB = torch.library.Library("idproj_or", "FRAGMENT")
+_LIB.define("solve(Tensor z, Tensor raw, int key) -> Tensor")
+
+
+def _solve(z: torch.Tensor, raw: torch.Tensor, key: int) -> torch.Tensor:
+    return handle_for(key).solve_tensor(z, raw)
+
+
+def _fake(z: torch.Tensor, raw: torch.Tensor, key: int) -> torch.Tensor:
+    return torch.empty_like(z)
+
+
+_LIB.impl("solve", _solve, "CompositeExplicitAutograd")
+torch.library.register_fake("idproj_or::solve", _fake, lib=_LIB)
