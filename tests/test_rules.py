@@ -334,3 +334,56 @@ def test_rules_keep_shape_dtype_and_unbatched_inputs():
     for make in (ipo.Blackbox, ipo.Identity, ipo.PerturbedOpt, ipo.IMLE):
         out = make(layer)(single)
         assert out.shape == (5,) and out.dtype == torch.float16
+
+
+# --- Errors ---------------------------------------------------------------------------------------
+
+
+def test_rule_errors_say_what_and_where():
+    layer, feasible = _subset_layer("min")
+    pred, true, _ = _data()
+    w_star = _brute(feasible, true, "min")
+    with pytest.raises(ValueError, match=r"SPOPlus: expected an idproj_or layer .* got str"):
+        ipo.SPOPlus("layer")
+    with pytest.raises(ValueError, match="Blackbox: lambd=0 must be a finite number > 0"):
+        ipo.Blackbox(layer, lambd=0)
+    with pytest.raises(ValueError, match="PerturbedOpt: n_samples=0 must be a positive int"):
+        ipo.PerturbedOpt(layer, n_samples=0)
+    with pytest.raises(ValueError, match="FenchelYoung: sigma=-1 must be a finite number > 0"):
+        ipo.FenchelYoung(layer, sigma=-1)
+    with pytest.raises(ValueError, match="IMLE: kappa=nan must be a finite number > 0"):
+        ipo.IMLE(layer, kappa=float("nan"))
+    with pytest.raises(ValueError, match="SPOPlus: reduction='max' must be 'mean', 'sum' or 'none'"):
+        ipo.SPOPlus(layer, reduction="max")
+    with pytest.raises(ValueError, match="Identity: projection='unit' is not one of"):
+        ipo.Identity(layer, projection="unit")
+    with pytest.raises(TypeError, match="SPOPlus\\(\\) got an unexpected keyword argument 'workers'"):
+        ipo.SPOPlus(layer, workers=2)  # a layer option: the rule solves through the layer's pool
+    spo = ipo.SPOPlus(layer)
+    with pytest.raises(
+        ValueError, match=r"SPOPlus: true_cost must have shape \(4, 5\) like the predictions, got \(3, 5\)"
+    ):
+        spo(pred, true[:3], w_star, torch.zeros(4))
+    with pytest.raises(ValueError, match=r"SPOPlus: true_sol must have shape \(4, 5\)"):
+        spo(pred, true, w_star[:, :4], torch.zeros(4))
+    with pytest.raises(ValueError, match="SPOPlus: true_obj has 3 entries for 4 instances"):
+        spo(pred, true, w_star, torch.zeros(3))
+    bad = pred.clone()
+    bad[2, 3] = float("inf")
+    with pytest.raises(ValueError, match=r"CpSatLayer: costs\[2\] has a non-finite entry inf at index \(3,\)"):
+        ipo.Blackbox(layer)(bad)
+    with pytest.raises(ValueError, match=r"CpSatLayer: expected costs of shape \(5,\) or \(B, 5\), got \(4, 6\)"):
+        ipo.PerturbedOpt(layer)(torch.zeros(4, 6))
+
+
+def test_a_rule_takes_a_layer_or_its_handle_and_reports_solver_failures():
+    from ortools.sat.python import cp_model
+
+    layer, _ = _subset_layer("min")
+    pred, _, _ = _data()
+    assert torch.equal(ipo.Blackbox(layer.handle)(pred), ipo.Blackbox(layer)(pred))
+    m = cp_model.CpModel()
+    x = [m.new_bool_var(f"x{i}") for i in range(3)]
+    m.add(sum(x) == 4)  # infeasible
+    with pytest.raises(ipo.SolverError, match="CpSatLayer: instance 0 of the batch has no solution"):
+        ipo.PerturbedOpt(ipo.CpSatLayer(m, x), n_samples=2)(torch.zeros(2, 3))
