@@ -85,6 +85,7 @@ class Task:
             self.build_declared = lambda **o: problems.shortest_path_grid(5, 5, backend="cvxpy").layer(**o)
             self.declared = "CvxpyLayer (LP, HiGHS)"
             self.pyepo_model = lambda: pyepo.model.predefined.shortestPathModel((5, 5), backend="gurobi")
+            self.pyepo_open_model = lambda: pyepo.model.predefined.shortestPathModel((5, 5), backend="ortools")
         elif name == "knapsack":
             w, x, c = pyepo.data.knapsack.genData(n, FEATURES, 32, dim=2, deg=DEG, noise_width=NOISE, seed=seed)
             cap = 0.5 * w.sum(axis=1)
@@ -92,12 +93,14 @@ class Task:
             self.build_declared = lambda **o: problems.knapsack(w, cap, backend="cpsat").layer(**o)
             self.declared = "CpSatLayer (declared CpModel)"
             self.pyepo_model = lambda: pyepo.model.predefined.knapsackModel(w, cap, backend="gurobi")
+            self.pyepo_open_model = lambda: pyepo.model.predefined.knapsackModel(w, cap, backend="ortools")
         elif name == "tsp":
             x, c = pyepo.data.tsp.genData(n, FEATURES, 20, deg=DEG, noise_width=NOISE, seed=seed)
             self.build_ours = lambda **o: ipo.TSPLayer(20, **o)
             self.build_declared = None
             self.declared = ""
             self.pyepo_model = lambda: pyepo.model.predefined.tspModel(20, backend="gurobi")
+            self.pyepo_open_model = None
         else:
             raise ValueError(f"unknown task {name!r}")
         self.x = torch.as_tensor(x, dtype=torch.float32)
@@ -126,6 +129,12 @@ class Task:
         m[:, iu, ju] = c
         m[:, ju, iu] = c
         return m
+
+    def to_label(self, w: torch.Tensor) -> torch.Tensor:
+        """A PyEPO solution as a label in our layer's space. TSP: each tour edge as half of both
+        arcs, which has the tour's objective and, through ``from_ours``, its edge vector (the
+        labels of SPO+ and Fenchel-Young enter linearly)."""
+        return self.to_ours(w) / 2 if self.name == "tsp" else w
 
     def from_ours(self, y: torch.Tensor) -> torch.Tensor:
         if self.name != "tsp":
