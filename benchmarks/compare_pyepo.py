@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 DESIGN = "\n## Design measurements\n"
+RULES_SECTION = "\n## Gradient rules: ours vs PyEPO\n"  # written by benchmarks/rules.py
 IMG = ROOT / "docs" / "img"
 
 N_TRAIN = N_TEST = 1000
@@ -590,8 +591,11 @@ def report() -> None:
         plt.close(fig)
         lines += ["![scaling](img/bench_scaling.png)", ""]
     # The hand-kept "Design measurements" section (benchmarks/adapters_linear_cvxpy.py) stays.
-    kept = DOC.read_text().partition(DESIGN)[2] if DOC.exists() else ""
-    DOC.write_text("\n".join(lines) + "\n" + (DESIGN + kept if kept else ""))
+    text = DOC.read_text() if DOC.exists() else ""
+    # The sections other scripts write follow this one's: kept as they are.
+    starts = [i for i in (text.find(RULES_SECTION), text.find(DESIGN)) if i >= 0]
+    kept = text[min(starts) :] if starts else ""
+    DOC.write_text("\n".join(lines) + "\n" + kept)
     print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
 
 
