@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/compile.py
 	$(BIN)/python benchmarks/compare_pyepo.py
-	cd benchmarks && ../$(BIN)/python rules.py
+	$(BIN)/python benchmarks/rules.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
