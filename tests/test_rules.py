@@ -98,7 +98,7 @@ def test_imle_is_the_target_distribution_difference(sense, two_sides):
     rule = ipo.IMLE(
         layer, n_samples=6, sigma=0.7, lambd=2.0, two_sides=two_sides, generator=torch.Generator().manual_seed(4)
     )
-    eps = sum_of_gamma((3, 6, 5), kappa=5.0, n_iterations=10, generator=torch.Generator().manual_seed(4), like=pred)
+    eps = sum_of_gamma((3, 6, 5), kappa=5.0, generator=torch.Generator().manual_seed(4), like=pred)
     costs = pred[:, None] + 0.7 * eps
 
     def solve(c):
@@ -122,7 +122,6 @@ def test_sum_of_gamma_has_its_known_mean_and_variance():
     eps = sum_of_gamma(
         (200_000,),
         kappa=5.0,
-        n_iterations=10,
         generator=torch.Generator().manual_seed(0),
         like=torch.zeros((), dtype=torch.float64),
     )

@@ -27,22 +27,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..options import RuleOptions
-from .base import Rule, as_handle, positive, positive_int, rule_options
+from .base import positive
+from .perturbed import Perturbed
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
+# Terms of the Sum-of-Gamma sum (PyEPO's and the paper's 10).
+SOG_TERMS = 10
+
+
 def sum_of_gamma(
-    shape: tuple[int, ...],
-    *,
-    kappa: float,
-    n_iterations: int,
-    generator: torch.Generator | None,
-    like: torch.Tensor,
+    shape: tuple[int, ...], *, kappa: float, generator: torch.Generator | None, like: torch.Tensor
 ) -> torch.Tensor:
-    """Sum-of-Gamma draws of ``shape`` in ``like``'s dtype and on its device (sampled on the
-    generator's device)."""
+    """Sum-of-Gamma draws of ``shape`` (:data:`SOG_TERMS` terms) in ``like``'s dtype and on its
+    device (sampled on the generator's device)."""
+    n_iterations = SOG_TERMS
     device = generator.device if generator is not None else like.device
     shape_param = torch.full((n_iterations, *shape), 1.0 / kappa, dtype=like.dtype, device=device)
     gammas = torch._standard_gamma(shape_param, generator=generator)
@@ -51,7 +52,7 @@ def sum_of_gamma(
     return ((total - math.log(n_iterations)) / kappa).to(like.device)
 
 
-class IMLE(Rule):
+class IMLE(Perturbed):
     """I-MLE over any idproj_or layer: ``y = imle(pred_cost)``, the mean of ``n_samples``
     perturb-and-MAP decisions.
 
@@ -61,7 +62,6 @@ class IMLE(Rule):
         sigma: noise temperature (default 1).
         lambd: target-distribution step ``lambda > 0`` (default 10).
         kappa: Sum-of-Gamma parameter (default 5; ``k`` of a top-k problem).
-        n_iterations: terms of the Sum-of-Gamma (default 10).
         two_sides: central difference in backward (default False).
         **options: ``projection`` (default ``"none"``), ``noise``, ``generator`` (draws the
             perturbations too), ``solve_ratio``, ``solutions`` (:mod:`idproj_or.options`).
@@ -79,41 +79,28 @@ class IMLE(Rule):
         self,
         layer: Any,
         *,
+        lambd: float = 10.0,
         n_samples: int = 10,
         sigma: float = 1.0,
-        lambd: float = 10.0,
         kappa: float = 5.0,
-        n_iterations: int = 10,
         two_sides: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
+        super().__init__(layer, n_samples=n_samples, sigma=sigma, options=options)
         name = type(self).__name__
-        super().__init__(as_handle(layer, where=name), rule_options(options, where=name))
-        self.n_samples = positive_int(n_samples, where=name, name="n_samples")
-        self.sigma = positive(sigma, where=name, name="sigma")
         self.lambd = positive(lambd, where=name, name="lambd")
         self.kappa = positive(kappa, where=name, name="kappa")
-        self.n_iterations = positive_int(n_iterations, where=name, name="n_iterations")
         self.two_sides = bool(two_sides)
 
     def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, n_samples={self.n_samples}, sigma={self.sigma}, lambd={self.lambd}, "
-            f"two_sides={self.two_sides}"
-        )
+        return f"{super().extra_repr()}, lambd={self.lambd}, kappa={self.kappa}, two_sides={self.two_sides}"
 
     def forward(self, pred_cost: torch.Tensor) -> torch.Tensor:
         w, batched, dtype = self.flat(pred_cost)
         z = self.prepare(w)
-        eps = sum_of_gamma(
-            (len(z), self.n_samples, z.shape[1]),
-            kappa=self.kappa,
-            n_iterations=self.n_iterations,
-            generator=self.generator,
-            like=z,
-        )
-        costs = z.detach().unsqueeze(1) + self.sigma * eps
-        y = _TargetDistribution.apply(z, costs, self.decide_samples(costs, w), w, self)
+        eps = sum_of_gamma((len(z), self.n_samples, z.shape[1]), kappa=self.kappa, generator=self.generator, like=z)
+        costs, sols = self.perturb(z.detach(), w, eps)
+        y = _TargetDistribution.apply(z, costs, sols, w, self)
         return self.unflat(y, batched, dtype)
 
 
