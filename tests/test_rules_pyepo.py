@@ -6,13 +6,12 @@ layers (a different solver, so agreement also checks the optimum)."""
 from __future__ import annotations
 
 import numpy as np
+import pyepo  # in the test extra: these tests always run
 import pytest
 import torch
+from pyepo.model.ort import knapsackModel, shortestPathModel
 
 import idproj_or as ipo
-
-pyepo = pytest.importorskip("pyepo")
-from pyepo.model.ort import knapsackModel, shortestPathModel  # noqa: E402
 
 B = 6
 
