@@ -250,10 +250,13 @@ def _force(state: np.ndarray, i: int, j: int) -> bool:
     return True
 
 
-def solve_symmetric(c: np.ndarray, time_limit: float | None = None) -> tuple[np.ndarray, bool]:
+def solve_symmetric(
+    c: np.ndarray, time_limit: float | None = None, abort: np.ndarray | None = None
+) -> tuple[np.ndarray, bool]:
     """An optimal tour of the symmetric costs ``c`` (``(n, n)``, diagonal ignored) as a node
-    order starting at 0, and whether optimality was proven (False when ``time_limit`` seconds
-    stopped the search: the tour is then the best found)."""
+    order starting at 0, and whether optimality was proven (False when ``time_limit`` seconds,
+    or ``abort[0]`` set from another thread, stopped the search: the tour is then the best
+    found)."""
     c = np.ascontiguousarray(c, dtype=np.float64)
     n = len(c)
     if n <= 3:
@@ -271,7 +274,7 @@ def solve_symmetric(c: np.ndarray, time_limit: float | None = None) -> tuple[np.
     stack = [(root, np.zeros(n))]
     first = True
     while stack:
-        if deadline is not None and time.perf_counter() > deadline:
+        if (deadline is not None and time.perf_counter() > deadline) or (abort is not None and abort[0]):
             return _rotate(tour), False
         state, pi = stack.pop()
         iters = max(100, 10 * n) if first else max(30, 2 * n)

@@ -4,7 +4,12 @@
 successor and one predecessor, the diagonal is 0, and the arcs form a single cycle through all
 ``n`` nodes. Costs need not be symmetric; the diagonal costs are ignored.
 
-Two methods:
+Symmetric costs (``TSPLayer(n, symmetric=True)``): one cost per edge, in the order of
+``itertools.combinations(range(n), 2)`` (PyEPO's), and the 0/1 edge vector of an optimal tour,
+solved exactly by the Held-Karp branch and bound of :mod:`._tsp_hk` (status ``"OPTIMAL"``; with a
+time limit the best tour found, ``"FEASIBLE"``). ``"auto"`` uses the degree-2 equalities.
+
+Asymmetric costs, two methods:
 
 - ``"cpsat"`` (exact): a CP-SAT model with one Boolean per arc and ``add_circuit``, built once per
   worker through the CP-SAT adapter (:mod:`idproj_or.adapters.cpsat`); each solve swaps the
@@ -48,6 +53,7 @@ from .base import ModelSpec, ResidentSolver
 from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
 
 METHODS = ("cpsat", "routing")
+SYMMETRIC_METHODS = ("held_karp",)
 ROUTING_RESOLUTION = 2**24  # off-diagonal cost range of an instance becomes 0 .. 16,777,216
 ROUTING_TIME_LIMIT = 1.0  # seconds per instance when method="routing" and no time_limit is given
 FIRST_SOLUTION_STRATEGIES: tuple[str, ...] = tuple(
@@ -106,6 +112,66 @@ class TspCpSatSolver(CpSatSolver):
         cost = cost.copy()
         cost[self.diagonal] = 0.0
         return super().solve(cost, time_limit)
+
+
+def edge_index(n: int) -> np.ndarray:
+    """``(n, n)`` matrix of the position of edge ``{i, j}`` in the edge vector (-1 on the diagonal)."""
+    index = np.full((n, n), -1, dtype=np.int64)
+    iu, ju = np.triu_indices(n, 1)
+    index[iu, ju] = index[ju, iu] = np.arange(len(iu))
+    return index
+
+
+def symmetric_tsp_equalities(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every tour uses two edges at each node: ``n`` rows over the edge vector, right-hand side 2."""
+    iu, ju = np.triu_indices(n, 1)
+    a = np.zeros((n, len(iu)))
+    a[iu, np.arange(len(iu))] = 1.0
+    a[ju, np.arange(len(iu))] = 1.0
+    return a, np.full(n, 2.0)
+
+
+@dataclass(frozen=True)
+class SymmetricTspSpec(ModelSpec):
+    n: int
+    sense: Sense
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (self.n * (self.n - 1) // 2,)
+
+    def build(self) -> ResidentSolver:
+        return HeldKarpSolver(self)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        return symmetric_tsp_equalities(self.n)
+
+
+class HeldKarpSolver(ResidentSolver):
+    def __init__(self, spec: SymmetricTspSpec) -> None:
+        from . import _tsp_hk  # numba: compiled on first use, then loaded from its cache
+
+        self._solve = _tsp_hk.solve_symmetric
+        self.n = spec.n
+        self.sign = -1.0 if spec.sense == "max" else 1.0
+        self.iu, self.ju = np.triu_indices(spec.n, 1)
+        self.index = edge_index(spec.n)
+        self.abort = np.zeros(1, dtype=np.int8)
+        self.solve(np.arange(len(self.iu), dtype=np.float64), None)  # load the code before timed solves
+
+    def interrupt(self) -> None:
+        self.abort[0] = 1
+
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+        c = np.zeros((self.n, self.n))
+        c[self.iu, self.ju] = c[self.ju, self.iu] = self.sign * cost
+        self.abort[0] = 0
+        tour, proven = self._solve(c, time_limit, self.abort)
+        y = np.zeros(len(self.iu))
+        y[self.index[tour, np.roll(tour, -1)]] = 1.0
+        if proven:
+            return Outcome(y, statuses.OPTIMAL, "OPTIMAL")
+        return Outcome(y, statuses.FEASIBLE, "TIME_LIMIT")
 
 
 _ROUTING_FAILURE = {
@@ -186,18 +252,22 @@ def _choice(value: str, choices: tuple[str, ...], name: str, *, where: str) -> s
 
 def tsp_spec(
     n: int,
-    method: str,
+    method: str | None,
     sense: str,
     *,
+    symmetric: bool,
     first_solution: str | None,
     metaheuristic: str | None,
     solution_limit: int | None,
     where: str,
-) -> TspCpSatSpec | TspRoutingSpec:
+) -> TspCpSatSpec | TspRoutingSpec | SymmetricTspSpec:
     n = check_size(n, "n", where=where, minimum=2)
-    _choice(method, METHODS, "method", where=where)
     resolved = check_sense(sense, where=where)
-    if method == "cpsat":
+    if symmetric:
+        _choice(method or "held_karp", SYMMETRIC_METHODS, "method", where=where)
+    else:
+        method = _choice(method or "cpsat", METHODS, "method", where=where)
+    if method != "routing":
         given = [
             k
             for k, v in (
@@ -210,6 +280,8 @@ def tsp_spec(
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise ValueError(f"{where}: {', '.join(given)} {verb} only to method='routing'")
+        if symmetric:
+            return SymmetricTspSpec(n, resolved)
         model, x = circuit_model(n)
         base = cpsat_spec(model, x, resolved, where=where)
         return TspCpSatSpec(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
