@@ -75,10 +75,12 @@ DBB_KNAPSACK_EPOCHS = 5
 class Task:
     """PyEPO data for one task and seed, our layer for it, and PyEPO's model for it."""
 
-    def __init__(self, name: str, seed: int) -> None:
+    def __init__(self, name: str, seed: int, *, symmetric: bool = False) -> None:
         import pyepo
 
         self.name, self.seed = name, seed
+        # TSP on the symmetric layer: PyEPO's edge vectors as they are (else (20, 20) matrices).
+        self.edges = name != "tsp" or symmetric
         n = N_TRAIN + N_TEST
         if name == "shortest_path":
             x, c = pyepo.data.shortestpath.genData(n, FEATURES, (5, 5), deg=DEG, noise_width=NOISE, seed=seed)
@@ -97,7 +99,7 @@ class Task:
             self.pyepo_open_model = lambda: pyepo.model.predefined.knapsackModel(w, cap, backend="ortools")
         elif name == "tsp":
             x, c = pyepo.data.tsp.genData(n, FEATURES, 20, deg=DEG, noise_width=NOISE, seed=seed)
-            self.build_ours = lambda **o: ipo.TSPLayer(20, **o)
+            self.build_ours = lambda **o: ipo.TSPLayer(20, symmetric=symmetric, **o)
             self.build_declared = None
             self.declared = ""
             self.pyepo_model = lambda: pyepo.model.predefined.tspModel(20, backend="gurobi")
@@ -123,7 +125,7 @@ class Task:
 
     def to_ours(self, c: torch.Tensor) -> torch.Tensor:
         """PyEPO cost vectors -> our layer's cost shape (TSP: symmetric matrix from edges)."""
-        if self.name != "tsp":
+        if self.edges:
             return c
         iu, ju = torch.triu_indices(20, 20, 1)
         m = c.new_zeros(len(c), 20, 20)
@@ -135,10 +137,10 @@ class Task:
         """A PyEPO solution as a label in our layer's space. TSP: each tour edge as half of both
         arcs, which has the tour's objective and, through ``from_ours``, its edge vector (the
         labels of SPO+ and Fenchel-Young enter linearly)."""
-        return self.to_ours(w) / 2 if self.name == "tsp" else w
+        return w if self.edges else self.to_ours(w) / 2
 
     def from_ours(self, y: torch.Tensor) -> torch.Tensor:
-        if self.name != "tsp":
+        if self.edges:
             return y
         iu, ju = torch.triu_indices(20, 20, 1)
         return y[:, iu, ju] + y[:, ju, iu]
