@@ -157,7 +157,7 @@ class HeldKarpSolver(ResidentSolver):
         self.iu, self.ju = np.triu_indices(spec.n, 1)
         self.index = edge_index(spec.n)
         self.abort = np.zeros(1, dtype=np.int8)
-        self.solve(np.arange(len(self.iu), dtype=np.float64), None)  # load the code before timed solves
+        self._solve(np.add.outer(np.arange(6.0), np.arange(6.0)) % 5)  # load the code before timed solves
 
     def interrupt(self) -> None:
         self.abort[0] = 1
