@@ -354,7 +354,11 @@ def main() -> None:
             if "regret" in args.phases:
                 for seed in args.seeds:
                     phase_regret(
-                        Task(name, seed, symmetric=True), args.rules, args.epochs, workers=args.workers or None
+                        Task(name, seed, symmetric=True),
+                        args.rules,
+                        args.epochs,
+                        workers=args.workers or None,
+                        sides=args.sides,
                     )
             if "timing" in args.phases:
                 phase_timing(Task(name, 1, symmetric=True), args.rules, args.budget)
