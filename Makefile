@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compile.py
 	$(BIN)/python benchmarks/compare_pyepo.py
 	$(BIN)/python benchmarks/rules.py
+	$(BIN)/python benchmarks/tsp_solvers.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
