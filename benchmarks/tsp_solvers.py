@@ -61,7 +61,7 @@ def run() -> dict[str, Any]:
             if grb is not None:
                 grb.setObj(c)
                 t0 = time.perf_counter()
-                sol, obj = grb.solve()
+                sol, _ = grb.solve()
                 times["gurobi"].append(time.perf_counter() - t0)
                 lengths["gurobi"].append(float(np.asarray(sol) @ c))
             if cpsat is not None:
