@@ -59,3 +59,19 @@ def test_noise_is_settable_between_epochs_and_validated():
         layer.noise = -1
     with pytest.raises(ValueError, match=r"noise=nan"):
         make_layer(float("nan"))
+
+
+def test_fit_applies_the_noise_in_the_first_epochs_only():
+    from idproj_or import data, training
+
+    m, x, _ = k_subset(5, 2)
+    layer = ipo.CpSatLayer(m, x, sense="max", projection="std", noise=0.4)
+    rng = np.random.default_rng(0)
+    ds = data.solve_dataset(layer, rng.normal(size=(40, 3)), rng.normal(size=(40, 5)), progress=False)
+    seen = []
+    layer.register_forward_pre_hook(lambda module, args: seen.append(module.noise) if module.training else None)
+    training.fit(torch.nn.Linear(3, 5), layer, ds, ds, epochs=4, batch_size=10, noise_epochs=2, progress=False)
+    assert seen == [0.4] * 8 + [0.0] * 8  # 4 steps an epoch
+    assert layer.noise == 0.4  # restored
+    with pytest.raises(ValueError, match="fit: noise_epochs=-1 must be None or an int >= 0"):
+        training.fit(torch.nn.Linear(3, 5), layer, ds, ds, noise_epochs=-1, progress=False)

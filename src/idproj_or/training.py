@@ -125,6 +125,7 @@ def fit(
     eval_every: int = 1,
     label: str = "",
     progress: bool = True,
+    noise_epochs: int | None = None,
 ) -> History:
     """Train ``predictor`` end to end through ``layer`` with Adam; decision loss ``loss``.
 
@@ -141,6 +142,9 @@ def fit(
         eval_every: test every this many epochs (0: only before and after training).
         label: name of the run in tables and plots.
         progress: show a tqdm bar.
+        noise_epochs: the layer's noise margin applies in the first ``noise_epochs`` epochs
+            only (Sahoo et al. use the first half of training), then 0 (restored afterwards);
+            None: in every epoch.
 
     Returns:
         :class:`History`.
@@ -154,6 +158,8 @@ def fit(
         raise ValueError(f"fit: loss={loss!r} must be one of {', '.join(map(repr, LOSSES))}")
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit: epochs={epochs!r} must be an int >= 0")
+    if noise_epochs is not None and (not isinstance(noise_epochs, int) or noise_epochs < 0):
+        raise ValueError(f"fit: noise_epochs={noise_epochs!r} must be None or an int >= 0")
     history = History(label or f"{layer.projection}/{loss}", seed)
     history.epochs.append(0)
     history.test_regret.append(evaluate(predictor, layer, test))
@@ -166,24 +172,30 @@ def fit(
     bar = tqdm(total=epochs * steps, desc=history.label, disable=not progress, leave=False)
     predictor.train()
     layer.train()
-    for epoch in range(1, epochs + 1):
-        epoch_regret = 0.0
-        for index in _batches(len(train), batch_size, generator):
-            x, c, w, z = train[index]
-            y = layer(predictor(x).reshape(len(x), *layer.shape))
-            value = decision_loss(loss, y, c, w, sense=layer.sense)
-            optimizer.zero_grad()
-            value.backward()
-            optimizer.step()
-            achieved = (c.reshape(len(x), -1).double() * y.detach().reshape(len(x), -1).double()).sum(dim=1)
-            epoch_regret += float((sign * (achieved - z)).nansum())  # rows without a decision: skipped
-            bar.update()
-            bar.set_postfix(loss=f"{value.item():.3g}")
-        history.train_regret.append(epoch_regret / denominator)
-        if epoch == epochs or (eval_every and epoch % eval_every == 0):
-            history.epochs.append(epoch)
-            history.test_regret.append(evaluate(predictor, layer, test))
-            bar.set_postfix(test_regret=f"{history.test_regret[-1]:.2%}")
+    alpha = layer.noise
+    try:
+        for epoch in range(1, epochs + 1):
+            if noise_epochs is not None:
+                layer.noise = alpha if epoch <= noise_epochs else 0.0
+            epoch_regret = 0.0
+            for index in _batches(len(train), batch_size, generator):
+                x, c, w, z = train[index]
+                y = layer(predictor(x).reshape(len(x), *layer.shape))
+                value = decision_loss(loss, y, c, w, sense=layer.sense)
+                optimizer.zero_grad()
+                value.backward()
+                optimizer.step()
+                achieved = (c.reshape(len(x), -1).double() * y.detach().reshape(len(x), -1).double()).sum(dim=1)
+                epoch_regret += float((sign * (achieved - z)).nansum())  # rows without a decision: skipped
+                bar.update()
+                bar.set_postfix(loss=f"{value.item():.3g}")
+            history.train_regret.append(epoch_regret / denominator)
+            if epoch == epochs or (eval_every and epoch % eval_every == 0):
+                history.epochs.append(epoch)
+                history.test_regret.append(evaluate(predictor, layer, test))
+                bar.set_postfix(test_regret=f"{history.test_regret[-1]:.2%}")
+    finally:
+        layer.noise = alpha
     bar.close()
     history.seconds = time.perf_counter() - start
     return history

@@ -73,6 +73,7 @@ def train_all(
                     eval_every=args.eval_every,
                     label=f"{projection} ({args.loss})",
                     progress=not args.quiet,
+                    noise_epochs=args.noise_epochs,
                 )
             )
         if not args.no_baselines:
@@ -200,6 +201,9 @@ def add_common_arguments(
     p.add_argument("--loss", choices=LOSSES, default=loss, help="loss on the decision")
     p.add_argument("--projection", choices=list(projections), default="auto")
     p.add_argument("--noise", type=float, default=noise, help="training-only margin of the layer (noise=)")
+    p.add_argument(
+        "--noise-epochs", type=int, default=None, help="the margin in the first k epochs only (default: all)"
+    )
     p.add_argument(
         "--compare", action="store_true", help=f"also train with every other projection of {list(projections)}"
     )
