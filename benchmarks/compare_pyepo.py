@@ -173,7 +173,13 @@ def _pyepo_expectation(name: str, seed: int, x: np.ndarray) -> np.ndarray | None
 
 
 def train(
-    task: Task, step: Callable[..., torch.Tensor], *, epochs: int, eval_at: list[int], label: str
+    task: Task,
+    step: Callable[..., torch.Tensor],
+    *,
+    epochs: int,
+    eval_at: list[int],
+    label: str,
+    before_epoch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     torch.manual_seed(task.seed)
     predictor = torch.nn.Linear(FEATURES, task.dim)
@@ -184,6 +190,8 @@ def train(
     seconds, regrets = [], {0: task.untrained}
     bar = tqdm(range(1, epochs + 1), desc=label, leave=False)
     for epoch in bar:
+        if before_epoch is not None:
+            before_epoch(epoch)
         t0 = time.perf_counter()
         for index in torch.randperm(N_TRAIN, generator=order).split(BATCH):
             loss = step(predictor(task.x[index]), task.c[index], task.w[index], task.z[index].float())
