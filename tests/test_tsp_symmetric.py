@@ -76,12 +76,12 @@ def test_agrees_with_cp_sat_on_random_and_pyepo_instances():
 
     rng = np.random.default_rng(0)
     cases = []
-    for n in (10, 13, 16, 20, 25):
-        cases += [(n, _random_symmetric(rng, n, kind)) for kind in ("uniform", "euclidean", "ties") for _ in range(8)]
-    _, c = pyepo.data.tsp.genData(40, 5, 20, deg=4, noise_width=0.5, seed=3)
-    cases += [(20, _matrix(20, row)) for row in c]
-    _, c = pyepo.data.tsp.genData(4, 5, 40, deg=4, noise_width=0.5, seed=4)
-    cases += [(40, _matrix(40, row)) for row in c]
+    for n in (9, 10, 12, 14, 16, 20, 25, 30):
+        cases += [(n, _random_symmetric(rng, n, kind)) for kind in ("uniform", "euclidean", "ties") for _ in range(10)]
+    for n, k in ((20, 60), (30, 10), (40, 4), (50, 3)):
+        _, c = pyepo.data.tsp.genData(k, 5, n, deg=4, noise_width=0.5, seed=n)
+        cases += [(n, _matrix(n, row)) for row in c]
+    assert len(cases) == 317
     for n, mat in cases:
         tour, proven = solve_symmetric(mat)
         assert proven and sorted(tour.tolist()) == list(range(n))

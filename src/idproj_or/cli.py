@@ -27,7 +27,7 @@ from typing import Any
 # demo name -> (module of idproj_or.demos, its arguments for a run of under 2 minutes on 2 cores)
 DEMOS: dict[str, tuple[str, list[str]]] = {
     "knapsack": ("knapsack", ["--seeds", "0", "--eval-every", "0"]),
-    "tsp": ("tsp", ["--seeds", "0", "--train", "200", "--test", "100", "--eval-every", "0"]),
+    "tsp": ("tsp", ["--seeds", "0", "--nodes", "50", "--train", "200", "--test", "100", "--eval-every", "0"]),
     "shortest-path": ("shortest_path", ["--seeds", "0"]),
 }
 
