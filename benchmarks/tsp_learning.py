@@ -35,7 +35,14 @@ PLOT = ROOT / "docs" / "img" / "tsp_sweep.png"
 BEGIN, END = "<!-- tsp_sweep: begin -->", "<!-- tsp_sweep: end -->"
 LOSSES = ("objective", "hamming")
 PROJECTIONS = ("none", "std", "auto")
-SCHEDULES = {"no noise": (0.0, None), "0.1 always": (0.1, 20), "0.1 first half": (0.1, 10), "0.5 first half": (0.5, 10)}
+SCHEDULES = {
+    "no noise": (0.0, None),
+    "0.1 always": (0.1, 20),
+    "0.1 first half": (0.1, 10),
+    "0.5 always": (0.5, 20),
+    "0.5 first half": (0.5, 10),
+    "1.0 first half": (1.0, 10),
+}
 EPOCHS, SEEDS = 20, (1, 2, 3)
 
 
