@@ -185,6 +185,7 @@ def add_common_arguments(
     epochs: int = 5,
     loss: str = "regret",
     noise: float = 0.0,
+    projection: str = "auto",
 ) -> None:
     """The command-line options every example shares (seeds, sizes, optimiser, projection,
     loss, noise, workers, output); the keyword arguments are their defaults."""
@@ -199,7 +200,7 @@ def add_common_arguments(
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--loss", choices=LOSSES, default=loss, help="loss on the decision")
-    p.add_argument("--projection", choices=list(projections), default="auto")
+    p.add_argument("--projection", choices=list(projections), default=projection)
     p.add_argument("--noise", type=float, default=noise, help="training-only margin of the layer (noise=)")
     p.add_argument(
         "--noise-epochs", type=int, default=None, help="the margin in the first k epochs only (default: all)"
