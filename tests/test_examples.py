@@ -145,7 +145,11 @@ def test_knapsack_example_tiny_run_lowers_regret(tmp_path):
     [
         ("shortest_path", ["--grid", "3", "3"], {"auto (regret)", "two-stage", "oracle E[c|x]"}),
         ("tsp", ["--nodes", "6"], {"none (hamming)", "two-stage", "oracle E[c|x]"}),
-        ("tsp", ["--nodes", "7", "--method", "routing", "--no-baselines", "--loss", "regret", "--projection", "auto"], {"auto (regret)"}),
+        (
+            "tsp",
+            ["--nodes", "7", "--method", "routing", "--no-baselines", "--loss", "regret", "--projection", "auto"],
+            {"auto (regret)"},
+        ),
     ],
     ids=["shortest_path", "tsp", "tsp-routing"],
 )
