@@ -254,12 +254,14 @@ def run_pyepo(task: Task, method: str, processes: int, *, epochs: int, eval_at: 
     return train(task, step, epochs=epochs, eval_at=eval_at, label=f"pyepo {method} p={processes}")
 
 
-def cached(key: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    path = RESULTS / f"{key}.json"
+def cached(key: str, fn: Callable[[], dict[str, Any]], folder: Path | None = None) -> dict[str, Any]:
+    """``fn()``'s result, from ``<folder>/<key>.json`` when it is there (default: ``RESULTS``)."""
+    folder = RESULTS if folder is None else folder
+    path = folder / f"{key}.json"
     if path.exists():
         return json.loads(path.read_text())
     result = fn()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     return result
 

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+import compare_pyepo
 import idproj_or as ipo
 from compare_pyepo import BATCH, DESIGN, DOC, FEATURES, LR, N_TRAIN, ROOT, RULES_SECTION, Task, objective_loss, train
 
@@ -169,13 +170,7 @@ def pyepo_step(task: Task, rule: str, backend: str, processes: int) -> Callable[
 
 
 def cached(key: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    path = RESULTS / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    result = fn()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-    return result
+    return compare_pyepo.cached(key, fn, RESULTS)
 
 
 def regret_backend(name: str) -> str:
