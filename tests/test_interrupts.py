@@ -154,6 +154,9 @@ def run(tmp_path, source, *args, wait_after_ready=1.0):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # Ctrl-C as a terminal's script has it, however pytest was started: a background job of a
+        # non-interactive shell (nohup ... &) inherits SIGINT ignored, and so would the scenario.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     try:

@@ -31,25 +31,6 @@ RESOLUTION = 2**30  # largest |cost| of an instance becomes +-1,073,741,824
 _OPTIMAL = linear_sum_assignment.SimpleLinearSumAssignment.OPTIMAL
 
 
-@dataclass(frozen=True)
-class AssignmentSpec(ModelSpec):
-    on_caller_thread = True
-    stops_at_time_limit = False
-    n: int
-    m: int
-    sense: Sense
-
-    @property
-    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
-        return (self.n, self.m)
-
-    def build(self) -> ResidentSolver:
-        return AssignmentSolver(self)
-
-    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        return assignment_equalities(self.n, self.m)
-
-
 def assignment_equalities(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``A y = 1`` over the flattened ``(n, m)`` decision: row sums when ``n <= m``, column
     sums when ``n >= m`` (both when square)."""
@@ -98,3 +79,20 @@ class AssignmentSolver(ResidentSolver):
             if j < m:  # rows matched to a padding column stay unassigned (n > m)
                 y[i * m + j] = 1.0
         return Outcome(y, statuses.OPTIMAL, "OPTIMAL")
+
+
+@dataclass(frozen=True)
+class AssignmentSpec(ModelSpec):
+    resident_solver = AssignmentSolver
+    on_caller_thread = True
+    stops_at_time_limit = False
+    n: int
+    m: int
+    sense: Sense
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (self.n, self.m)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        return assignment_equalities(self.n, self.m)

@@ -114,10 +114,12 @@ class ModelSpec(abc.ABC):
     # Whether the solver stops at a time limit; a layer refuses time_limit otherwise (never
     # an ignored option).
     stops_at_time_limit: ClassVar[bool] = True
+    # The resident solver that :meth:`build` makes from this spec.
+    resident_solver: ClassVar[type[ResidentSolver]]
 
-    @abc.abstractmethod
     def build(self) -> ResidentSolver:
         """Rebuild the model and its solver (once per worker)."""
+        return self.resident_solver(self)  # type: ignore[call-arg]
 
     @abc.abstractmethod
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:

@@ -35,23 +35,6 @@ def _declared_sense(proto: Any) -> Sense:
     return "min"
 
 
-@dataclass(frozen=True)
-class CpSatSpec(ModelSpec):
-    on_caller_thread = True
-    proto_text: str
-    var_index: tuple[int, ...]  # proto index of each cost entry (flattened)
-    shape: tuple[int, ...]
-    sense: Sense
-
-    def build(self) -> ResidentSolver:
-        return CpSatSolver(self)
-
-    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        model = cp_model.CpModel()
-        model.proto.parse_text_format(self.proto_text)
-        return cpsat_equalities(model.proto, np.asarray(self.var_index))
-
-
 class CpSatSolver(ResidentSolver):
     def __init__(self, spec: CpSatSpec) -> None:
         self.model = cp_model.CpModel()
@@ -100,6 +83,21 @@ class CpSatSolver(ResidentSolver):
         values = np.asarray(self.solver.response_proto.solution, dtype=np.float64)
         common = statuses.OPTIMAL if status == cp_model.OPTIMAL else statuses.FEASIBLE
         return Outcome(values[self.index], common, name)
+
+
+@dataclass(frozen=True)
+class CpSatSpec(ModelSpec):
+    resident_solver = CpSatSolver
+    on_caller_thread = True
+    proto_text: str
+    var_index: tuple[int, ...]  # proto index of each cost entry (flattened)
+    shape: tuple[int, ...]
+    sense: Sense
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        model = cp_model.CpModel()
+        model.proto.parse_text_format(self.proto_text)
+        return cpsat_equalities(model.proto, np.asarray(self.var_index))
 
 
 def cpsat_equalities(proto: Any, var_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

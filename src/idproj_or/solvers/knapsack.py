@@ -71,30 +71,6 @@ def integer_row(
     )
 
 
-@dataclass(frozen=True)
-class KnapsackSpec(ModelSpec):
-    on_caller_thread = True
-    weights: tuple[tuple[int, ...], ...]  # (d, n), integral after scaling
-    capacities: tuple[int, ...]
-    sense: Sense
-
-    @property
-    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
-        return (len(self.weights[0]),)
-
-    def build(self) -> ResidentSolver:
-        return KnapsackBranchAndBound(self)
-
-    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        # Only items too heavy for some capacity are fixed (to 0); a knapsack has no other
-        # equality, so "auto" is "norm" plus those rows.
-        w, cap = np.asarray(self.weights), np.asarray(self.capacities)
-        heavy = np.flatnonzero((w > cap[:, None]).any(axis=0))
-        a = np.zeros((len(heavy), w.shape[1]))
-        a[np.arange(len(heavy)), heavy] = 1.0
-        return a, np.zeros(len(heavy))
-
-
 class KnapsackBranchAndBound(ResidentSolver):
     def __init__(self, spec: KnapsackSpec) -> None:
         from . import _knapsack_bb  # numba: compiled on first use (~15 s), then loaded from its cache
@@ -133,3 +109,25 @@ class KnapsackBranchAndBound(ResidentSolver):
         sols[[s not in statuses.SOLVED for s in common]] = np.nan
         words = [_KNAPSACK_WORD[e] for e in ends.tolist()]
         return ChunkResult(sols, common, words, times)
+
+
+@dataclass(frozen=True)
+class KnapsackSpec(ModelSpec):
+    resident_solver = KnapsackBranchAndBound
+    on_caller_thread = True
+    weights: tuple[tuple[int, ...], ...]  # (d, n), integral after scaling
+    capacities: tuple[int, ...]
+    sense: Sense
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (len(self.weights[0]),)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        # Only items too heavy for some capacity are fixed (to 0); a knapsack has no other
+        # equality, so "auto" is "norm" plus those rows.
+        w, cap = np.asarray(self.weights), np.asarray(self.capacities)
+        heavy = np.flatnonzero((w > cap[:, None]).any(axis=0))
+        a = np.zeros((len(heavy), w.shape[1]))
+        a[np.arange(len(heavy)), heavy] = 1.0
+        return a, np.zeros(len(heavy))

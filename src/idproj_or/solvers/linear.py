@@ -99,29 +99,6 @@ def detect_backend(solver: pywraplp.Solver, *, where: str) -> str:
     raise ValueError(f"{where}: unsupported pywraplp backend {version!r}; supported: {', '.join(sorted(_SOLVER_TYPE))}")
 
 
-@dataclass(frozen=True)
-class LinearSpec(ModelSpec):
-    # SCIP can ignore stop requests for seconds and CBC/CLP cannot be stopped: a helper thread
-    # keeps Ctrl-C prompt (the hand-off, ~0.2 ms a call, is small beside a fresh solver per solve)
-    model: bytes  # serialized MPModelProto, objective cleared, direction set from ``sense``
-    backend: str  # pywraplp.Solver.CreateSolver name, e.g. "SCIP"
-    var_index: tuple[int, ...]  # proto index of each cost entry (flattened)
-    shape: tuple[int, ...]
-    sense: Sense
-    is_mip: bool
-
-    def build(self) -> ResidentSolver:
-        return LinearSolver(self)
-
-    def proto(self) -> linear_solver_pb2.MPModelProto:
-        proto = linear_solver_pb2.MPModelProto()
-        proto.ParseFromString(self.model)
-        return proto
-
-    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        return linear_equalities(self.proto(), np.asarray(self.var_index))
-
-
 class LinearSolver(ResidentSolver):
     check_unbounded = True
 
@@ -246,6 +223,27 @@ class LinearSolver(ResidentSolver):
         if not len(response.variable_value):
             return None, status
         return np.array(response.variable_value, dtype=np.float64)[self.index], status
+
+
+@dataclass(frozen=True)
+class LinearSpec(ModelSpec):
+    resident_solver = LinearSolver
+    # SCIP can ignore stop requests for seconds and CBC/CLP cannot be stopped: a helper thread
+    # keeps Ctrl-C prompt (the hand-off, ~0.2 ms a call, is small beside a fresh solver per solve)
+    model: bytes  # serialized MPModelProto, objective cleared, direction set from ``sense``
+    backend: str  # pywraplp.Solver.CreateSolver name, e.g. "SCIP"
+    var_index: tuple[int, ...]  # proto index of each cost entry (flattened)
+    shape: tuple[int, ...]
+    sense: Sense
+    is_mip: bool
+
+    def proto(self) -> linear_solver_pb2.MPModelProto:
+        proto = linear_solver_pb2.MPModelProto()
+        proto.ParseFromString(self.model)
+        return proto
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        return linear_equalities(self.proto(), np.asarray(self.var_index))
 
 
 def linear_equalities(proto: linear_solver_pb2.MPModelProto, var_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -40,38 +40,6 @@ from .base import ChunkResult, ModelSpec, ResidentSolver
 ENUMERATE_WORK = 4096
 
 
-@dataclass(frozen=True)
-class ShortestPathSpec(ModelSpec):
-    on_caller_thread = True
-    stops_at_time_limit = False
-    tails: tuple[int, ...]
-    heads: tuple[int, ...]
-    n_nodes: int
-    source: int
-    target: int
-    sense: Sense
-
-    @property
-    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
-        return (len(self.tails),)
-
-    def build(self) -> ResidentSolver:
-        return DagPathSolver(self)
-
-    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        n_arcs = len(self.tails)
-        a = np.zeros((self.n_nodes, n_arcs))
-        a[self.tails, np.arange(n_arcs)] += 1.0
-        a[self.heads, np.arange(n_arcs)] -= 1.0
-        b = np.zeros(self.n_nodes)
-        b[self.source] += 1.0
-        b[self.target] -= 1.0
-        unused = np.flatnonzero(~_useful_arcs(self))
-        fixed = np.zeros((len(unused), n_arcs))
-        fixed[np.arange(len(unused)), unused] = 1.0
-        return np.concatenate([a, fixed]), np.concatenate([b, np.zeros(len(unused))])
-
-
 def _reachable(n: int, tails: np.ndarray, heads: np.ndarray, start: int) -> np.ndarray:
     out: list[list[int]] = [[] for _ in range(n)]
     for t, h in zip(tails.tolist(), heads.tolist()):
@@ -203,6 +171,36 @@ class DagPathSolver(ResidentSolver):
             sols[active, arc] = 1.0
             node[active] = self.tails[arc]
         return sols
+
+
+@dataclass(frozen=True)
+class ShortestPathSpec(ModelSpec):
+    resident_solver = DagPathSolver
+    on_caller_thread = True
+    stops_at_time_limit = False
+    tails: tuple[int, ...]
+    heads: tuple[int, ...]
+    n_nodes: int
+    source: int
+    target: int
+    sense: Sense
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (len(self.tails),)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        n_arcs = len(self.tails)
+        a = np.zeros((self.n_nodes, n_arcs))
+        a[self.tails, np.arange(n_arcs)] += 1.0
+        a[self.heads, np.arange(n_arcs)] -= 1.0
+        b = np.zeros(self.n_nodes)
+        b[self.source] += 1.0
+        b[self.target] -= 1.0
+        unused = np.flatnonzero(~_useful_arcs(self))
+        fixed = np.zeros((len(unused), n_arcs))
+        fixed[np.arange(len(unused)), unused] = 1.0
+        return np.concatenate([a, fixed]), np.concatenate([b, np.zeros(len(unused))])
 
 
 def _node(value: Any, name: str, n_nodes: int, *, where: str) -> int:

@@ -88,17 +88,6 @@ def circuit_model(n: int) -> tuple[cp_model.CpModel, list[list[cp_model.IntVar]]
     return model, x
 
 
-@dataclass(frozen=True)
-class TspCpSatSpec(CpSatSpec):
-    """The CP-SAT adapter's spec of :func:`circuit_model`, with the diagonal costs ignored."""
-
-    def build(self) -> ResidentSolver:
-        return TspCpSatSolver(self)
-
-    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        return tsp_equalities(self.shape[0])
-
-
 class TspCpSatSolver(CpSatSolver):
     def __init__(self, spec: TspCpSatSpec) -> None:
         super().__init__(spec)
@@ -112,6 +101,16 @@ class TspCpSatSolver(CpSatSolver):
         cost = cost.copy()
         cost[self.diagonal] = 0.0
         return super().solve(cost, time_limit)
+
+
+@dataclass(frozen=True)
+class TspCpSatSpec(CpSatSpec):
+    """The CP-SAT adapter's spec of :func:`circuit_model`, with the diagonal costs ignored."""
+
+    resident_solver = TspCpSatSolver
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        return tsp_equalities(self.shape[0])
 
 
 def edge_index(n: int) -> np.ndarray:
@@ -129,22 +128,6 @@ def symmetric_tsp_equalities(n: int) -> tuple[np.ndarray, np.ndarray]:
     a[iu, np.arange(len(iu))] = 1.0
     a[ju, np.arange(len(iu))] = 1.0
     return a, np.full(n, 2.0)
-
-
-@dataclass(frozen=True)
-class SymmetricTspSpec(ModelSpec):
-    n: int
-    sense: Sense
-
-    @property
-    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
-        return (self.n * (self.n - 1) // 2,)
-
-    def build(self) -> ResidentSolver:
-        return HeldKarpSolver(self)
-
-    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        return symmetric_tsp_equalities(self.n)
 
 
 class HeldKarpSolver(ResidentSolver):
@@ -174,30 +157,25 @@ class HeldKarpSolver(ResidentSolver):
         return Outcome(y, statuses.FEASIBLE, "TIME_LIMIT")
 
 
+@dataclass(frozen=True)
+class SymmetricTspSpec(ModelSpec):
+    resident_solver = HeldKarpSolver
+    n: int
+    sense: Sense
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (self.n * (self.n - 1) // 2,)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        return symmetric_tsp_equalities(self.n)
+
+
 _ROUTING_FAILURE = {
     "ROUTING_FAIL_TIMEOUT": statuses.TIME_LIMIT,
     "ROUTING_INFEASIBLE": statuses.INFEASIBLE,
     "ROUTING_NOT_SOLVED": statuses.NOT_SOLVED,
 }
-
-
-@dataclass(frozen=True)
-class TspRoutingSpec(ModelSpec):
-    n: int
-    sense: Sense
-    first_solution: str = "PATH_CHEAPEST_ARC"
-    metaheuristic: str = "GUIDED_LOCAL_SEARCH"
-    solution_limit: int | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
-        return (self.n, self.n)
-
-    def build(self) -> ResidentSolver:
-        return RoutingTspSolver(self)
-
-    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        return tsp_equalities(self.n)
 
 
 class RoutingTspSolver(ResidentSolver):
@@ -242,6 +220,23 @@ class RoutingTspSolver(ResidentSolver):
         # A local search proves nothing unless the routing solver says so.
         common = statuses.OPTIMAL if status == "ROUTING_OPTIMAL" else statuses.FEASIBLE
         return Outcome(y.reshape(-1), common, status)
+
+
+@dataclass(frozen=True)
+class TspRoutingSpec(ModelSpec):
+    resident_solver = RoutingTspSolver
+    n: int
+    sense: Sense
+    first_solution: str = "PATH_CHEAPEST_ARC"
+    metaheuristic: str = "GUIDED_LOCAL_SEARCH"
+    solution_limit: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (self.n, self.n)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        return tsp_equalities(self.n)
 
 
 def _choice(value: str, choices: tuple[str, ...], name: str, *, where: str) -> str:
