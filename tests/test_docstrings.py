@@ -27,6 +27,6 @@ def test_docstring_examples(name):
 
 def test_the_layers_have_examples():
     finder = doctest.DocTestFinder()
-    for name in ("cpsat", "linear", "cvxpy", "assignment", "knapsack", "shortest_path", "tsp"):
+    for name in ("cpsat", "linear", "cvxpy", "assignment", "knapsack", "shortest_path", "sorting", "tsp"):
         module = importlib.import_module(f"idproj_or.layers.{name}")
         assert any(t.examples for t in finder.find(module)), name

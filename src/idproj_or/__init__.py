@@ -45,6 +45,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "TSPLayer": ("layers.tsp", "TSPLayer"),
     "KnapsackLayer": ("layers.knapsack", "KnapsackLayer"),
     "ShortestPathLayer": ("layers.shortest_path", "ShortestPathLayer"),
+    "TopKLayer": ("layers.sorting", "TopKLayer"),
+    "RankingLayer": ("layers.sorting", "RankingLayer"),
     "problems": ("problems", None),
     "data": ("data", None),
     "metrics": ("metrics", None),
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from .layers.knapsack import KnapsackLayer
     from .layers.linear import LinearSolverLayer
     from .layers.shortest_path import ShortestPathLayer
+    from .layers.sorting import RankingLayer, TopKLayer
     from .layers.tsp import TSPLayer
     from .rules.blackbox import Blackbox
     from .rules.identity import Identity, OptLayer

@@ -239,7 +239,10 @@ _pools_lock = threading.Lock()
 _PRELOAD = [
     "idproj_or._quiet_sigint",
     "idproj_or.batch",
-    *(f"idproj_or.solvers.{m}" for m in ("assignment", "cpsat", "knapsack", "linear", "shortest_path", "tsp")),
+    *(
+        f"idproj_or.solvers.{m}"
+        for m in ("assignment", "cpsat", "knapsack", "linear", "shortest_path", "sorting", "tsp")
+    ),
 ]
 
 

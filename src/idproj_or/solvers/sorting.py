@@ -1,0 +1,117 @@
+"""Top-k selection and ranking: decisions that a sort of the scores gives exactly.
+
+Both are linear programs over a polytope whose vertices a stable sort enumerates in order, so
+no MIP is needed. A resident solver sorts a whole chunk at once (``numpy.argsort`` along the rows,
+each row on its own, so that any chunking gives the same decisions).
+
+- **Top-k** (``TopKSpec``): ``y in {0, 1}^n`` with ``sum(y) == k``. ``sense="max"`` selects the k
+  largest scores, ``sense="min"`` the k smallest.
+- **Ranking** (``RankingSpec``): ``y`` a permutation of ``(1, ..., n)``. ``sense="min"`` gives
+  ``argmin_y <w, y>``: the smallest rank goes with the largest score (rank 1 = highest score);
+  ``sense="max"`` gives rank 1 to the lowest score.
+
+Ties (equal costs as the solver receives them) are broken by position: the lower index is
+selected first (top-k) or gets the smaller rank (ranking), in either sense. This is the order of
+a stable sort, e.g. ``torch.sort(w, descending=True, stable=True)`` for the defaults.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import statuses
+from ..checks import Sense
+from ..statuses import Outcome
+from .base import ChunkResult, ModelSpec, ResidentSolver
+
+
+class _SortSolver(ResidentSolver):
+    """A solver whose chunk of decisions is one stable sort of the (signed) rows."""
+
+    def __init__(self, descending: bool) -> None:
+        # Sorting -cost ascending is a descending sort that keeps the lower index first on ties.
+        self.sign = -1.0 if descending else 1.0
+
+    @abc.abstractmethod
+    def decide(self, order: np.ndarray) -> np.ndarray:
+        """Decisions ``(B, n)`` from each row's positions in sorted order."""
+
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+        chunk = self.solve_many(cost[None, :], time_limit)
+        return Outcome(chunk.solutions[0], chunk.status[0], chunk.solver_status[0])
+
+    def solve_many(
+        self, costs: np.ndarray, time_limit: float | None, *, stop_at_failure: bool = False, cancel: Any = None
+    ) -> ChunkResult:
+        # time_limit is not used (a sort always finishes); cancel neither: a chunk takes
+        # milliseconds.
+        t0 = time.perf_counter()
+        n = len(costs)
+        sols = self.decide(np.argsort(costs * self.sign, axis=1, kind="stable"))
+        times = np.full(n, (time.perf_counter() - t0) / max(n, 1))
+        return ChunkResult(sols, [statuses.OPTIMAL] * n, ["OPTIMAL"] * n, times)
+
+
+class TopKSolver(_SortSolver):
+    def __init__(self, spec: TopKSpec) -> None:
+        super().__init__(descending=spec.sense == "max")
+        self.k = spec.k
+
+    def decide(self, order: np.ndarray) -> np.ndarray:
+        y = np.zeros(order.shape)
+        np.put_along_axis(y, order[:, : self.k], 1.0, axis=1)
+        return y
+
+
+class RankingSolver(_SortSolver):
+    def __init__(self, spec: RankingSpec) -> None:
+        # min <w, y>: the largest score takes rank 1, so sort the scores descending.
+        super().__init__(descending=spec.sense == "min")
+        self.ranks = np.arange(1.0, spec.n + 1.0)
+
+    def decide(self, order: np.ndarray) -> np.ndarray:
+        y = np.empty(order.shape)
+        np.put_along_axis(y, order, np.broadcast_to(self.ranks, order.shape), axis=1)
+        return y
+
+
+@dataclass(frozen=True)
+class TopKSpec(ModelSpec):
+    resident_solver = TopKSolver
+    on_caller_thread = True
+    stops_at_time_limit = False
+    n: int
+    k: int
+    sense: Sense
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (self.n,)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.k in (0, self.n):
+            # a single feasible decision (all zeros or all ones): every direction is invariant
+            return np.eye(self.n), np.full(self.n, float(self.k > 0))
+        return np.ones((1, self.n)), np.array([float(self.k)])
+
+
+@dataclass(frozen=True)
+class RankingSpec(ModelSpec):
+    resident_solver = RankingSolver
+    on_caller_thread = True
+    stops_at_time_limit = False
+    n: int
+    sense: Sense
+
+    @property
+    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (self.n,)
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        # The permutahedron spans n - 1 dimensions: its only equality is the sum of the ranks.
+        return np.ones((1, self.n)), np.array([self.n * (self.n + 1) / 2])
