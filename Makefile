@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench docs clean
+.PHONY: install test lint demo bench paper docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compare_pyepo.py
 	$(BIN)/python benchmarks/rules.py
 	$(BIN)/python benchmarks/tsp_solvers.py
+
+# The paper's experiments (examples/paper/, cached under benchmarks/results/paper/), then docs/paper.md
+paper: $(STAMP)
+	$(BIN)/python examples/paper/globe_tsp.py
+	$(BIN)/python examples/paper/graph_matching.py
+	$(BIN)/python examples/paper/report.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
