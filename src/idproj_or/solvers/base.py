@@ -11,7 +11,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from ..checks import Sense
-from ..statuses import INFEASIBLE, INFEASIBLE_OR_UNBOUNDED, NOT_SOLVED, SOLVED, UNBOUNDED, Outcome
+from ..statuses import INFEASIBLE, INFEASIBLE_OR_UNBOUNDED, NOT_SOLVED, OPTIMAL, SOLVED, UNBOUNDED, Outcome
 
 
 class ChunkResult(NamedTuple):
@@ -96,6 +96,33 @@ class ResidentSolver(abc.ABC):
             elif stop_at_failure:
                 break
         return ChunkResult(sols, statuses, words, times)
+
+
+class ExactChunkSolver(ResidentSolver):
+    """A solver that decides a whole chunk at once, always to optimality, in milliseconds: it
+    ignores ``time_limit`` and ``cancel``. Each row's decision depends on that row alone."""
+
+    @abc.abstractmethod
+    def decide_chunk(self, costs: np.ndarray) -> np.ndarray:
+        """Optimal decisions ``(B, n)`` for the rows of ``costs``."""
+
+    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+        chunk = self.solve_many(cost[None, :], time_limit)
+        return Outcome(chunk.solutions[0], chunk.status[0], chunk.solver_status[0])
+
+    def solve_many(
+        self,
+        costs: np.ndarray,
+        time_limit: float | None,
+        *,
+        stop_at_failure: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> ChunkResult:
+        t0 = time.perf_counter()
+        n = len(costs)
+        sols = self.decide_chunk(costs)
+        times = np.full(n, (time.perf_counter() - t0) / max(n, 1))
+        return ChunkResult(sols, [OPTIMAL] * n, ["OPTIMAL"] * n, times)
 
 
 class ModelSpec(abc.ABC):

@@ -24,17 +24,14 @@ lie on no ``source -> target`` path are always 0. ``projection="auto"`` uses bot
 from __future__ import annotations
 
 import operator
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .. import statuses
 from ..checks import Sense, check_sense
-from ..statuses import Outcome
-from .base import ChunkResult, ModelSpec, ResidentSolver
+from .base import ExactChunkSolver, ModelSpec
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
 ENUMERATE_WORK = 4096
@@ -103,7 +100,7 @@ def _enumerate_paths(spec: ShortestPathSpec, useful: np.ndarray) -> list[list[in
     return paths
 
 
-class DagPathSolver(ResidentSolver):
+class DagPathSolver(ExactChunkSolver):
     def __init__(self, spec: ShortestPathSpec) -> None:
         tails, heads = np.asarray(spec.tails), np.asarray(spec.heads)
         order = _topological_order(spec.n_nodes, tails, heads)
@@ -131,24 +128,14 @@ class DagPathSolver(ResidentSolver):
             if len(arcs):
                 self.steps.append((v, arcs, tails[arcs]))
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        chunk = self.solve_many(cost[None, :], time_limit)
-        return Outcome(chunk.solutions[0], chunk.status[0], chunk.solver_status[0])
-
-    def solve_many(
-        self, costs: np.ndarray, time_limit: float | None, *, stop_at_failure: bool = False, cancel: Any = None
-    ) -> ChunkResult:
-        # time_limit is not used: the recursion is linear in the arcs and always exact.
-        t0 = time.perf_counter()
+    def decide_chunk(self, costs: np.ndarray) -> np.ndarray:
+        # The recursion is linear in the arcs and always exact.
         n = len(costs)
         c = costs * self.sign
         if self.path_arcs is not None:
             padded = np.concatenate([c, np.zeros((n, 1))], axis=1)
-            sols = self.path_matrix[padded[:, self.path_arcs].sum(axis=2).argmin(axis=1)]
-        else:
-            sols = self._recursion(c)
-        times = np.full(n, (time.perf_counter() - t0) / max(n, 1))
-        return ChunkResult(sols, [statuses.OPTIMAL] * n, ["OPTIMAL"] * n, times)
+            return self.path_matrix[padded[:, self.path_arcs].sum(axis=2).argmin(axis=1)]
+        return self._recursion(c)
 
     def _recursion(self, c: np.ndarray) -> np.ndarray:
         n = len(c)

@@ -18,19 +18,15 @@ a stable sort, e.g. ``torch.sort(w, descending=True, stable=True)`` for the defa
 from __future__ import annotations
 
 import abc
-import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from .. import statuses
 from ..checks import Sense
-from ..statuses import Outcome
-from .base import ChunkResult, ModelSpec, ResidentSolver
+from .base import ExactChunkSolver, ModelSpec
 
 
-class _SortSolver(ResidentSolver):
+class _SortSolver(ExactChunkSolver):
     """A solver whose chunk of decisions is one stable sort of the (signed) rows."""
 
     def __init__(self, descending: bool) -> None:
@@ -41,20 +37,8 @@ class _SortSolver(ResidentSolver):
     def decide(self, order: np.ndarray) -> np.ndarray:
         """Decisions ``(B, n)`` from each row's positions in sorted order."""
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        chunk = self.solve_many(cost[None, :], time_limit)
-        return Outcome(chunk.solutions[0], chunk.status[0], chunk.solver_status[0])
-
-    def solve_many(
-        self, costs: np.ndarray, time_limit: float | None, *, stop_at_failure: bool = False, cancel: Any = None
-    ) -> ChunkResult:
-        # time_limit is not used (a sort always finishes); cancel neither: a chunk takes
-        # milliseconds.
-        t0 = time.perf_counter()
-        n = len(costs)
-        sols = self.decide(np.argsort(costs * self.sign, axis=1, kind="stable"))
-        times = np.full(n, (time.perf_counter() - t0) / max(n, 1))
-        return ChunkResult(sols, [statuses.OPTIMAL] * n, ["OPTIMAL"] * n, times)
+    def decide_chunk(self, costs: np.ndarray) -> np.ndarray:
+        return self.decide(np.argsort(costs * self.sign, axis=1, kind="stable"))
 
 
 class TopKSolver(_SortSolver):
@@ -81,17 +65,21 @@ class RankingSolver(_SortSolver):
 
 
 @dataclass(frozen=True)
-class TopKSpec(ModelSpec):
-    resident_solver = TopKSolver
+class _SortSpec(ModelSpec):
     on_caller_thread = True
     stops_at_time_limit = False
     n: int
-    k: int
-    sense: Sense
 
     @property
     def shape(self) -> tuple[int, ...]:  # type: ignore[override]
         return (self.n,)
+
+
+@dataclass(frozen=True)
+class TopKSpec(_SortSpec):
+    resident_solver = TopKSolver
+    k: int
+    sense: Sense
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         if self.k in (0, self.n):
@@ -101,16 +89,9 @@ class TopKSpec(ModelSpec):
 
 
 @dataclass(frozen=True)
-class RankingSpec(ModelSpec):
+class RankingSpec(_SortSpec):
     resident_solver = RankingSolver
-    on_caller_thread = True
-    stops_at_time_limit = False
-    n: int
     sense: Sense
-
-    @property
-    def shape(self) -> tuple[int, ...]:  # type: ignore[override]
-        return (self.n,)
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         # The permutahedron spans n - 1 dimensions: its only equality is the sum of the ranks.
