@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 import idproj_or as ipo
 from idproj_or import problems
+from idproj_or.demos._harness import cached as harness_cached
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -255,15 +256,8 @@ def run_pyepo(task: Task, method: str, processes: int, *, epochs: int, eval_at: 
 
 
 def cached(key: str, fn: Callable[[], dict[str, Any]], folder: Path | None = None) -> dict[str, Any]:
-    """``fn()``'s result, from ``<folder>/<key>.json`` when it is there (default: ``RESULTS``)."""
-    folder = RESULTS if folder is None else folder
-    path = folder / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    result = fn()
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-    return result
+    """The harness's JSON cache, in ``RESULTS`` unless told otherwise."""
+    return harness_cached(key, fn, RESULTS if folder is None else folder)
 
 
 def solver_floor(task: Task, batch: int = 256) -> dict[str, float]:

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from idproj_or.demos._harness import cached
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "paper"
 IMG = ROOT / "docs" / "img"
@@ -31,17 +33,6 @@ def setup() -> None:
 
 def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def cached(key: str, fn: Callable[[], dict[str, Any]], folder: Path) -> dict[str, Any]:
-    """``fn()``'s result, from ``<folder>/<key>.json`` when it is there."""
-    path = folder / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    result = fn()
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
-    return result
 
 
 def run_grid(

@@ -21,6 +21,17 @@ from ..rules.identity import OptLayer
 from ..training import LOSSES, History
 
 
+def cached(key: str, fn: Callable[[], dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """``fn()``'s result, from ``<folder>/<key>.json`` when it is there (written on first run)."""
+    path = folder / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = fn()
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
 def train_all(
     args: argparse.Namespace,
     *,
