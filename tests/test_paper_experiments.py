@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "paper"))
 
 import globe_tsp  # noqa: E402
 import graph_matching  # noqa: E402
+import l2x  # noqa: E402
 import report  # noqa: E402
 
 
@@ -21,7 +23,7 @@ def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("paper")
     return folder, {
         module.NAME: module.main(["--tiny", "--seeds", "1", "2", "--quiet", "--out", str(folder)])
-        for module in (globe_tsp, graph_matching)
+        for module in (globe_tsp, graph_matching, l2x)
     }
 
 
@@ -52,6 +54,42 @@ def test_graph_matching_tiny(tiny):
     assert (folder / "graph_matching.png").exists()
 
 
+def test_l2x_tiny(tiny):
+    folder, summaries = tiny
+    summary = summaries["l2x"]
+    assert summary["tiny"] and summary["seeds"] == [1, 2]
+    assert {v["method"] for v in summary["settings"].values()} == set(l2x.METHODS)
+    for v in summary["settings"].values():
+        assert 0.0 <= v["precision"]["mean"] <= 1.0 and len(v["mse"]["values"]) == 2
+        assert 0.0 < v["mse"]["mean"] < 0.25  # ratings lie in (0, 1)
+    assert (folder / "l2x.png").exists()
+
+
+def test_l2x_rating_depends_on_the_aroma_tokens_only():
+    _, aroma, other_polarity = l2x.vocabulary()
+    tokens, rating, relevant = l2x.reviews(50, 7)
+    assert tokens.shape == (50, l2x.LENGTH) and (relevant.sum(dim=1) == l2x.RELEVANT).all()
+    for row in range(50):
+        picked = tokens[row][relevant[row].bool()]
+        assert torch.allclose(rating[row], torch.sigmoid(2 * aroma[picked].mean()))
+    # the correlated aspect is present, and its sentiment follows the rating (a tempting decoy)
+    other = (tokens >= l2x.ASPECT_TOKENS) & (tokens < 2 * l2x.ASPECT_TOKENS)
+    assert (other.sum(dim=1) == l2x.OTHER_ASPECT).all()
+    polarity = other_polarity[(tokens - l2x.ASPECT_TOKENS).clamp(0, l2x.ASPECT_TOKENS - 1)]
+    decoy = (polarity * other).sum(dim=1) / l2x.OTHER_ASPECT
+    assert torch.corrcoef(torch.stack([decoy, rating]))[0, 1] > 0.5
+
+
+def test_l2x_identity_sampler_adds_noise_only_in_training():
+    sample = l2x.sampler("identity-std", 5, seed=0)
+    scores = torch.linspace(0, 1, l2x.LENGTH).repeat(200, 1)
+    sample.eval()
+    assert (sample(scores) == torch.zeros_like(scores).index_fill_(1, torch.arange(35, 40), 1.0)).all()
+    sample.train()
+    noisy = sample(scores)
+    assert (noisy.sum(dim=1) == 5).all() and not (noisy == noisy[0]).all()
+
+
 def test_report_writes_the_claims_table(tiny, tmp_path):
     folder, _ = tiny
     doc = tmp_path / "paper.md"
@@ -61,5 +99,5 @@ def test_report_writes_the_claims_table(tiny, tmp_path):
     text = doc.read_text()
     assert "old" not in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "**" in line]
-    assert len(rows) == 6  # three claims per experiment
+    assert len(rows) == 9  # three claims per experiment
     assert all(any(f"**{v}**" in row for v in ("reproduced", "partly", "not")) for row in rows)

@@ -20,7 +20,7 @@ from typing import Any
 
 from _common import RESULTS, ROOT
 
-EXPERIMENTS = ["globe_tsp", "graph_matching"]
+EXPERIMENTS = ["l2x", "graph_matching", "globe_tsp"]
 DOC = ROOT / "docs" / "paper.md"
 CLAIMS = "paper_claims"
 
