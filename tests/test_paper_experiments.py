@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import idproj_or as ipo
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "paper"))
 
 import globe_tsp  # noqa: E402
 import graph_matching  # noqa: E402
 import l2x  # noqa: E402
+import ranking  # noqa: E402
 import report  # noqa: E402
 
 
@@ -23,7 +26,7 @@ def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("paper")
     return folder, {
         module.NAME: module.main(["--tiny", "--seeds", "1", "2", "--quiet", "--out", str(folder)])
-        for module in (globe_tsp, graph_matching, l2x)
+        for module in (globe_tsp, graph_matching, l2x, ranking)
     }
 
 
@@ -43,6 +46,8 @@ def test_globe_tsp_tiny(tiny):
     assert calls == {"identity": 1.0, "blackbox": 2.0}  # Blackbox solves again in backward
     assert any(v.get("corrupt") for v in summary["settings"].values())
     assert any(v.get("grad_noise") for v in summary["settings"].values())
+    scaled = globe_tsp._scaled(summary)
+    assert set(scaled) == set(globe_tsp.SCALED_RUNS) and {v["n_train"] for v in scaled.values()} == {80}
     assert (folder / "globe_tsp.json").exists() and (folder / "globe_tsp.png").exists()
 
 
@@ -90,6 +95,56 @@ def test_l2x_identity_sampler_adds_noise_only_in_training():
     assert (noisy.sum(dim=1) == 5).all() and not (noisy == noisy[0]).all()
 
 
+def test_ranking_tiny(tiny):
+    folder, summaries = tiny
+    summary = summaries["ranking"]
+    assert summary["tiny"] and summary["seeds"] == [1, 2]
+    assert set(summary["settings"]) == {ranking.key(p, m, a, q) for p, a, q in ranking.rows() for m in ranking.METHODS}
+    for v in summary["settings"].values():
+        assert 0.0 <= v["recall"]["mean"] <= 1.0 and len(v["recall"]["values"]) == 2
+        assert v["solve_batches_per_step"]["mean"] == (1.0 if v["method"] == "identity" else 2.0)
+    assert (folder / "ranking.png").exists()
+
+
+def test_ranking_split_holds_disjoint_classes():
+    d = ranking.dataset(3, 2, seed=0)
+    assert set(d["y_train"].tolist()) == set(range(50)) and set(d["y_test"].tolist()) == set(range(50, 100))
+    assert d["x_train"].shape == (150, 32) and d["x_test"].shape == (100, 32)
+
+
+def test_ranking_recall_at_1_by_hand():
+    e = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 1.0]]), dim=1)
+    assert ranking.recall_at_1(e, torch.tensor([0, 0, 1, 1])) == 1.0
+    assert ranking.recall_at_1(e, torch.tensor([0, 1, 0, 1])) == 0.0
+
+
+def _batch(seed):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(4).repeat_interleave(ranking.PER_CLASS)
+    return torch.randn(len(labels), 5, generator=g, requires_grad=True), labels
+
+
+def test_ranking_loss_is_zero_when_positives_rank_first():
+    labels = torch.arange(4).repeat_interleave(ranking.PER_CLASS)
+    e = torch.nn.functional.one_hot(labels, 4).float()  # positives: similarity 1, negatives 0
+    b = len(labels)
+    loss, negative = ranking.recall_loss(e, labels, ipo.RankingLayer(b - 1), ipo.RankingLayer(ranking.PER_CLASS - 1))
+    assert float(loss) == 0.0 and negative == 0
+
+
+def test_ranking_identity_without_projection_has_exactly_zero_gradient():
+    # rk(s)_i - rk(s+)_i: under -I the positive's two gradients cancel, the documented finding
+    b = 4 * ranking.PER_CLASS
+    for projection, zero in (("none", True), ("std", False)):
+        x, labels = _batch(3)
+        rank_all = ipo.RankingLayer(b - 1, projection=projection)
+        rank_pos = ipo.RankingLayer(ranking.PER_CLASS - 1, projection=projection)
+        loss, _ = ranking.recall_loss(torch.nn.functional.normalize(x, dim=1), labels, rank_all, rank_pos)
+        assert float(loss.detach()) > 0
+        loss.backward()
+        assert (x.grad.abs().max() == 0) == zero
+
+
 def test_report_writes_the_claims_table(tiny, tmp_path):
     folder, _ = tiny
     doc = tmp_path / "paper.md"
@@ -99,5 +154,5 @@ def test_report_writes_the_claims_table(tiny, tmp_path):
     text = doc.read_text()
     assert "old" not in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "**" in line]
-    assert len(rows) == 9  # three claims per experiment
+    assert len(rows) == 11  # three claims per experiment, two for ranking
     assert all(any(f"**{v}**" in row for v in ("reproduced", "partly", "not")) for row in rows)
