@@ -48,7 +48,15 @@ def test_globe_tsp_tiny(tiny):
     assert any(v.get("grad_noise") for v in summary["settings"].values())
     scaled = globe_tsp._scaled(summary)
     assert set(scaled) == set(globe_tsp.SCALED_RUNS) and {v["n_train"] for v in scaled.values()} == {80}
+    assert set(summary["sensitivity"]) == {str(v["k"]) for v in summary["settings"].values()}
     assert (folder / "globe_tsp.json").exists() and (folder / "globe_tsp.png").exists()
+
+
+def test_globe_tsp_exact_tours_need_precise_positions():
+    small, large = str(globe_tsp.JITTERS[0]), str(globe_tsp.JITTERS[-1])
+    s5, s10 = globe_tsp.sensitivity(5, 200), globe_tsp.sensitivity(10, 200)
+    assert s5[small] > 0.95 and s5[large] < s5[small]
+    assert s10[large] < s5[large] and s10[large] < 0.8  # more cities, more near-ties
 
 
 def test_graph_matching_tiny(tiny):

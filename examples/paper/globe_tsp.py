@@ -58,6 +58,8 @@ TRAIN = {5: 1000, 10: 1000, 20: 500}
 # Closer to the paper's data: 10x the samples (its 10,000) at one k, 10,000 steps (its 20,000).
 SCALED = {"k": 10, "n_train": 10000, "epochs": 20}
 SCALED_RUNS = (("identity", 0.0), ("identity", ROBUST_ALPHA), ("blackbox", ROBUST_ALPHA))
+# How precisely the positions must be known: exact tours through jittered true positions.
+JITTERS = (0.005, 0.01, 0.02, 0.05)
 FULL = {"epochs": 40, "test": 500, "batch": 20, "lr": 1e-2}
 TINY = {"epochs": 2, "test": 20, "batch": 10, "lr": 1e-2}
 
@@ -109,6 +111,24 @@ class Locator(torch.nn.Module):
     def forward(self, flags: torch.Tensor) -> torch.Tensor:
         p = self.net(flags)
         return p / p.norm(dim=-1, keepdim=True)
+
+
+def sensitivity(k: int, m: int, seed: int = 0) -> dict[str, float]:
+    """Fraction of ``m`` samples of ``k`` countries whose optimal tour stays the same when every
+    true position moves by Gaussian noise of std ``sigma`` per coordinate (then back onto the
+    sphere), for each ``sigma`` of :data:`JITTERS`: the accuracy a model with that position error
+    would get, and so how far an exact-tour metric is from a position error."""
+    positions, _ = world()
+    exact = ipo.TSPLayer(k, symmetric=True)
+    g = generator(seed)
+    index = torch.stack([torch.randperm(COUNTRIES, generator=g)[:k] for _ in range(m)])
+    true = exact.solve(edges(positions[index]))
+    out = {}
+    for sigma in JITTERS:
+        moved = positions[index] + sigma * torch.randn(index.shape + (3,), generator=g, dtype=positions.dtype)
+        moved = moved / moved.norm(dim=-1, keepdim=True)
+        out[str(sigma)] = float((exact.solve(edges(moved)) == true).all(dim=1).double().mean())
+    return out
 
 
 def accuracy(model: Locator, exact: Any, x: torch.Tensor, tours: torch.Tensor) -> float:
@@ -219,6 +239,8 @@ def run(seeds: list[int], *, tiny: bool = False, folder: Path = RESULTS, progres
             "solve_batches_per_step": mean_std(r["solve_batches_per_step"] for r in results),
             "curve": {e: mean_std(r["curve"][e] for r in results)["mean"] for e in results[0]["curve"]},
         }
+    test = (TINY if tiny else FULL)["test"]
+    summary["sensitivity"] = {str(k): sensitivity(k, test) for k in sorted({v["k"] for v in grid.values()})}
     write_summary(NAME, summary, folder)
     return summary
 
@@ -324,6 +346,16 @@ def details(summary: dict[str, Any]) -> str:
             f"| {key} | {v['k']} | {v['method']} | {v['alpha']:g} | {extra} | {v['n_train']} × {v['epochs']} | "
             f"{pm(v['accuracy'])} | "
             f"{v['seconds_per_epoch']['mean']:.2f} | {v['solve_batches_per_step']['mean']:g} |"
+        )
+    if "sensitivity" in summary:
+        lines.append("")
+        lines.append(
+            "Exact-tour accuracy of the true positions moved by Gaussian noise of std σ per coordinate: "
+            + "; ".join(
+                f"k={k}: " + ", ".join(f"σ={s} {100 * a:.1f}%" for s, a in by_sigma.items())
+                for k, by_sigma in summary["sensitivity"].items()
+            )
+            + "."
         )
     return "\n".join(lines)
 
