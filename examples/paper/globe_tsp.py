@@ -51,7 +51,8 @@ KS = (5, 10, 20)
 ROBUST_K = 10
 ROBUST_ALPHA = 0.5
 CORRUPTIONS = (0.2, 0.5)  # fraction of training tours replaced by random tours
-GRAD_NOISES = (0.25, 0.5)  # std of the Gaussian noise added to dL/dy
+# Std of the Gaussian noise added to dL/dy, whose entries are +-1/batch = +-0.05 (L1, batch mean).
+GRAD_NOISES = (0.02, 0.05, 0.25, 0.5)
 # Fewer samples for longer tours: a 20-country sample constrains every position more than a
 # 5-country one, and the solve is what costs.
 TRAIN = {5: 1000, 10: 1000, 20: 500}
@@ -300,27 +301,30 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
     )
     clean = ident["accuracy"]["mean"] - bb["accuracy"]["mean"]
     gaps = []
-    for tail, label in [(f"-corrupt{r}", f"ρ={r}") for r in CORRUPTIONS] + [
-        (f"-gradnoise{g}", f"σ={g}") for g in GRAD_NOISES
+    for kind, tail, label in [("labels", f"-corrupt{r}", f"ρ={r}") for r in CORRUPTIONS] + [
+        ("gradients", f"-gradnoise{g}", f"σ={g}") for g in GRAD_NOISES
     ]:
         i, b = _get(summary, k, "identity", ROBUST_ALPHA, tail), _get(summary, k, "blackbox", ROBUST_ALPHA, tail)
         if i and b:
-            gaps.append((label, i, b))
-    # A win is a lead larger than the seeds' spread.
-    wins = sum(
-        i["accuracy"]["mean"] > b["accuracy"]["mean"] + max(i["accuracy"]["std"], b["accuracy"]["std"])
-        for _, i, b in gaps
-    )
+            gaps.append((kind, label, i, b))
+
+    def ahead(x: dict[str, Any], y: dict[str, Any]) -> bool:  # a lead larger than the seeds' spread
+        return x["accuracy"]["mean"] > y["accuracy"]["mean"] + max(x["accuracy"]["std"], y["accuracy"]["std"])
+
+    # The paper's claim per kind of corruption: Identity ahead at some level, behind at none
+    # (levels where both collapse are ties).
+    wins = {kind for kind, _, i, b in gaps if ahead(i, b)}
+    losses = {kind for kind, _, i, b in gaps if ahead(b, i)}
     rows.append(
         {
             "claim": "Globe TSP: Identity is more robust than Blackbox to label corruption and gradient noise (Fig. 4)",
             "paper": "curves only: equal when clean, Identity ahead under both corruptions (k = 20)",
             "ours": f"k={k}, Id. vs BB: clean {pm(ident['accuracy'])} vs {pm(bb['accuracy'])}; "
-            + "; ".join(f"{label} {pm(i['accuracy'])} vs {pm(b['accuracy'])}" for label, i, b in gaps),
+            + "; ".join(f"{label} {pm(i['accuracy'])} vs {pm(b['accuracy'])}" for _, label, i, b in gaps),
             "verdict": "reproduced"
-            if gaps and wins == len(gaps) and abs(clean) < 0.05
+            if wins == {"labels", "gradients"} and not losses and abs(clean) < 0.05
             else "partly"
-            if wins
+            if wins - losses
             else "not",
         }
     )
