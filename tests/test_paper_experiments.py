@@ -59,6 +59,30 @@ def test_globe_tsp_exact_tours_need_precise_positions():
     assert s10[large] < s5[large] and s10[large] < 0.8  # more cities, more near-ties
 
 
+def _acc(mean, std=0.0):
+    return {"accuracy": {"mean": mean, "std": std}}
+
+
+@pytest.mark.parametrize(
+    ("clean", "levels", "verdict"),
+    [
+        # ahead under both kinds, collapsed levels are ignored
+        ((0.77, 0.78), [("labels", 0.36, 0.18), ("labels", 0.0, 0.01), ("gradients", 0.7, 0.0)], "reproduced"),
+        # one kind without a win
+        ((0.77, 0.78), [("labels", 0.36, 0.18), ("gradients", 0.01, 0.0)], "partly"),
+        # a level within the spread that did not collapse is unclear
+        ((0.77, 0.78), [("labels", 0.36, 0.18), ("gradients", 0.4, 0.0, 0.45)], "partly"),
+        # not equal when clean
+        ((0.60, 0.78), [("labels", 0.36, 0.18), ("gradients", 0.7, 0.0)], "partly"),
+        # Blackbox ahead wherever there is a difference
+        ((0.77, 0.78), [("labels", 0.1, 0.3), ("gradients", 0.0, 0.5)], "not"),
+    ],
+)
+def test_globe_tsp_robustness_verdict(clean, levels, verdict):
+    gaps = [(kind, f"{kind}{n}", _acc(i, *spread), _acc(b, *spread)) for n, (kind, i, b, *spread) in enumerate(levels)]
+    assert globe_tsp.robustness_verdict(_acc(clean[0]), _acc(clean[1]), gaps) == verdict
+
+
 def test_graph_matching_tiny(tiny):
     folder, summaries = tiny
     summary = summaries["graph_matching"]
@@ -140,6 +164,41 @@ def test_ranking_loss_is_zero_when_positives_rank_first():
     assert float(loss) == 0.0 and negative == 0
 
 
+def _eq26_by_hand(e, labels, reverse_positives=False):
+    """Eq. 26 summed over the queries, with ranks from argsort (1 = highest score), and the
+    count of negative gaps."""
+    total, negative = 0.0, 0
+    for q in range(len(e)):
+        others = [j for j in range(len(e)) if j != q]
+        s = torch.stack([e[q] @ e[j] for j in others])
+        rank = torch.empty(len(s))
+        rank[s.argsort(descending=True)] = torch.arange(1.0, len(s) + 1)
+        pos = [i for i, j in enumerate(others) if labels[j] == labels[q]]
+        r_pos = rank[pos]
+        r_plus = torch.empty(len(pos))
+        r_plus[s[pos].argsort(descending=not reverse_positives)] = torch.arange(1.0, len(pos) + 1)
+        gap = r_pos - r_plus
+        negative += int((gap < 0).sum())
+        total += float(torch.log1p(torch.log1p(gap.clamp(min=0))).mean())
+    return total, negative
+
+
+def test_ranking_loss_is_eq26_with_both_ways_of_computing_the_positives_ranks():
+    x, labels = _batch(5)
+    e = torch.nn.functional.normalize(x.detach(), dim=1)
+    b = len(labels)
+    expected, _ = _eq26_by_hand(e, labels)
+    assert expected > 0
+    ranker, _ = ranking.recall_loss(e, labels, ipo.RankingLayer(b - 1), ipo.RankingLayer(ranking.PER_CLASS - 1))
+    constant, _ = ranking.recall_loss(e, labels, ipo.RankingLayer(b - 1), None)
+    assert float(ranker) == pytest.approx(expected, rel=1e-6) and float(constant) == pytest.approx(expected, rel=1e-6)
+    # positives ranked the wrong way round among themselves: the negative gaps are counted
+    reverse = ipo.RankingLayer(ranking.PER_CLASS - 1, sense="max")
+    loss, negative = ranking.recall_loss(e, labels, ipo.RankingLayer(b - 1), reverse)
+    expected, count = _eq26_by_hand(e, labels, reverse_positives=True)
+    assert count > 0 and negative == count and float(loss) == pytest.approx(expected, rel=1e-6)
+
+
 def test_ranking_identity_without_projection_has_exactly_zero_gradient():
     # rk(s)_i - rk(s+)_i: under -I the positive's two gradients cancel, the documented finding
     b = 4 * ranking.PER_CLASS
@@ -151,6 +210,40 @@ def test_ranking_identity_without_projection_has_exactly_zero_gradient():
         assert float(loss.detach()) > 0
         loss.backward()
         assert (x.grad.abs().max() == 0) == zero
+
+
+def _ranking_summary(identity, blackbox):
+    """A summary with R@1 ``identity[p]`` / ``blackbox[p]`` (mean, std) for every row of projection p."""
+    settings = {}
+    for p, a, q in ranking.rows():
+        for method, table in (("identity", identity), ("blackbox", blackbox)):
+            mean, std = table[p]
+            settings[ranking.key(p, method, a, q)] = {"recall": {"mean": mean, "std": std}}
+    return {"settings": settings}
+
+
+@pytest.mark.parametrize(
+    ("identity", "blackbox", "verdicts"),
+    [
+        (  # the paper's pattern
+            {"none": (0.14, 0.01), "mean": (0.45, 0.01), "norm": (0.59, 0.01), "std": (0.60, 0.01)},
+            {"none": (0.63, 0.01), "mean": (0.63, 0.01), "norm": (0.61, 0.01), "std": (0.63, 0.01)},
+            ["reproduced", "reproduced"],
+        ),
+        (  # projections out of order; Blackbox behind under P_norm
+            {"none": (0.05, 0.01), "mean": (0.60, 0.01), "norm": (0.64, 0.01), "std": (0.30, 0.01)},
+            {"none": (0.50, 0.01), "mean": (0.68, 0.01), "norm": (0.37, 0.01), "std": (0.40, 0.01)},
+            ["partly", "partly"],
+        ),
+        (  # no projection helps; Blackbox behind everywhere
+            {"none": (0.10, 0.05), "mean": (0.12, 0.05), "norm": (0.11, 0.05), "std": (0.10, 0.05)},
+            {"none": (0.05, 0.01), "mean": (0.05, 0.01), "norm": (0.05, 0.01), "std": (0.05, 0.01)},
+            ["not", "not"],
+        ),
+    ],
+)
+def test_ranking_claim_verdicts(identity, blackbox, verdicts):
+    assert [row["verdict"] for row in ranking.claims(_ranking_summary(identity, blackbox))] == verdicts
 
 
 def test_report_writes_the_claims_table(tiny, tmp_path):
