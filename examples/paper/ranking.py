@@ -358,32 +358,31 @@ def details(summary: dict[str, Any]) -> str:
 
 
 def plot(summary: dict[str, Any], path: Path) -> Path:
-    """R@1 per row of the table (projection, α), a bar per method, the raw-input baseline dashed."""
+    """R@1 per (projection, α), a bar per method, one panel per way of computing rk(s⁺); the
+    raw-input nearest neighbour dashed."""
     s = summary["settings"]
-    fig, axes = figure(1, width=7.5)
-    ax = axes[0]
-    table = rows()
-    width = 0.38
-    for j, method in enumerate(METHODS):
-        stats = [s[key(p, method, a, q)]["recall"] for p, a, q in table]
-        ax.bar(
-            [i + (j - 0.5) * width for i in range(len(table))],
-            [v["mean"] * 100 for v in stats],
-            width,
-            yerr=[v["std"] * 100 for v in stats],
-            capsize=3,
-            label=f"{method} (λ={LAMBD:g})" if method == "blackbox" else method,
-        )
+    fig, axes = figure(len(POSITIVES), width=4.6, height=3.6)
     raw = s[key("std", "identity", 0.0)]["raw_recall"]["mean"] * 100
-    ax.axhline(raw, color="grey", linestyle="--", linewidth=1, label="raw-input NN")
-    ax.set_xticks(
-        range(len(table)),
-        [(f"{p}\nα={a:g}" if a else p) + ("\nrk(s⁺) from rk(s)" if q == "ranks" else "") for p, a, q in table],
-        fontsize=7,
-    )
-    ax.set_xlabel("projection")
-    ax.set_ylabel("Recall@1 on the test classes (%)")
-    ax.legend(fontsize=7)
+    width = 0.38
+    for ax, positives in zip(axes, POSITIVES):
+        table = [(p, a) for p, a, q in rows() if q == positives]
+        for j, method in enumerate(METHODS):
+            stats = [s[key(p, method, a, positives)]["recall"] for p, a in table]
+            ax.bar(
+                [i + (j - 0.5) * width for i in range(len(table))],
+                [v["mean"] * 100 for v in stats],
+                width,
+                yerr=[v["std"] * 100 for v in stats],
+                capsize=3,
+                label=f"{method} (λ={LAMBD:g})" if method == "blackbox" else method,
+            )
+        ax.axhline(raw, color="grey", linestyle="--", linewidth=1, label="raw-input NN")
+        ax.set_xticks(range(len(table)), [f"{p}\nα={a:g}" if a else p for p, a in table], fontsize=8)
+        ax.set_title(f"rk(s⁺) from: {_POSITIVES[positives]}", fontsize=10)
+        ax.set_xlabel("projection")
+        ax.set_ylim(0, 85)
+    axes[0].set_ylabel("Recall@1 on the test classes (%)")
+    axes[0].legend(fontsize=7, loc="upper left")
     return save(fig, path)
 
 
