@@ -327,6 +327,7 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
 
 
 _POSITIVES = {"ranker": "second ranker", "ranks": "constant rk(s⁺)"}
+_TITLES = {"ranker": "a second ranker", "ranks": "the ranks among all (a constant)"}
 
 
 def _label(projection: str, alpha: float, positives: str) -> str:
@@ -378,7 +379,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
             )
         ax.axhline(raw, color="grey", linestyle="--", linewidth=1, label="raw-input NN")
         ax.set_xticks(range(len(table)), [f"{p}\nα={a:g}" if a else p for p, a in table], fontsize=8)
-        ax.set_title(f"rk(s⁺) from: {_POSITIVES[positives]}", fontsize=10)
+        ax.set_title(f"rk(s⁺) from {_TITLES[positives]}", fontsize=10)
         ax.set_xlabel("projection")
         ax.set_ylim(0, 85)
     axes[0].set_ylabel("Recall@1 on the test classes (%)")
