@@ -8,8 +8,10 @@ Each experiment caches one JSON file per (setting, seed) run under ``benchmarks/
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -65,6 +67,15 @@ def pm(stat: dict[str, Any], scale: float = 100.0, digits: int = 1) -> str:
     return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
 
+def ahead(x: dict[str, Any], y: dict[str, Any]) -> bool:
+    """``x``'s mean above ``y``'s by more than the larger of their spreads (:func:`mean_std` results)."""
+    return x["mean"] > y["mean"] + max(x["std"], y["std"])
+
+
+def verdict(strong: bool, weak: bool) -> str:
+    return "reproduced" if strong else "partly" if weak else "not"
+
+
 def write_summary(name: str, summary: dict[str, Any], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
@@ -115,3 +126,28 @@ def save(fig: Any, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def cli(
+    name: str,
+    doc: str,
+    run: Callable[..., dict[str, Any]],
+    plot: Callable[[dict[str, Any], Path], Path],
+    details: Callable[[dict[str, Any]], str],
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """The command line every experiment shares: run (cached), plot, print the table."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--tiny", action="store_true", help="a seconds-long run of every kind of setting")
+    parser.add_argument(
+        "--out", type=Path, help="results folder (default benchmarks/results/paper; --tiny: a temp folder)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    folder = args.out or (Path(tempfile.mkdtemp(prefix="paper_tiny_")) if args.tiny else RESULTS)
+    summary = run(args.seeds, tiny=args.tiny, folder=folder, progress=not args.quiet)
+    image = plot(summary, folder / f"{name}.png" if args.tiny else IMG / f"paper_{name}.png")
+    print(details(summary))
+    print(f"results: {folder / name}.json, plot: {image}")
+    return summary

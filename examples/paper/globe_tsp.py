@@ -17,17 +17,16 @@ training tours replaced by random tours, or Gaussian noise added to ``dL/dy``.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from _common import (
-    IMG,
     RESULTS,
     SolveCounter,
+    ahead,
+    cli,
     figure,
     generator,
     mean_std,
@@ -265,8 +264,7 @@ def _scaled(summary: dict[str, Any]) -> dict[tuple[str, float], dict[str, Any]]:
 
 
 def _ahead(x: dict[str, Any], y: dict[str, Any]) -> bool:
-    """``x`` leads ``y`` by more than the seeds' spread."""
-    return x["accuracy"]["mean"] > y["accuracy"]["mean"] + max(x["accuracy"]["std"], y["accuracy"]["std"])
+    return ahead(x["accuracy"], y["accuracy"])
 
 
 def robustness_verdict(
@@ -444,20 +442,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--tiny", action="store_true", help="a seconds-long run of every kind of setting")
-    parser.add_argument(
-        "--out", type=Path, help="results folder (default benchmarks/results/paper; --tiny: a temp folder)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    folder = args.out or (Path(tempfile.mkdtemp(prefix="paper_tiny_")) if args.tiny else RESULTS)
-    summary = run(args.seeds, tiny=args.tiny, folder=folder, progress=not args.quiet)
-    image = plot(summary, folder / f"{NAME}.png" if args.tiny else IMG / f"paper_{NAME}.png")
-    print(details(summary))
-    print(f"results: {folder / NAME}.json, plot: {image}")
-    return summary
+    return cli(NAME, __doc__, run, plot, details, argv)
 
 
 if __name__ == "__main__":

@@ -17,17 +17,16 @@ matched correctly) on held-out pairs.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from _common import (
-    IMG,
     RESULTS,
     SolveCounter,
+    ahead,
+    cli,
     figure,
     generator,
     mean_std,
@@ -205,7 +204,7 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
             "paper": "VOC 77.2 ± 0.7 (none) vs 72.6 ± 1.0 (P_norm); SPair 78.6 vs 75.9",
             "ours": f"{pm(none)} (none) vs {pm(norm)} (P_norm)",
             "verdict": "reproduced"
-            if none["mean"] > norm["mean"] + max(none["std"], norm["std"])
+            if ahead(none, norm)
             else "partly"
             if none["mean"] >= norm["mean"] - max(none["std"], norm["std"])
             else "not",
@@ -287,20 +286,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--tiny", action="store_true", help="a seconds-long run of every kind of setting")
-    parser.add_argument(
-        "--out", type=Path, help="results folder (default benchmarks/results/paper; --tiny: a temp folder)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    folder = args.out or (Path(tempfile.mkdtemp(prefix="paper_tiny_")) if args.tiny else RESULTS)
-    summary = run(args.seeds, tiny=args.tiny, folder=folder, progress=not args.quiet)
-    image = plot(summary, folder / f"{NAME}.png" if args.tiny else IMG / f"paper_{NAME}.png")
-    print(details(summary))
-    print(f"results: {folder / NAME}.json, plot: {image}")
-    return summary
+    return cli(NAME, __doc__, run, plot, details, argv)
 
 
 if __name__ == "__main__":

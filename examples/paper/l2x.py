@@ -19,16 +19,15 @@ positions.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from _common import (
-    IMG,
     RESULTS,
+    ahead,
+    cli,
     figure,
     generator,
     mean_std,
@@ -233,7 +232,7 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
 
     def lower(a: dict[str, Any], b: dict[str, Any]) -> bool:
         """``a`` below ``b`` by more than the larger spread."""
-        return a["mean"] < b["mean"] - max(a["std"], b["std"])
+        return ahead(b, a)
 
     ranked, worst, parts = 0, 0, []
     for k in ks:
@@ -320,20 +319,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--tiny", action="store_true", help="a seconds-long run of every kind of setting")
-    parser.add_argument(
-        "--out", type=Path, help="results folder (default benchmarks/results/paper; --tiny: a temp folder)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    folder = args.out or (Path(tempfile.mkdtemp(prefix="paper_tiny_")) if args.tiny else RESULTS)
-    summary = run(args.seeds, tiny=args.tiny, folder=folder, progress=not args.quiet)
-    image = plot(summary, folder / f"{NAME}.png" if args.tiny else IMG / f"paper_{NAME}.png")
-    print(details(summary))
-    print(f"results: {folder / NAME}.json, plot: {image}")
-    return summary
+    return cli(NAME, __doc__, run, plot, details, argv)
 
 
 if __name__ == "__main__":

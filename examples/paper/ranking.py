@@ -21,8 +21,6 @@ classes.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -30,9 +28,10 @@ from typing import Any
 
 import torch
 from _common import (
-    IMG,
     RESULTS,
     SolveCounter,
+    ahead,
+    cli,
     figure,
     generator,
     mean_std,
@@ -40,6 +39,7 @@ from _common import (
     run_grid,
     save,
     setup,
+    verdict,
     write_summary,
 )
 
@@ -268,19 +268,12 @@ def run(seeds: list[int], *, tiny: bool = False, folder: Path = RESULTS, progres
     return summary
 
 
-def _verdict(strong: bool, weak: bool) -> str:
-    return "reproduced" if strong else "partly" if weak else "not"
-
-
 def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
     """The claim rows of this experiment for docs/paper.md."""
     s = summary["settings"]
 
     def r1(projection: str, method: str, alpha: float = 0.0, positives: str = "ranker") -> dict[str, Any]:
         return s[key(projection, method, alpha, positives)]["recall"]
-
-    def ahead(x: dict[str, Any], y: dict[str, Any]) -> bool:  # a lead larger than the seeds' spread
-        return x["mean"] > y["mean"] + max(x["std"], y["std"])
 
     # Claim 1 under both ways of computing rk(s+): every projection clearly above none, and the
     # paper's order none < mean < norm < std (each within the next one's spread).
@@ -297,7 +290,7 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
             "claim": "Ranking: projection is essential for Identity",
             "paper": "R@1 13.9 ± 0.9 (no P) -> 44.6 (P_mean), 59.0 (P_norm), 60.2 ± 0.6 (P_std)",
             "ours": "; ".join(ours),
-            "verdict": _verdict(strong, weak),
+            "verdict": verdict(strong, weak),
         }
     ]
     # Claim 2, as the paper's Table 5 has it: Blackbox's best above Identity's best, and
@@ -320,7 +313,7 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
             " P_norm 60.8 vs 59.0)",
             "ours": f"best Id. {pm(bi)} ({where(best['identity'])}) vs BB {pm(bb)} ({where(best['blackbox'])}); "
             f"α=0, BB ahead beyond the spread: {', '.join(lead) or 'nowhere'}; behind: {', '.join(behind) or 'nowhere'}",
-            "verdict": _verdict(ahead(bb, bi) and not behind, bb["mean"] > bi["mean"] and majority),
+            "verdict": verdict(ahead(bb, bi) and not behind, bb["mean"] > bi["mean"] and majority),
         }
     )
     return rows_
@@ -388,20 +381,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--tiny", action="store_true", help="a seconds-long run of every kind of setting")
-    parser.add_argument(
-        "--out", type=Path, help="results folder (default benchmarks/results/paper; --tiny: a temp folder)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    folder = args.out or (Path(tempfile.mkdtemp(prefix="paper_tiny_")) if args.tiny else RESULTS)
-    summary = run(args.seeds, tiny=args.tiny, folder=folder, progress=not args.quiet)
-    image = plot(summary, folder / f"{NAME}.png" if args.tiny else IMG / f"paper_{NAME}.png")
-    print(details(summary))
-    print(f"results: {folder / NAME}.json, plot: {image}")
-    return summary
+    return cli(NAME, __doc__, run, plot, details, argv)
 
 
 if __name__ == "__main__":
