@@ -10,7 +10,7 @@ from ortools.sat.python import cp_model
 
 import idproj_or as ipo
 from idproj_or.rules.projection import project
-from idproj_or.solvers.cpsat import RESOLUTION, CpSatSpec
+from idproj_or.solvers.cpsat import CpSatSpec
 from tests.helpers import assignment, best, k_subset, knapsack
 
 SETTINGS = settings(max_examples=70, deadline=None, derandomize=True)
@@ -18,11 +18,13 @@ SETTINGS = settings(max_examples=70, deadline=None, derandomize=True)
 
 def check_optimal(layer, feasible, costs, sense):
     y = layer(torch.as_tensor(costs))
-    for c, yi in zip(costs, y.numpy()):
+    info = layer.last_info
+    for i, (c, yi) in enumerate(zip(costs, y.numpy())):
         assert any(np.array_equal(yi, f) for f in feasible), "decision is not feasible"
-        # CP-SAT optimises the cost rounded to RESOLUTION steps of max|c|
-        tol = np.abs(c).max() * c.size / RESOLUTION
-        assert abs(float((c * yi).sum()) - best(feasible, c, sense)) <= tol
+        # Optimal up to the float64 rounding of the objective, or as far as the scaling error says.
+        gap = abs(float((c * yi).sum()) - best(feasible, c, sense))
+        assert gap <= info.scaling_error[i] + 1e-12 * np.abs(c).sum()
+        assert info.status[i] == "feasible" or gap <= 1e-12 * np.abs(c).sum()
 
 
 @SETTINGS
@@ -77,19 +79,29 @@ def test_sense_defaults_to_the_declared_objective_else_min():
     w = torch.tensor([1.0, 4.0, 2.0, 3.0])
     assert ipo.CpSatLayer(m, x).sense == "min"
     assert ipo.CpSatLayer(m, x)(w).tolist() == [1.0, 0.0, 1.0, 0.0]
-    m.maximize(sum(x))
+    m.maximize(sum(x))  # constant on this model: the declared sense alone matters
     assert ipo.CpSatLayer(m, x).sense == "max"
     assert ipo.CpSatLayer(m, x)(w).tolist() == [0.0, 1.0, 0.0, 1.0]
-    assert ipo.CpSatLayer(m, x, sense="min")(w).tolist() == [1.0, 0.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="sense='min' contradicts the model's own objective"):
+        ipo.CpSatLayer(m, x, sense="min")
+    layer = ipo.CpSatLayer(m, x, sense="min", objective="replace")
+    assert layer(w).tolist() == [1.0, 0.0, 1.0, 0.0]
 
 
-def test_users_objective_is_replaced_and_model_left_untouched():
+def test_users_objective_is_kept_unless_replaced_and_model_left_untouched():
     m, x, _ = k_subset(4, 1)
-    m.minimize(100 * x[0])
+    m.minimize(100 * x[0] + 7)
     before = str(m.proto)
-    layer = ipo.CpSatLayer(m, x, sense="min")
-    assert layer(torch.tensor([-5.0, 1.0, 1.0, 1.0])).tolist() == [1.0, 0.0, 0.0, 0.0]
+    w = torch.tensor([-5.0, 1.0, 2.0, 3.0])
+    kept = ipo.CpSatLayer(m, x)
+    assert kept(w).tolist() == [0.0, 1.0, 0.0, 0.0]  # x0 costs -5 + 100
+    assert kept.last_info.objective.tolist() == [1.0 + 7.0]
+    replaced = ipo.CpSatLayer(m, x, objective="replace")
+    assert replaced(w).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert replaced.last_info.objective.tolist() == [-5.0]
     assert str(m.proto) == before
+    with pytest.raises(ValueError, match="objective='drop' must be 'keep'"):
+        ipo.CpSatLayer(m, x, objective="drop")
 
 
 def test_spec_pickles_and_rebuilds_an_equal_solver():
@@ -97,8 +109,9 @@ def test_spec_pickles_and_rebuilds_an_equal_solver():
     spec = ipo.CpSatLayer(m, x).spec
     clone = pickle.loads(pickle.dumps(spec))
     assert isinstance(clone, CpSatSpec) and clone == spec
-    sol, status, word = clone.build().solve(np.array([3.0, 1.0, 2.0, 0.0, 5.0]), None)
-    assert status == "optimal" and word == "OPTIMAL" and sol.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+    out = clone.build().solve(np.array([3.0, 1.0, 2.0, 0.0, 5.0]), None)
+    assert out.status == "optimal" and out.solver_status == "OPTIMAL"
+    assert out.x.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0] and out.scaling_error == 0.0
 
 
 def test_equalities_read_from_linear_exactly_one_circuit_and_fixed_variables():

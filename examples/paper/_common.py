@@ -94,9 +94,9 @@ class SolveCounter:
         handle = layer.handle
         inner = handle.solve_numpy
 
-        def counted(z: Any, raw: Any) -> Any:
+        def counted(z: Any, raw: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
-            out = inner(z, raw)
+            out = inner(z, raw, **kwargs)
             self.seconds += time.perf_counter() - start
             self.batches += 1
             self.instances += len(z)

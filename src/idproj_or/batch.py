@@ -343,6 +343,7 @@ class InstanceInfo(NamedTuple):
     solver_status: str
     objective: float
     wall_time: float
+    scaling_error: float
 
 
 @dataclass(frozen=True)
@@ -354,6 +355,12 @@ class BatchInfo:
     ``sum(c_i * y_i)`` for the cost ``c_i`` passed to the layer (before projection and noise),
     NaN without a decision; ``wall_time[i]`` is the seconds spent in that instance's solve;
     ``mode`` says where the batch ran: ``"serial"``, ``"pool"`` or ``"executor"``.
+    ``objective[i]`` includes the model's own objective when the layer keeps it (CpSatLayer,
+    LinearSolverLayer, CvxpyLayer with ``objective="keep"``). ``scaling_error[i]`` bounds how
+    much worse than optimal the decision can be because the library scaled the costs to
+    integers for the solver (CP-SAT, assignment, knapsack, TSP); 0 when the solver saw them
+    exactly. A decision whose bound exceeds the float64 rounding of its objective is reported
+    ``"feasible"``, not ``"optimal"``.
     """
 
     status: tuple[str, ...]
@@ -362,12 +369,16 @@ class BatchInfo:
     wall_time: np.ndarray
     mode: str
     time_limit: float | None = None
+    scaling_error: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.status)
 
     def __getitem__(self, i: int) -> InstanceInfo:
-        return InstanceInfo(self.status[i], self.solver_status[i], float(self.objective[i]), float(self.wall_time[i]))
+        error = 0.0 if self.scaling_error is None else float(self.scaling_error[i])
+        return InstanceInfo(
+            self.status[i], self.solver_status[i], float(self.objective[i]), float(self.wall_time[i]), error
+        )
 
     @property
     def failed(self) -> tuple[int, ...]:
@@ -391,6 +402,8 @@ class BatchResult:
     solver_status: tuple[str, ...]
     wall_time: np.ndarray
     mode: str
+    fixed: np.ndarray  # the model's own objective at each decision (NaN without one)
+    scaling_error: np.ndarray
 
 
 # Target seconds of solving per pool chunk, and chunks per worker at most (load balance: solve
@@ -551,9 +564,13 @@ class BatchSolver:
         times = np.concatenate([c.wall_time for c in chunks])
         status = tuple(s for c in chunks for s in c.status)
         words = tuple(w for c in chunks for w in c.solver_status)
+        fixed = np.concatenate([np.zeros(len(c.status)) if c.fixed is None else c.fixed for c in chunks])
+        errors = np.concatenate(
+            [np.zeros(len(c.status)) if c.scaling_error is None else c.scaling_error for c in chunks]
+        )
         solved = np.array([s in SOLVED for s in status])
         self._observe(times[solved])
-        return BatchResult(sols, status, words, times, mode)
+        return BatchResult(sols, status, words, times, mode, np.where(solved, fixed, np.nan), errors)
 
 
 def _unattempted(costs: np.ndarray) -> ChunkResult:

@@ -64,3 +64,31 @@ def _flatten(x: Any) -> Sequence[Any]:
             out.extend(_flatten(item) if isinstance(item, (list, tuple, np.ndarray)) else [item])
         return out
     return [x]
+
+
+ObjectiveMode = Literal["keep", "replace"]
+
+
+def check_objective_mode(objective: str, *, where: str) -> ObjectiveMode:
+    if objective not in ("keep", "replace"):
+        raise ValueError(
+            f"{where}: objective={objective!r} must be 'keep' (the model's own objective plus the "
+            "predicted term) or 'replace' (the predicted term alone)"
+        )
+    return objective  # type: ignore[return-value]
+
+
+def resolve_sense(sense: str | None, declared: Sense, *, has_own: bool, where: str) -> Sense:
+    """The layer's sense: ``sense`` if given, else the model's ``declared`` one. A model whose own
+    objective is kept (``has_own``) must be optimised in its own direction."""
+    if sense is None:
+        return declared
+    resolved = check_sense(sense, where=where)
+    if has_own and resolved != declared:
+        raise ValueError(
+            f"{where}: sense={resolved!r} contradicts the model's own objective, which it declares "
+            f"to {'maximise' if declared == 'max' else 'minimise'}; the layer keeps that objective "
+            "and adds the predicted term: drop sense=, or pass objective='replace' to solve the "
+            "predicted term alone"
+        )
+    return resolved

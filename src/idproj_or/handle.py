@@ -25,7 +25,7 @@ import torch
 from .batch import BatchInfo, BatchSolver
 from .errors import SolverError, SolverWarning
 from .options import ON_FAILURE, OnFailure
-from .solvers.base import ModelSpec
+from .solvers.base import ModelSpec, invariance_basis
 from .statuses import cause
 
 _handles: dict[int, weakref.ref[SolveHandle]] = {}
@@ -95,6 +95,10 @@ class SolveHandle:
         self.batch = BatchSolver(spec, workers=workers, executor=executor, time_limit=time_limit)
         # Called before each solve; may return a new spec (a CVXPY parameter changed).
         self.refresh: Callable[[], ModelSpec | None] | None = None
+        # "auto"'s basis: (the spec it was taken from, its equality rows, the basis), and a
+        # version that changes with the rows, so that a stale projection is caught.
+        self._basis: tuple[ModelSpec, np.ndarray, torch.Tensor] | None = None
+        self.basis_version = 0
         self._warned: set[str] = set()
         self._local = threading.local()
         self.key = self._register()
@@ -136,6 +140,44 @@ class SolveHandle:
     def time_limit(self) -> float | None:
         return self.batch.time_limit
 
+    def sync(self) -> None:
+        """Follow the model: a refreshed spec (a CVXPY parameter changed) replaces the old one."""
+        if self.refresh is not None:
+            spec = self.refresh()
+            if spec is not None:
+                self.replace_spec(spec)
+
+    def invariance_basis(self) -> torch.Tensor:
+        """The ``(r, n)`` float64 basis of the model's equalities over the cost variables, for
+        ``projection="auto"`` (:func:`idproj_or.rules.projection.invariance_basis`), taken from
+        the current version of the model (the model is followed first, except while a compiler
+        traces: then the solve checks the version, :meth:`check_basis`)."""
+        if not torch.compiler.is_compiling():
+            self.sync()
+        cached = self._basis
+        if cached is None or cached[0] is not self.spec:
+            a = np.asarray(self.spec.equalities()[0], dtype=np.float64).reshape(-1, self.size)
+            if cached is not None and a.shape == cached[1].shape and np.array_equal(a, cached[1]):
+                basis = cached[2]
+            else:
+                self.basis_version += cached is not None
+                basis = torch.from_numpy(invariance_basis(a))
+            self._basis = cached = (self.spec, a, basis)
+        return cached[2]
+
+    def check_basis(self, version: int) -> None:
+        """Raise if an "auto" projection used the basis of version ``version`` while the model's
+        equality rows have changed since (a compiled forward that could not follow the model)."""
+        if version < 0:
+            return
+        self.invariance_basis()
+        if version != self.basis_version:
+            raise ValueError(
+                f"{self.name}: the model's equality rows over the cost variables changed after the "
+                "compiled forward took projection='auto''s basis from them; call the layer once "
+                "outside torch.compile (or torch.compiler.reset()) to follow the model"
+            )
+
     def replace_spec(self, spec: ModelSpec) -> None:
         """Solve ``spec`` from now on (same shape and sense), keeping the routing options."""
         old = self.batch
@@ -164,30 +206,36 @@ class SolveHandle:
             raise ValueError(f"{self.name}: empty batch (costs of shape {shape})")
         return costs.reshape(costs.shape[0], -1), batched
 
-    def _check_finite(self, raw: np.ndarray) -> None:
+    def _check_finite(self, raw: np.ndarray, what: str = "costs") -> None:
         finite = np.isfinite(raw)
         if not finite.all():
             i, j = np.argwhere(~finite)[0].tolist()
             where = tuple(int(k) for k in np.unravel_index(j, self.shape))
             raise ValueError(
-                f"{self.name}: costs[{i}] has a non-finite entry {raw[i, j]} at index {where} (batch index {i})"
+                f"{self.name}: {what}[{i}] has a non-finite entry {raw[i, j]} at index {where} (batch index {i})"
             )
 
-    def solve_numpy(self, z: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    def solve_numpy(self, z: np.ndarray, raw: np.ndarray, *, basis_version: int = -1) -> np.ndarray:
         """Decisions for the solver's costs ``z`` (rows); ``raw`` are the costs the caller passed
         (before projection and noise), checked for non-finite entries and used for the reported
         objective. Rows without a decision are NaN with ``on_failure="nan"``; with ``"raise"``
-        the first one raises :class:`SolverError`."""
+        the first one raises :class:`SolverError`. ``basis_version``: that of the "auto" basis
+        the caller projected with (:meth:`check_basis`), or -1."""
         self._check_finite(raw)
-        if self.refresh is not None:
-            spec = self.refresh()
-            if spec is not None:
-                self.replace_spec(spec)
+        self._check_finite(z, what="solver costs")
+        self.sync()
+        self.check_basis(basis_version)
         result = self.batch.solve(z, stop_at_failure=self.on_failure == "raise")
         sols = result.solutions
-        objective = np.einsum("ij,ij->i", raw, sols)
+        objective = np.einsum("ij,ij->i", raw, sols) + result.fixed
         info = BatchInfo(
-            result.status, result.solver_status, objective, result.wall_time, result.mode, self.batch.time_limit
+            result.status,
+            result.solver_status,
+            objective,
+            result.wall_time,
+            result.mode,
+            self.batch.time_limit,
+            result.scaling_error,
         )
         self._local.info = info
         failed = info.failed
@@ -207,10 +255,17 @@ class SolveHandle:
             )
         loose = info.not_optimal
         if loose:
+            i = loose[0]
+            error = result.scaling_error[i]
+            why = (
+                f"the costs do not fit the solver's integers: the decision may be up to "
+                f"{error:.3g} worse than optimal (last_info.scaling_error)"
+                if error > 0
+                else cause(info.status[i], info.solver_status[i], info.time_limit)
+            )
             self._warn_once(
                 "not_optimal",
-                f"{len(loose)} of {len(info)} decisions are not proven optimal (instance {loose[0]}: "
-                f"{cause(info.status[loose[0]], info.solver_status[loose[0]], info.time_limit)}); see "
+                f"{len(loose)} of {len(info)} decisions are not proven optimal (instance {i}: {why}); see "
                 "last_info.status",
             )
         return sols
@@ -220,11 +275,11 @@ class SolveHandle:
             self._warned.add(kind)
             warnings.warn(f"{self.name}: {message}. Shown once per layer.", SolverWarning, stacklevel=_caller_level())
 
-    def solve_tensor(self, z: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    def solve_tensor(self, z: torch.Tensor, raw: torch.Tensor, *, basis_version: int = -1) -> torch.Tensor:
         """:meth:`solve_numpy` on tensors: decisions on ``z``'s device, in ``z``'s dtype."""
         costs = z.detach().to(device="cpu", dtype=torch.float64).numpy()
         given = raw.detach().to(device="cpu", dtype=torch.float64).numpy()
-        sols = self.solve_numpy(costs, given)
+        sols = self.solve_numpy(costs, given, basis_version=basis_version)
         return torch.from_numpy(sols).to(device=z.device, dtype=z.dtype)
 
 

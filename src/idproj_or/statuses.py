@@ -36,11 +36,16 @@ SOLVED = (OPTIMAL, FEASIBLE)
 
 class Outcome(NamedTuple):
     """One instance's result: the flattened decision (None unless ``status in SOLVED``), the
-    common status and the backend's own status word."""
+    common status and the backend's own status word; ``fixed``: the value of the model's own
+    objective at the decision (0 without one), in the user's units; ``scaling_error``: how much
+    worse than optimal the decision can be because of an integer scaling of the costs
+    (:mod:`idproj_or.solvers.scaling`; 0 when the solver saw the costs exactly)."""
 
     x: np.ndarray | None
     status: str
     solver_status: str
+    fixed: float = 0.0
+    scaling_error: float = 0.0
 
 
 def no_decision(status: str, solver_status: str) -> Outcome:

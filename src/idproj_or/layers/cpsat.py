@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..checks import ObjectiveMode, Sense
 from ..rules.identity import OptLayer
 from ..solvers.cpsat import cpsat_spec
 
@@ -15,13 +16,23 @@ if TYPE_CHECKING:
 
 
 class CpSatLayer(OptLayer):
-    """Any OR-Tools CP-SAT ``CpModel`` as a layer: ``y = argmin/argmax sum(w * x)`` over the model.
+    """Any OR-Tools CP-SAT ``CpModel`` as a layer: ``y = argmin/argmax own(x) + sum(w * y)`` over
+    the model, ``y`` the cost variables and ``own`` the model's own objective (a known part of the
+    objective next to the predicted one; none if the model declares none).
+
+    The gradient is that of the predicted term alone (the method's ``-I`` / ``+I`` through the
+    projection): ``own`` does not depend on the costs. ``last_info.objective`` is the total.
+    CP-SAT optimises integers: see :mod:`idproj_or.solvers.scaling` for how the costs are scaled
+    and when a decision is reported ``"feasible"`` with its ``scaling_error``.
 
     Args:
-        model: the declared model; its own objective (if any) is replaced.
+        model: the declared model (left untouched).
         variables: array-like of the model's variables (bool or integer); its shape is the cost
             shape.
         sense: ``"min"`` or ``"max"``; default: the model's declared objective sense, else min.
+            With the model's objective kept, it must agree with that objective's direction.
+        objective: ``"keep"`` (default): the model's own objective plus the predicted term;
+            ``"replace"``: the predicted term alone.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
@@ -40,8 +51,10 @@ class CpSatLayer(OptLayer):
         self,
         model: cp_model.CpModel,
         variables: Any,
-        sense: str | None = None,
+        sense: Sense | None = None,
+        *,
+        objective: ObjectiveMode = "keep",
         **options: Unpack[LayerOptions],
     ) -> None:
-        spec = cpsat_spec(model, variables, sense, where=type(self).__name__)
+        spec = cpsat_spec(model, variables, sense, objective=objective, where=type(self).__name__)
         super().__init__(spec, **options)

@@ -10,7 +10,7 @@ in-process, in the pool or on an executor, through the opaque operator ``idproj_
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -18,7 +18,45 @@ from ..handle import SolveHandle, handle_for, real_scalar
 from ..options import RULE_DEFAULTS, CostOptions, RuleOptions, with_defaults
 from .cache import SolutionCache
 from .noise import sign_noise
-from .projection import check_projection, invariance_basis, project
+from .projection import check_projection, project_scaled, solver_costs
+
+
+class Frame(NamedTuple):
+    """Where a batch of costs came from, so that the solver sees them at the raw cost's scale
+    (:func:`~idproj_or.rules.projection.solver_costs`): the ``(B, n)`` raw costs (checked and
+    reported by the handle), their projection ``P(raw)`` (detached) and the ``(B, 1)`` float64
+    norm that the projection divided out."""
+
+    raw: torch.Tensor
+    anchor: torch.Tensor
+    scale: torch.Tensor
+
+    @classmethod
+    def plain(cls, costs: torch.Tensor) -> Frame:
+        """Costs solved as they are (e.g. SPO+'s ``2 c_hat - c``)."""
+        costs = costs.detach()
+        return cls(costs, costs, torch.ones(len(costs), 1, dtype=torch.float64, device=costs.device))
+
+    def repeat(self, k: int) -> Frame:
+        """Each row ``k`` times in a row (``K`` samples per instance)."""
+        return Frame(*(t.repeat_interleave(k, dim=0) for t in self))
+
+
+def failed_rows(y: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` mask of the decisions that are NaN rows (``on_failure="nan"``)."""
+    return torch.isnan(y).flatten(1).any(dim=1)
+
+
+def zero_failed(grad: torch.Tensor, failed: torch.Tensor) -> torch.Tensor:
+    """``grad`` with exactly 0 in the rows of instances without a decision (NaN never leaks)."""
+    shape = (len(failed),) + (1,) * (grad.ndim - 1)
+    return torch.where(failed.reshape(shape), torch.zeros_like(grad), grad)
+
+
+def nan_failed(loss: torch.Tensor, failed: torch.Tensor) -> torch.Tensor:
+    """Per-instance ``loss`` with NaN for the instances without a decision; computed from
+    NaN-free decisions, its gradient there is exactly 0."""
+    return torch.where(failed, torch.full_like(loss, float("nan")), loss)
 
 
 def as_handle(layer: Any, *, where: str) -> SolveHandle:
@@ -70,11 +108,8 @@ class Rule(torch.nn.Module):
         self.sense = handle.sense
         self.noise = options["noise"]
         self.generator = options["generator"]
-        basis = None
         if projection == "auto":
-            a, _ = handle.spec.equalities()
-            basis = torch.from_numpy(invariance_basis(a.reshape(-1, self.size)))
-        self.register_buffer("basis", basis, persistent=False)
+            handle.invariance_basis()  # a model whose rows cannot be read fails here, not later
         ratio = real_scalar(options.get("solve_ratio", 1.0), where=name, name="solve_ratio")
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"{name}: solve_ratio={ratio!r} must be in [0, 1]")
@@ -92,6 +127,12 @@ class Rule(torch.nn.Module):
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def basis(self) -> torch.Tensor | None:
+        """The ``(r, n)`` float64 invariance basis of ``projection="auto"`` (None otherwise): the
+        handle's, for the current version of the model."""
+        return self._handle.invariance_basis() if self.projection == "auto" else None
 
     @property
     def sign(self) -> float:
@@ -136,32 +177,40 @@ class Rule(torch.nn.Module):
             f"like the predictions, got {tuple(t.shape)}"
         )
 
-    def prepare(self, w: torch.Tensor) -> torch.Tensor:
-        """``P(w)``, plus the noise margin in training mode (differentiable in ``w``)."""
-        basis = self.basis.to(w) if self.basis is not None else None
-        z = project(w, self.projection, basis)
+    def prepare(self, w: torch.Tensor) -> tuple[torch.Tensor, Frame]:
+        """``z = P(w)``, plus the noise margin in training mode (differentiable in ``w``), and the
+        frame that maps ``z`` and costs near it back to the raw cost's scale for the solver."""
+        basis = self.basis
+        z, scale = project_scaled(w, self.projection, None if basis is None else basis.to(w))
+        frame = Frame(w.detach(), z.detach(), scale)
         if self.training and self._noise > 0:
             z = z + sign_noise(z.shape, self._noise, dtype=z.dtype, device=z.device, generator=self.generator)
-        return z
+        return z, frame
 
-    def decide(self, z: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-        """Decisions ``y(z)`` for the ``(B, n)`` solver costs ``z``, detached: solved through the
-        handle (``raw``: the costs checked and reported, see :meth:`SolveHandle.solve_numpy`),
-        or with probability ``1 - solve_ratio`` the pool's best member."""
-        z = z.detach()
+    @property
+    def basis_version(self) -> int:
+        """Version of the "auto" basis this rule projects with (-1 for other projections)."""
+        return self._handle.basis_version if self.projection == "auto" else -1
+
+    def decide(self, z: torch.Tensor, frame: Frame) -> torch.Tensor:
+        """Decisions ``y(z)`` for the ``(B, n)`` costs ``z`` (in ``frame``'s projected space),
+        detached, in ``z``'s dtype: solved through the handle at the raw scale, or with
+        probability ``1 - solve_ratio`` the pool's best member. Rows without a decision are NaN
+        (``on_failure="nan"``)."""
+        costs = solver_costs(z, *frame)
         cache = self.cache
         if cache is not None and cache.skip(self.solve_ratio, self.generator):
-            return cache.best(z)
-        y = torch.ops.idproj_or.solve(z, raw.detach(), self._handle.key)
+            return cache.best(costs).to(z.dtype)
+        y = torch.ops.idproj_or.solve(costs, frame.raw, self._handle.key, self.basis_version).to(z.dtype)
         if cache is not None:
             cache.add(y)
         return y
 
-    def decide_samples(self, costs: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-        """:meth:`decide` for ``(B, K, n)`` costs, ``K`` per instance of the ``(B, n)`` ``raw``,
-        as one batch of ``B * K``."""
+    def decide_samples(self, costs: torch.Tensor, frame: Frame) -> torch.Tensor:
+        """:meth:`decide` for ``(B, K, n)`` costs, ``K`` per instance of ``frame``'s ``B``, as one
+        batch of ``B * K``."""
         b, k, n = costs.shape
-        return self.decide(costs.reshape(b * k, n), raw.repeat_interleave(k, dim=0)).reshape(b, k, n)
+        return self.decide(costs.reshape(b * k, n), frame.repeat(k)).reshape(b, k, n)
 
     def samples(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """Standard Gaussian draws of ``shape`` from the rule's generator (or the global RNG)."""
@@ -190,15 +239,15 @@ def check_reduction(reduction: str, *, where: str) -> str:
 # Defined with torch.library.Library rather than torch.library.custom_op, whose first call
 # imports torch._dynamo (~2 s) even in plain eager code.
 _LIB = torch.library.Library("idproj_or", "FRAGMENT")
-_LIB.define("solve(Tensor z, Tensor raw, int key) -> Tensor")
+_LIB.define("solve(Tensor costs, Tensor raw, int key, int version) -> Tensor")
 
 
-def _solve(z: torch.Tensor, raw: torch.Tensor, key: int) -> torch.Tensor:
-    return handle_for(key).solve_tensor(z, raw)
+def _solve(costs: torch.Tensor, raw: torch.Tensor, key: int, version: int) -> torch.Tensor:
+    return handle_for(key).solve_tensor(costs, raw, basis_version=version)
 
 
-def _fake(z: torch.Tensor, raw: torch.Tensor, key: int) -> torch.Tensor:
-    return torch.empty_like(z)
+def _fake(costs: torch.Tensor, raw: torch.Tensor, key: int, version: int) -> torch.Tensor:
+    return torch.empty_like(costs)
 
 
 _LIB.impl("solve", _solve, "CompositeExplicitAutograd")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..options import RuleOptions
-from .base import Rule, as_handle, positive, rule_options
+from .base import Frame, Rule, as_handle, failed_rows, positive, rule_options, zero_failed
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -58,23 +58,26 @@ class Blackbox(Rule):
 
     def forward(self, pred_cost: torch.Tensor) -> torch.Tensor:
         w, batched, dtype = self.flat(pred_cost)
-        z = self.prepare(w)
-        y = _Interpolate.apply(z, w, self)
+        z, frame = self.prepare(w)
+        y = _Interpolate.apply(z, self, *frame)
         return self.unflat(y, batched, dtype)
 
 
 class _Interpolate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, raw: torch.Tensor, rule: Blackbox) -> torch.Tensor:
-        y = rule.decide(z, raw)
-        ctx.save_for_backward(z, raw, y)
+    def forward(ctx: Any, z: torch.Tensor, rule: Blackbox, *frame: torch.Tensor) -> torch.Tensor:
+        y = rule.decide(z, Frame(*frame))
+        ctx.save_for_backward(z, y, *frame)
         ctx.rule = rule
         return y
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        z, raw, y = ctx.saved_tensors
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        z, y, *frame = ctx.saved_tensors
         rule: Blackbox = ctx.rule
         s = rule.sign
-        shifted = rule.decide(z + s * rule.lambd * grad, raw)
-        return s * (shifted - y) / rule.lambd, None, None
+        shifted = rule.decide(z + s * rule.lambd * grad, Frame(*frame))
+        # No gradient where either solve has no decision (on_failure="nan").
+        failed = failed_rows(y) | failed_rows(shifted)
+        out = zero_failed(s * (torch.nan_to_num(shifted) - torch.nan_to_num(y)) / rule.lambd, failed)
+        return out, None, None, None, None

@@ -1,10 +1,13 @@
 """Identity with projection (Sahoo et al., ICLR 2023), the rule of every layer.
 
 Forward: check -> project (differentiable torch ops, per instance) -> training-only noise margin
--> exact batch solve through the handle. The solve is one opaque torch operator,
-``idproj_or::identity_solve``: the compiler sees a black box with the input's shape, never traces
-into the solver, and autograd passes ``sign * grad`` through it (``-I`` for minimisation, ``+I``
-for maximisation; no solver call in backward). Autograd through the projection does the rest.
+-> exact batch solve through the handle, of the raw cost plus the margin at the raw cost's scale
+(the same argmin as the projected cost, :func:`~idproj_or.rules.projection.solver_costs`). The
+solve is one opaque torch operator, ``idproj_or::identity_solve``: the compiler sees a black box
+with the input's shape, never traces into the solver, and autograd passes ``sign * grad`` through
+it (``-I`` for minimisation, ``+I`` for maximisation; no solver call in backward; exactly 0 for
+an instance without a decision under ``on_failure="nan"``). Autograd through the projection does
+the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from ..batch import BatchInfo
 from ..handle import SolveHandle, handle_for
 from ..options import LayerOptions, OnFailure, RuleOptions, with_defaults
 from ..solvers.base import ModelSpec
-from .base import Rule, as_handle, rule_options
+from .base import Rule, as_handle, failed_rows, rule_options, zero_failed
+from .projection import solver_costs
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -54,12 +58,17 @@ class Identity(Rule):
 
     def forward(self, costs: torch.Tensor) -> torch.Tensor:
         w, batched, dtype = self.flat(costs)
-        z = self.prepare(w)
+        z, frame = self.prepare(w)
         if self.cache is None:
-            y = identity_solve(z, w, self._handle, sense=self.sense)
+            costs64 = solver_costs(z, *frame)
+            y = torch.ops.idproj_or.identity_solve(
+                z, costs64, frame.raw, self._handle.key, -self.sign, self.basis_version
+            )
         else:
-            # Straight-through: the value of the decision, the gradient of -+z.
-            y = self.decide(z, w) - self.sign * (z - z.detach())
+            # Straight-through: the value of the decision, the gradient of -+z (0 where it failed).
+            y = self.decide(z, frame)
+            step = z - z.detach()
+            y = y - self.sign * torch.where(failed_rows(y)[:, None], torch.zeros_like(step), step)
         return self.unflat(y, batched, dtype)
 
 
@@ -133,14 +142,18 @@ class OptLayer(Identity):
 # Defined with torch.library.Library rather than torch.library.custom_op, whose first call
 # imports torch._dynamo (~2 s) even in plain eager code.
 _LIB = torch.library.Library("idproj_or", "FRAGMENT")
-_LIB.define("identity_solve(Tensor z, Tensor raw, int key, float sign) -> Tensor")
+# z: the projected (noisy) cost, which receives the gradient; costs: what the solver solves (z at
+# the raw scale); raw: the caller's cost (checked, and used for the reported objective).
+_LIB.define("identity_solve(Tensor z, Tensor costs, Tensor raw, int key, float sign, int version) -> Tensor")
 
 
-def _solve(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
-    return handle_for(key).solve_tensor(z, raw)
+def _solve(
+    z: torch.Tensor, costs: torch.Tensor, raw: torch.Tensor, key: int, sign: float, version: int
+) -> torch.Tensor:
+    return handle_for(key).solve_tensor(costs, raw, basis_version=version).to(z.dtype)
 
 
-def _fake(z: torch.Tensor, raw: torch.Tensor, key: int, sign: float) -> torch.Tensor:
+def _fake(z: torch.Tensor, costs: torch.Tensor, raw: torch.Tensor, key: int, sign: float, version: int) -> torch.Tensor:
     return torch.empty_like(z)
 
 
@@ -149,11 +162,13 @@ torch.library.register_fake("idproj_or::identity_solve", _fake, lib=_LIB)
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-    ctx.sign = inputs[3]
+    ctx.sign = inputs[4]
+    ctx.save_for_backward(failed_rows(output))
 
 
-def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
-    return (grad if ctx.sign > 0 else -grad), None, None, None
+def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
+    (failed,) = ctx.saved_tensors
+    return zero_failed(grad if ctx.sign > 0 else -grad, failed), None, None, None, None, None
 
 
 torch.library.register_autograd("idproj_or::identity_solve", _backward, setup_context=_setup_context, lib=_LIB)
@@ -167,9 +182,3 @@ def _no_vmap(info: Any, in_dims: Any, *args: Any) -> Any:
 
 
 torch.library.register_vmap("idproj_or::identity_solve", _no_vmap, lib=_LIB)
-
-
-def identity_solve(z: torch.Tensor, raw: torch.Tensor, handle: SolveHandle, *, sense: str) -> torch.Tensor:
-    """``y = solve(z)`` as the opaque operator; backward ``dL/dz = -dL/dy`` for min, ``+dL/dy``
-    for max. ``raw`` is the caller's cost (checked and used for the reported objective)."""
-    return torch.ops.idproj_or.identity_solve(z, raw.detach(), handle.key, 1.0 if sense == "max" else -1.0)

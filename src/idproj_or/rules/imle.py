@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..options import RuleOptions
-from .base import positive
+from .base import Frame, failed_rows, positive, zero_failed
 from .perturbed import Perturbed
 
 if TYPE_CHECKING:
@@ -97,31 +97,36 @@ class IMLE(Perturbed):
 
     def forward(self, pred_cost: torch.Tensor) -> torch.Tensor:
         w, batched, dtype = self.flat(pred_cost)
-        z = self.prepare(w)
+        z, frame = self.prepare(w)
         eps = sum_of_gamma((len(z), self.n_samples, z.shape[1]), kappa=self.kappa, generator=self.generator, like=z)
-        costs, sols = self.perturb(z.detach(), w, eps)
-        y = _TargetDistribution.apply(z, costs, sols, w, self)
+        costs, sols = self.perturb(z.detach(), frame, eps)
+        y = _TargetDistribution.apply(z, costs, sols, self, *frame)
         return self.unflat(y, batched, dtype)
 
 
 class _TargetDistribution(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx: Any, z: torch.Tensor, costs: torch.Tensor, sols: torch.Tensor, raw: torch.Tensor, rule: IMLE
+        ctx: Any, z: torch.Tensor, costs: torch.Tensor, sols: torch.Tensor, rule: IMLE, *frame: torch.Tensor
     ) -> torch.Tensor:
-        ctx.save_for_backward(costs, sols, raw)
+        ctx.save_for_backward(costs, sols, *frame)
         ctx.rule = rule
         return sols.mean(dim=1)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
-        costs, sols, raw = ctx.saved_tensors
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        costs, sols, *parts = ctx.saved_tensors
+        frame = Frame(*parts)
         rule: IMLE = ctx.rule
         s = costs.shape[1]
-        delta = rule.lambd * grad.unsqueeze(1)
+        delta = rule.lambd * torch.nan_to_num(grad).unsqueeze(1)
         if rule.two_sides:
-            both = rule.decide_samples(torch.cat([costs + delta, costs - delta], dim=1), raw)
+            both = rule.decide_samples(torch.cat([costs + delta, costs - delta], dim=1), frame)
+            failed = failed_rows(both)
             out = (both[:, :s] - both[:, s:]).mean(dim=1) / (2 * rule.lambd)
         else:
-            out = rule.sign * (rule.decide_samples(costs + rule.sign * delta, raw) - sols).mean(dim=1) / rule.lambd
-        return out, None, None, None, None
+            moved = rule.decide_samples(costs + rule.sign * delta, frame)
+            failed = failed_rows(moved) | failed_rows(sols)
+            out = rule.sign * (moved - sols).mean(dim=1) / rule.lambd
+        # No gradient where a solve has no decision (on_failure="nan").
+        return (zero_failed(torch.nan_to_num(out), failed), None, None, None, None, None, None)

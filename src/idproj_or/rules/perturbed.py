@@ -33,7 +33,19 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..options import RuleOptions
-from .base import Rule, as_handle, check_reduction, positive, positive_int, reduce, rule_options
+from .base import (
+    Frame,
+    Rule,
+    as_handle,
+    check_reduction,
+    failed_rows,
+    nan_failed,
+    positive,
+    positive_int,
+    reduce,
+    rule_options,
+    zero_failed,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -52,11 +64,11 @@ class Perturbed(Rule):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, n_samples={self.n_samples}, sigma={self.sigma}"
 
-    def perturb(self, z: torch.Tensor, raw: torch.Tensor, noises: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def perturb(self, z: torch.Tensor, frame: Frame, noises: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The perturbed costs ``z + sigma noises`` (``(B, S, n)``, differentiable in ``z``) and
         their decisions (detached), solved as one batch of ``B * S``."""
         costs = z.unsqueeze(1) + self.sigma * noises
-        return costs, self.decide_samples(costs, raw)
+        return costs, self.decide_samples(costs, frame)
 
 
 class PerturbedOpt(Perturbed):
@@ -93,9 +105,9 @@ class PerturbedOpt(Perturbed):
 
     def forward(self, pred_cost: torch.Tensor) -> torch.Tensor:
         w, batched, dtype = self.flat(pred_cost)
-        z = self.prepare(w)
+        z, frame = self.prepare(w)
         noises = self.samples((len(z), self.n_samples, z.shape[1]), z)
-        _, sols = self.perturb(z.detach(), w, noises)
+        _, sols = self.perturb(z.detach(), frame, noises)
         y = _ScoreFunction.apply(z, sols, noises, self)
         return self.unflat(y, batched, dtype)
 
@@ -114,10 +126,12 @@ class _ScoreFunction(torch.autograd.Function):
         sols, noises = ctx.saved_tensors
         rule: PerturbedOpt = ctx.rule
         n = sols.shape[1]
-        reward = torch.einsum("bsd,bd->bs", sols, grad)
+        failed = failed_rows(sols)
+        reward = torch.einsum("bsd,bd->bs", torch.nan_to_num(sols), torch.nan_to_num(grad))
         if rule.variance_reduction and n > 1:
             reward = (reward - reward.mean(dim=1, keepdim=True)) * (n / (n - 1))
-        return torch.einsum("bsd,bs->bd", noises, reward) / (n * rule.sigma), None, None, None
+        out = torch.einsum("bsd,bs->bd", noises, reward) / (n * rule.sigma)
+        return zero_failed(out, failed), None, None, None
 
 
 class FenchelYoung(Perturbed):
@@ -159,12 +173,13 @@ class FenchelYoung(Perturbed):
     def forward(self, pred_cost: torch.Tensor, true_sol: torch.Tensor) -> torch.Tensor:
         w, _, dtype = self.flat(pred_cost)
         y_star = self.labels(true_sol, w, "true_sol")
-        z = self.prepare(w)
+        z, frame = self.prepare(w)
         noises = self.samples((len(z), self.n_samples, z.shape[1]), z)
-        costs, sols = self.perturb(z, w, noises)
+        costs, sols = self.perturb(z, frame, noises)
+        failed = failed_rows(sols)
         # With the decisions constant, the gradient of the smoothed value is E[y] (Danskin).
-        smoothed = torch.einsum("bsd,bsd->bs", costs, sols).mean(dim=1)
+        smoothed = torch.einsum("bsd,bsd->bs", costs, torch.nan_to_num(sols)).mean(dim=1)
         loss = smoothed - (z * y_star).sum(dim=1)
         if self.sense == "min":
             loss = -loss
-        return reduce(loss.to(dtype), self.reduction)
+        return reduce(nan_failed(loss, failed).to(dtype), self.reduction)

@@ -3,14 +3,22 @@
 Every projection P leaves the solver's argmin unchanged, so the forward solution is the same as
 for the raw cost, while autograd through P turns the solver's identity backward into
 ``-P'(w)^T dL/dy`` (Sahoo et al., ICLR 2023, eq. 11).
+
+P's value is never what the solver sees: ``P(w) = (w - A^T l) / s`` with ``s`` the norm divided
+out (1 for "none" and "mean"), and a solver whose tolerances are absolute, or a rounding to
+integers, can tell ``3e9, 3, 4, 5`` apart but not ``1, 1e-9, 1.3e-9, 1.7e-9``. So the solver gets
+the raw cost back, ``w + s (z - P(w))`` for a cost ``z = P(w) + xi`` (``xi``: the noise margin or
+a rule's perturbation), which has the same argmin as ``z`` over every feasible point
+(:func:`solver_costs`).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import torch
+
+from ..solvers.base import invariance_basis as invariance_basis  # re-exported: a projection concept
 
 Projection = Literal["none", "mean", "norm", "std", "auto"]
 PROJECTIONS: tuple[str, ...] = ("none", "mean", "norm", "std", "auto")
@@ -29,32 +37,24 @@ def mean_center(w: torch.Tensor) -> torch.Tensor:
     return w - w.mean(dim=-1, keepdim=True)
 
 
+def _peak(w: torch.Tensor) -> torch.Tensor:
+    """The largest magnitude of each row, detached, and 1 for an all-zero row (a divisor)."""
+    peak = w.detach().abs().amax(dim=-1, keepdim=True)
+    return torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
 def normalize(w: torch.Tensor) -> torch.Tensor:
-    return w * torch.rsqrt((w * w).sum(dim=-1, keepdim=True) + EPS * EPS)
+    # w / ||w|| computed as u / ||u|| with u = w / max|w|: the same function of w (so the same
+    # gradient), without w * w overflowing (float32 above ~1.8e19) or underflowing.
+    u = w / _peak(w)
+    return u * torch.rsqrt((u * u).sum(dim=-1, keepdim=True) + EPS * EPS)
 
 
-def invariance_basis(a: np.ndarray) -> np.ndarray:
-    """Orthonormal rows ``Q`` (``r x n``) spanning the row space of ``a``.
-
-    ``Q^T Q = A^T (A A^T)^+ A`` is the orthogonal projector onto the directions ``A^T l`` that
-    the equalities ``A y = b`` prove do not change the argmin; ``w - (w Q^T) Q`` removes them.
-    Keeping ``Q`` instead of the ``n x n`` projector costs ``O(r n)`` memory and time (a 100-city
-    tour: 199 x 10^4, not 10^4 x 10^4).
-    """
-    a = np.asarray(a, dtype=np.float64)
-    if a.size == 0:
-        return np.zeros((0, a.shape[1]))
-    if len(a) == 1:  # one row (top-k's sum): the plain unit row, so that equal costs stay equal
-        norm = np.linalg.norm(a)
-        return a / norm if norm > 0 else np.zeros((0, a.shape[1]))
-    # Eigen-decomposition of the small Gram matrix A A^T (r x r) instead of an SVD of the wide A:
-    # for a 100-city tour 0.1 s instead of 11 s. Redundant rows (the row and column sums of a
-    # square assignment share a total) give zero eigenvalues and are dropped.
-    lam, u = np.linalg.eigh(a @ a.T)
-    keep = lam > lam.max() * max(a.shape) * 1e-12
-    q0 = (u[:, keep].T @ a) / np.sqrt(lam[keep])[:, None]
-    q, _ = np.linalg.qr(q0.T)  # re-orthonormalise to full precision
-    return q.T
+def row_norm(w: torch.Tensor) -> torch.Tensor:
+    """``||w||`` of each row as a detached float64 ``(B, 1)`` column, without overflow."""
+    w = w.detach()
+    peak = _peak(w).to(torch.float64)
+    return peak * torch.linalg.vector_norm(w.to(torch.float64) / peak, dim=-1, keepdim=True)
 
 
 def project(w: torch.Tensor, projection: str, basis: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,16 +62,37 @@ def project(w: torch.Tensor, projection: str, basis: torch.Tensor | None = None)
 
     ``basis`` is the ``(r, n)`` matrix of :func:`invariance_basis`, required for "auto".
     """
+    return project_scaled(w, projection, basis)[0]
+
+
+def project_scaled(
+    w: torch.Tensor, projection: str, basis: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``P(w)`` and the detached float64 ``(B, 1)`` norm ``s`` it divided out (1 for "none" and
+    "mean"; 1 too for a row that projects to 0, whose every decision ties)."""
+    ones = torch.ones(len(w), 1, dtype=torch.float64, device=w.device)
     if projection == "none":
-        return w
+        return w, ones
     if projection == "mean":
-        return mean_center(w)
+        return mean_center(w), ones
     if projection == "norm":
-        return normalize(w)
-    if projection == "std":
-        return normalize(mean_center(w))
-    if projection == "auto":
+        v = w
+    elif projection == "std":
+        v = mean_center(w)
+    elif projection == "auto":
         if basis is None:
             raise ValueError('projection="auto" needs the invariance basis of the model')
-        return normalize(w - (w @ basis.T) @ basis)
-    raise ValueError(f"unknown projection {projection!r}")
+        v = w - (w @ basis.T) @ basis
+    else:
+        raise ValueError(f"unknown projection {projection!r}")
+    s = row_norm(v)
+    return normalize(v), torch.where(s > 0, s, ones)
+
+
+def solver_costs(z: torch.Tensor, raw: torch.Tensor, anchor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The costs a solver gets for the costs ``z`` near the projected ``anchor = P(raw)``:
+    ``raw + scale (z - anchor)`` in float64, detached. Its argmin equals ``z``'s over every
+    feasible point (``P(raw)`` and ``raw / scale`` differ by an invariant direction) and it keeps
+    the raw cost's resolution: without a perturbation it is ``raw`` itself."""
+    raw, z, anchor = (t.detach().to(torch.float64) for t in (raw, z, anchor))
+    return raw + scale.to(raw) * (z - anchor)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..options import RuleOptions
-from .base import Rule, as_handle, check_reduction, reduce, rule_options
+from .base import Frame, Rule, as_handle, check_reduction, failed_rows, nan_failed, reduce, rule_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -69,11 +69,13 @@ class SPOPlus(Rule):
         z_star = torch.as_tensor(true_obj, device=w.device).to(w.dtype).reshape(-1)
         if len(z_star) != len(w):
             raise ValueError(f"{name}: true_obj has {len(z_star)} entries for {len(w)} instances")
-        z = self.prepare(w)
+        z, _ = self.prepare(w)
         q = 2 * z - c
-        w_q = self.decide(q, q)
+        w_q = self.decide(q, Frame.plain(q))
+        failed = failed_rows(w_q)
+        w_q = torch.nan_to_num(w_q)
         # The solve's objective <q, w_q> with w_q constant: its gradient is 2 w_q (Danskin).
         loss = (q * w_q).sum(dim=1) - 2 * (z * w_star).sum(dim=1) + z_star
         if self.sense == "min":
             loss = -loss
-        return reduce(loss.to(dtype), self.reduction)
+        return reduce(nan_failed(loss, failed).to(dtype), self.reduction)

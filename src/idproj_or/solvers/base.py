@@ -16,12 +16,15 @@ from ..statuses import INFEASIBLE, INFEASIBLE_OR_UNBOUNDED, NOT_SOLVED, OPTIMAL,
 
 class ChunkResult(NamedTuple):
     """The rows of a chunk: decisions (NaN rows where there is none), common statuses, the
-    backend's statuses and the seconds spent on each row."""
+    backend's statuses and the seconds spent on each row; per row, the model's own objective at
+    the decision and the scaling error (:class:`~idproj_or.statuses.Outcome`; None: all 0)."""
 
     solutions: np.ndarray
     status: list[str]
     solver_status: list[str]
     wall_time: np.ndarray
+    fixed: np.ndarray | None = None
+    scaling_error: np.ndarray | None = None
 
 
 class ResidentSolver(abc.ABC):
@@ -82,6 +85,8 @@ class ResidentSolver(abc.ABC):
         n = len(costs)
         sols = np.full_like(costs, np.nan)
         times = np.zeros(n)
+        fixed = np.full(n, np.nan)
+        errors = np.zeros(n)
         statuses = [NOT_SOLVED] * n
         words = [""] * n
         for i, cost in enumerate(costs):
@@ -92,10 +97,10 @@ class ResidentSolver(abc.ABC):
             times[i] = time.perf_counter() - t0
             statuses[i], words[i] = out.status, out.solver_status
             if out.x is not None:
-                sols[i] = out.x
+                sols[i], fixed[i], errors[i] = out.x, out.fixed, out.scaling_error
             elif stop_at_failure:
                 break
-        return ChunkResult(sols, statuses, words, times)
+        return ChunkResult(sols, statuses, words, times, fixed, errors)
 
 
 class ExactChunkSolver(ResidentSolver):
@@ -178,3 +183,27 @@ def dense_rows(rows: Sequence[tuple[dict[int, float], float]], n: int) -> tuple[
         b[k] = rhs
     nonzero = np.abs(a).sum(axis=1) > 0
     return a[nonzero], b[nonzero]
+
+
+def invariance_basis(a: np.ndarray) -> np.ndarray:
+    """Orthonormal rows ``Q`` (``r x n``) spanning the row space of ``a``.
+
+    ``Q^T Q = A^T (A A^T)^+ A`` is the orthogonal projector onto the directions ``A^T l`` that
+    the equalities ``A y = b`` prove do not change the argmin; ``w - (w Q^T) Q`` removes them.
+    Keeping ``Q`` instead of the ``n x n`` projector costs ``O(r n)`` memory and time (a 100-city
+    tour: 199 x 10^4, not 10^4 x 10^4).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return np.zeros((0, a.shape[1]))
+    if len(a) == 1:  # one row (top-k's sum): the plain unit row, so that equal costs stay equal
+        norm = np.linalg.norm(a)
+        return a / norm if norm > 0 else np.zeros((0, a.shape[1]))
+    # Eigen-decomposition of the small Gram matrix A A^T (r x r) instead of an SVD of the wide A:
+    # for a 100-city tour 0.1 s instead of 11 s. Redundant rows (the row and column sums of a
+    # square assignment share a total) give zero eigenvalues and are dropped.
+    lam, u = np.linalg.eigh(a @ a.T)
+    keep = lam > lam.max() * max(a.shape) * 1e-12
+    q0 = (u[:, keep].T @ a) / np.sqrt(lam[keep])[:, None]
+    q, _ = np.linalg.qr(q0.T)  # re-orthonormalise to full precision
+    return q.T

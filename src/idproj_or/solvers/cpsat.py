@@ -1,11 +1,14 @@
-"""OR-Tools CP-SAT adapter: any ``CpModel`` with objective ``sum(w * x)`` over chosen variables.
+"""OR-Tools CP-SAT adapter: any ``CpModel`` with objective ``own(x) + sum(w * x)`` over chosen
+variables (``own``: the model's own objective, kept unless ``objective="replace"``).
 
-Spec: the model's proto in text format (objective removed) plus the proto indices of the cost
-variables. A worker parses it once; each solve rewrites only the objective coefficients.
+Spec: the model's proto in text format (objective removed), the proto indices of the cost
+variables, and the model's own objective as plain numbers. A worker parses the proto once; each
+solve rewrites only the objective.
 
-CP-SAT optimises integer objectives, so each instance's float cost is scaled so that its largest
-magnitude maps to ``RESOLUTION`` and rounded. "Optimal" means optimal for the rounded cost; its
-true objective is within ``max|w| * sum_j max|x_j| / RESOLUTION`` of the true optimum.
+CP-SAT optimises integer objectives: each instance's objective is scaled by a power of two as
+large as the int64 headroom allows and rounded (:mod:`idproj_or.solvers.scaling`); the bound on
+what the rounding can cost is reported as ``scaling_error``, and a decision is ``"optimal"`` only
+when that bound is within the float64 rounding of its objective.
 """
 
 from __future__ import annotations
@@ -18,21 +21,28 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from .. import statuses
-from ..checks import Sense, as_variable_array, check_sense
+from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
 from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver, dense_rows, repeat_rows
-
-RESOLUTION = 2**20  # largest |cost| of an instance becomes +-1,048,576 (>= 1e6)
-# CP-SAT rejects objectives whose bound may leave int64; keep a wide margin.
-_OBJECTIVE_BOUND = 2**62
+from .scaling import EPS, integer_costs, proven, scale_exponent, scaling_error
 
 
-def _declared_sense(proto: Any) -> Sense:
+def own_objective(proto: Any) -> tuple[dict[int, float], float, Sense]:
+    """The model's objective as ``({variable: coefficient}, offset, sense)`` in its own units."""
     if proto.has_floating_point_objective():
-        return "max" if proto.floating_point_objective.maximize else "min"
-    if proto.has_objective() and proto.objective.scaling_factor < 0:
-        return "max"
-    return "min"
+        fo = proto.floating_point_objective
+        terms: dict[int, float] = {}
+        for v, c in zip(fo.vars, fo.coeffs):
+            terms[v] = terms.get(v, 0.0) + float(c)
+        return terms, float(fo.offset), "max" if fo.maximize else "min"
+    if proto.has_objective():
+        obj = proto.objective
+        factor = obj.scaling_factor or 1.0  # value = factor * (sum coeffs x + offset)
+        terms = {}
+        for v, c in zip(obj.vars, obj.coeffs):
+            terms[v] = terms.get(v, 0.0) + factor * c
+        return terms, factor * obj.offset, "max" if factor < 0 else "min"
+    return {}, 0.0, "min"
 
 
 class CpSatSolver(ResidentSolver):
@@ -40,10 +50,23 @@ class CpSatSolver(ResidentSolver):
         self.model = cp_model.CpModel()
         self.model.proto.parse_text_format(spec.proto_text)
         index = np.asarray(spec.var_index, dtype=np.int64)
-        self.unique, self.inverse = np.unique(index, return_inverse=True)
+        own = np.asarray(spec.own_vars, dtype=np.int64)
+        # The objective's variables: the cost variables and those of the model's own objective.
+        self.vars, inverse = np.unique(np.concatenate([index, own]), return_inverse=True)
+        self.inverse = inverse[: len(index)]
         self.index = index
+        self.own = np.zeros(len(self.vars))
+        np.add.at(self.own, inverse[len(index) :], np.asarray(spec.own_coeffs, dtype=np.float64))
+        self.own_offset = spec.own_offset
+        # Terms summed into each objective coefficient, for the float64 rounding of that sum.
+        self.terms = np.bincount(inverse, minlength=len(self.vars))
+        domains = [list(self.model.proto.variables[v].domain) for v in self.vars.tolist()]
+        low = np.array([d[0] for d in domains], dtype=np.float64)
+        high = np.array([d[-1] for d in domains], dtype=np.float64)
+        self.peaks = np.maximum(np.abs(low), np.abs(high))
+        self.spans = high - low
         objective = self.model.proto.objective
-        objective.vars.extend(self.unique.tolist())
+        objective.vars.extend(self.vars.tolist())
         self.coeffs = objective.coeffs
         self.sign = -1.0 if spec.sense == "max" else 1.0
         self.solver = cp_model.CpSolver()
@@ -60,11 +83,14 @@ class CpSatSolver(ResidentSolver):
         self.solver.stop_search()
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        peak = float(np.abs(cost).max())
-        scaled = np.rint(cost * (self.sign * RESOLUTION / peak)) if peak > 0 else np.zeros_like(cost)
-        coeffs = np.bincount(self.inverse, weights=scaled, minlength=len(self.unique))
+        total = self.own + np.bincount(self.inverse, weights=cost, minlength=len(self.vars))
+        exponent = scale_exponent(total, self.peaks)
+        scaled = integer_costs(self.sign * total, exponent)
+        # A coefficient summed from several terms carries their float64 rounding as well.
+        summed = (self.terms - 1) * EPS * np.abs(total)
+        error = scaling_error(scaled.residual + summed, self.spans)
         self.coeffs.clear()
-        self.coeffs.extend(coeffs.astype(np.int64).tolist())
+        self.coeffs.extend(scaled.coeffs.tolist())
         if time_limit != self._time_limit:
             self.solver.parameters.max_time_in_seconds = float("inf") if time_limit is None else time_limit
             self._time_limit = time_limit
@@ -81,8 +107,10 @@ class CpSatSolver(ResidentSolver):
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return statuses.no_decision(statuses.ERROR, name)
         values = np.asarray(self.solver.response_proto.solution, dtype=np.float64)
-        common = statuses.OPTIMAL if status == cp_model.OPTIMAL else statuses.FEASIBLE
-        return Outcome(values[self.index], common, name)
+        x = values[self.vars]
+        common = statuses.OPTIMAL if status == cp_model.OPTIMAL and proven(error, total, x) else statuses.FEASIBLE
+        fixed = float(self.own @ x) + self.own_offset
+        return Outcome(values[self.index], common, name, fixed, error)
 
 
 @dataclass(frozen=True)
@@ -93,6 +121,10 @@ class CpSatSpec(ModelSpec):
     var_index: tuple[int, ...]  # proto index of each cost entry (flattened)
     shape: tuple[int, ...]
     sense: Sense
+    # The model's own objective, own(x) = sum(own_coeffs * x[own_vars]) + own_offset (kept).
+    own_vars: tuple[int, ...] = ()
+    own_coeffs: tuple[float, ...] = ()
+    own_offset: float = 0.0
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         model = cp_model.CpModel()
@@ -156,9 +188,17 @@ def cpsat_equalities(proto: Any, var_index: np.ndarray) -> tuple[np.ndarray, np.
     return dense_rows(rows, n)
 
 
-def cpsat_spec(model: cp_model.CpModel, variables: Any, sense: str | None, *, where: str) -> CpSatSpec:
+def cpsat_spec(
+    model: cp_model.CpModel,
+    variables: Any,
+    sense: str | None,
+    *,
+    objective: ObjectiveMode = "keep",
+    where: str,
+) -> CpSatSpec:
     if not isinstance(model, cp_model.CpModel):
         raise TypeError(f"{where}: model must be an ortools.sat.python.cp_model.CpModel, got {type(model).__name__}")
+    objective = check_objective_mode(objective, where=where)
     arr = as_variable_array(variables, cp_model.IntVar, where=where)
     proto = model.proto
     n_vars = len(proto.variables)
@@ -168,17 +208,26 @@ def cpsat_spec(model: cp_model.CpModel, variables: Any, sense: str | None, *, wh
             raise ValueError(
                 f"{where}: variables[{pos}] ({var.name!r}, proto index {var.index}) is not a variable of this model"
             )
-    bound = 0.0
-    for v in np.unique(index).tolist():
-        dom = list(proto.variables[v].domain)
-        bound += max(abs(dom[0]), abs(dom[-1])) * RESOLUTION * int((index == v).sum())
-    if bound >= _OBJECTIVE_BOUND:
+    terms, offset, declared = own_objective(proto)
+    if objective == "replace":
+        terms, offset = {}, 0.0
+    terms = {v: c for v, c in terms.items() if c != 0.0}
+    if objective == "keep" and proto.has_objective() and len(proto.objective.domain):
         raise ValueError(
-            f"{where}: the objective could overflow CP-SAT's int64 (sum of |domain| bounds x "
-            f"{RESOLUTION} = {bound:.3g} >= 2^62); tighten the cost variables' domains"
+            f"{where}: the model's objective has a domain (a bound on its value), which cannot be "
+            "kept once the predicted term is added; pass objective='replace' or state the bound as "
+            "a constraint"
         )
-    resolved = _declared_sense(proto) if sense is None else check_sense(sense, where=where)
+    resolved = resolve_sense(sense, declared, has_own=bool(terms), where=where)
     clean = model.clone()
     clean.proto.clear_objective()
     clean.proto.clear_floating_point_objective()
-    return CpSatSpec(str(clean.proto), tuple(index.tolist()), tuple(arr.shape), resolved)
+    return CpSatSpec(
+        str(clean.proto),
+        tuple(index.tolist()),
+        tuple(arr.shape),
+        resolved,
+        tuple(terms),
+        tuple(terms.values()),
+        offset,
+    )

@@ -1,0 +1,57 @@
+"""Float costs as int64 coefficients, for solvers that optimise integer objectives (CP-SAT, the
+assignment, knapsack and routing solvers), with a bound on what the rounding can cost.
+
+Costs are multiplied by a power of two ``S`` (exact in floating point) as large as the int64
+headroom allows: ``sum_v |S c_v| max|x_v| <= 2^60``, so the objective of any decision fits, with
+room for the solver's own sums. Then ``t_v = rint(S c_v)`` with residual ``r_v = |c_v - t_v / S|``
+(0 for every cost that ``S`` makes integral: float32 costs over a range of ``2^36`` or less).
+
+A decision optimal for ``t`` is at most ``sum_v r_v span_v`` (``span_v``: how far ``x_v`` can move)
+worse than the optimum for ``c``: the *scaling error*. It is called optimal only when that bound
+is within the float64 rounding of the decision's own objective (``n eps sum_v |c_v x_v|``); else
+the decision is ``"feasible"`` and the bound is reported, never a worse decision labelled optimal.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+HEADROOM_BITS = 60
+EPS = float(np.finfo(np.float64).eps)
+
+
+class IntegerCosts(NamedTuple):
+    """``coeffs`` (int64) ~= ``scale * costs``; ``residual[v] = |costs[v] - coeffs[v] / scale|``."""
+
+    coeffs: np.ndarray
+    scale: float
+    residual: np.ndarray
+
+
+def scale_exponent(costs: np.ndarray, peaks: np.ndarray, *, headroom_bits: int = HEADROOM_BITS) -> int:
+    """The largest ``k`` with ``sum_v |2^k costs_v| peaks_v <= 2^headroom_bits`` (0 for zero costs)."""
+    total = float(np.abs(costs) @ peaks)
+    if not total > 0:
+        return 0
+    return int(np.floor(headroom_bits - np.log2(total)))
+
+
+def integer_costs(costs: np.ndarray, exponent: int) -> IntegerCosts:
+    """``costs`` scaled by ``2^exponent`` and rounded to int64, with the residuals."""
+    scaled = np.ldexp(np.asarray(costs, dtype=np.float64), exponent)
+    coeffs = np.rint(scaled)
+    residual = np.ldexp(np.abs(scaled - coeffs), -exponent)
+    return IntegerCosts(coeffs.astype(np.int64), float(np.ldexp(1.0, exponent)), residual)
+
+
+def scaling_error(residual: np.ndarray, spans: np.ndarray | float) -> float:
+    """How much worse than optimal a decision optimal for the rounded costs can be."""
+    return float(np.sum(residual * spans))
+
+
+def proven(error: float, costs: np.ndarray, x: np.ndarray) -> bool:
+    """Whether a scaling error ``error`` is within the float64 rounding of the objective
+    ``sum(costs * x)`` itself, so that the decision is optimal as far as float64 can tell."""
+    return error <= len(costs) * EPS * float(np.abs(costs * x).sum())
