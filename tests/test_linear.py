@@ -122,8 +122,18 @@ def test_lp_with_an_optimal_face_returns_an_optimum(backend: str) -> None:
 )
 def test_backend_detection(name: str, backend: str) -> None:
     solver = pywraplp.Solver.CreateSolver(name)
-    x = solver.NumVar(0, 1, "x")
+    x = solver.IntVar(0, 1, "x") if backend in ("SAT", "BOP") else solver.NumVar(0, 1, "x")
     assert ipo.LinearSolverLayer(solver, [x]).spec.backend == backend
+
+
+@pytest.mark.parametrize("name, why", [("BOP", "BOP solves Boolean models only"), ("CP_SAT", "OR-Tools. SAT backend solves continuous variables only approximately")])
+def test_bop_and_sat_refuse_a_continuous_variable_at_construction(name: str, why: str) -> None:
+    solver = pywraplp.Solver.CreateSolver(name)
+    x = [solver.BoolVar(f"x{i}") for i in range(3)]
+    slack = solver.NumVar(0, 2.5, "slack")  # not a cost variable: still refused
+    solver.Add(sum(x) + slack == 2)
+    with pytest.raises(ValueError, match=rf"variable 'slack' is continuous and {why}.*CreateSolver\('SCIP'\)"):
+        ipo.LinearSolverLayer(solver, x)
 
 
 def test_unknown_backend_is_rejected() -> None:
@@ -301,7 +311,7 @@ def test_spec_pickle_round_trip() -> None:
     spec = pickle.loads(pickle.dumps(layer.spec))
     assert isinstance(spec, LinearSpec) and spec == layer.spec
     cost = np.linspace(0, 1, len(x))
-    y1, status, _ = spec.build().solve(cost, None)
+    y1, status, *_ = spec.build().solve(cost, None)
     assert status == "optimal"
     np.testing.assert_array_equal(y1, layer.solve(torch.from_numpy(cost)).numpy())
 
@@ -327,9 +337,12 @@ def test_validation_errors() -> None:
 
 
 def test_spec_is_direct_function_of_the_model() -> None:
-    # The user's objective and names do not reach the spec; the sense does.
+    # Names do not reach the spec; the sense does; the user's objective travels as plain numbers.
     solver, x = knapsack("SCIP")
     bare = linear_spec(solver, x, "max", where="t")
-    solver.Maximize(sum((i + 1) * v for i, v in enumerate(x)))
-    assert linear_spec(solver, x, None, where="t") == bare
+    solver.Maximize(sum((i + 1) * v for i, v in enumerate(x)) + 4)
+    assert linear_spec(solver, x, None, objective="replace", where="t") == bare
+    kept = linear_spec(solver, x, None, where="t")
+    assert kept.own_coeffs == tuple(float(i + 1) for i in range(len(x))) and kept.own_offset == 4.0
+    assert kept.model == bare.model  # the proto itself carries no objective
     assert bare.proto().variable[0].name == "" and bare.proto().maximize

@@ -26,7 +26,8 @@ from .batch import BatchInfo, BatchSolver
 from .errors import SolverError, SolverWarning
 from .options import ON_FAILURE, OnFailure
 from .solvers.base import ModelSpec, invariance_basis
-from .statuses import cause
+from .solvers.scaling import RESOLVED_RANGE, beyond_range
+from .statuses import ERROR, cause
 
 _handles: dict[int, weakref.ref[SolveHandle]] = {}
 _keys = itertools.count(1)
@@ -241,8 +242,15 @@ class SolveHandle:
         failed = info.failed
         if failed and self.on_failure == "raise":
             i = failed[0]
+            hint = (
+                f"; its costs span more than floating-point solvers resolve (largest / smallest "
+                f"nonzero magnitude above {RESOLVED_RANGE:.0e})"
+                if info.status[i] == ERROR and beyond_range(z[i])
+                else ""
+            )
             raise SolverError(
-                f"{self.name}: instance {i} of the batch has no solution: {info.cause(i)} (status {info.status[i]})",
+                f"{self.name}: instance {i} of the batch has no solution: {info.cause(i)} (status "
+                f"{info.status[i]}){hint}",
                 index=i,
                 status=info.status[i],
                 solver_status=info.solver_status[i],
@@ -257,12 +265,18 @@ class SolveHandle:
         if loose:
             i = loose[0]
             error = result.scaling_error[i]
-            why = (
-                f"the costs do not fit the solver's integers: the decision may be up to "
-                f"{error:.3g} worse than optimal (last_info.scaling_error)"
-                if error > 0
-                else cause(info.status[i], info.solver_status[i], info.time_limit)
-            )
+            if error == math.inf:
+                why = (
+                    "its costs span more than the solver resolves (largest / smallest nonzero "
+                    f"magnitude above {RESOLVED_RANGE:.0e}); last_info.scaling_error is inf"
+                )
+            elif error > 0:
+                why = (
+                    "the costs do not fit the solver's integers: the decision may be up to "
+                    f"{error:.3g} worse than optimal (last_info.scaling_error)"
+                )
+            else:
+                why = cause(info.status[i], info.solver_status[i], info.time_limit)
             self._warn_once(
                 "not_optimal",
                 f"{len(loose)} of {len(info)} decisions are not proven optimal (instance {i}: {why}); see "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..checks import ObjectiveMode, Sense
 from ..rules.identity import OptLayer
 from ..solvers.linear import linear_spec
 
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
 
 
 class LinearSolverLayer(OptLayer):
-    """Any OR-Tools ``pywraplp.Solver`` (LP or MIP) as a layer: ``y = argmin/argmax sum(w * x)``.
+    """Any OR-Tools ``pywraplp.Solver`` (LP or MIP) as a layer: ``y = argmin/argmax own(x) +
+    sum(w * y)``, ``y`` the cost variables and ``own`` the solver's own objective (its
+    coefficients and offset; none if it declares none).
 
     Works with every backend linked in this OR-Tools build: SCIP, CBC, CP-SAT, BOP, HiGHS (MIP
     and LP), GLOP, CLP, PDLP. An LP whose optimal face is not a vertex returns the point the
@@ -26,10 +29,17 @@ class LinearSolverLayer(OptLayer):
     INFEASIBLE is checked once with a zero cost, so that an unbounded objective is reported as
     ``"unbounded"``.
 
+    The gradient is that of the predicted term alone (``own`` does not depend on the costs);
+    ``last_info.objective`` is the total. BOP (Boolean models only) and SAT (continuous variables
+    solved approximately) refuse a model with a continuous variable.
+
     Args:
-        solver: the declared model; its own objective (if any) is replaced.
+        solver: the declared model (left untouched).
         variables: array-like of the solver's variables; its shape is the cost shape.
-        sense: ``"min"`` or ``"max"``; default: the solver's declared objective sense.
+        sense: ``"min"`` or ``"max"``; default: the solver's declared objective sense. With the
+            solver's objective kept, it must agree with that objective's direction.
+        objective: ``"keep"`` (default): the solver's own objective plus the predicted term;
+            ``"replace"``: the predicted term alone.
         **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
@@ -48,8 +58,10 @@ class LinearSolverLayer(OptLayer):
         self,
         solver: pywraplp.Solver,
         variables: Any,
-        sense: str | None = None,
+        sense: Sense | None = None,
+        *,
+        objective: ObjectiveMode = "keep",
         **options: Unpack[LayerOptions],
     ) -> None:
-        spec = linear_spec(solver, variables, sense, where=type(self).__name__)
+        spec = linear_spec(solver, variables, sense, objective=objective, where=type(self).__name__)
         super().__init__(spec, **options)

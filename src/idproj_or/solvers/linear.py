@@ -1,8 +1,10 @@
-"""OR-Tools linear solver adapter: any ``pywraplp.Solver`` (LP or MIP) with objective ``sum(w * x)``.
+"""OR-Tools linear solver adapter: any ``pywraplp.Solver`` (LP or MIP) with objective
+``own(x) + sum(w * x)`` (``own``: the model's own objective, kept unless ``objective="replace"``).
 
 Spec: the model's ``MPModelProto`` bytes (objective cleared, names dropped, integrality dropped
-for LP backends, which solve the relaxation) plus the backend name and the proto indices of the
-cost variables. A worker parses it once; each solve writes only the objective coefficients.
+for LP backends, which solve the relaxation), the backend name, the proto indices of the cost
+variables and the model's own objective as plain numbers. A worker parses it once; each solve
+writes only the objective coefficients.
 
 Each solve runs a fresh solver instance on the resident model, so that no state passes from
 one instance to the next:
@@ -41,9 +43,10 @@ from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.linear_solver.python import model_builder_helper as mbh
 
 from .. import statuses
-from ..checks import Sense, as_variable_array, check_sense
+from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
 from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver, dense_rows, repeat_rows
+from .scaling import beyond_range
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
 _SOLVER_TYPE = {
@@ -105,11 +108,17 @@ class LinearSolver(ResidentSolver):
     def __init__(self, spec: LinearSpec) -> None:
         proto = spec.proto()
         index = np.asarray(spec.var_index, dtype=np.int64)
+        own = np.asarray(spec.own_vars, dtype=np.int64)
         self.index = index
-        self.unique, self.inverse = np.unique(index, return_inverse=True)
+        # The objective's variables: the cost variables and those of the model's own objective.
+        self.unique, inverse = np.unique(np.concatenate([index, own]), return_inverse=True)
+        self.inverse = inverse[: len(index)]
+        self.own = np.zeros(len(self.unique))
+        np.add.at(self.own, inverse[len(index) :], np.asarray(spec.own_coeffs, dtype=np.float64))
+        self.own_offset = spec.own_offset
         self.unique_list: list[int] = self.unique.tolist()
-        # Without repeated variables the costs go to the solver as they are, in index order.
-        self.repeated = len(self.unique) < len(index)
+        # Without repeated variables or an own objective the costs go to the solver as they are.
+        self.repeated = len(self.unique) < len(index) or len(own) > 0
         self.index_list: list[int] = index.tolist()
         self.backend = spec.backend
         self.parameters = _SOLVER_PARAMETERS.get(spec.backend, "")
@@ -148,7 +157,7 @@ class LinearSolver(ResidentSolver):
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         if self.repeated:
             indices = self.unique_list
-            coeffs = np.bincount(self.inverse, weights=cost, minlength=len(self.unique)).tolist()
+            coeffs = (self.own + np.bincount(self.inverse, weights=cost, minlength=len(self.unique))).tolist()
         else:
             indices, coeffs = self.index_list, cost.tolist()
         self._interrupted = False
@@ -162,9 +171,13 @@ class LinearSolver(ResidentSolver):
             return statuses.no_decision(statuses.INTERRUPTED, word)
         common = _VERDICT.get(word, statuses.ERROR)
         if common in statuses.SOLVED and x is not None:
+            fixed = float(self.own @ x[self.unique]) + self.own_offset if len(self.own) else 0.0
+            x = x[self.index]
             # "+ 0.0" turns the -0.0 some solvers report into 0.0.
             x[self.round] = np.rint(x[self.round]) + 0.0
-            return Outcome(x, common, word)
+            if common == statuses.OPTIMAL and beyond_range(np.asarray(coeffs)):
+                return Outcome(x, statuses.FEASIBLE, word, fixed, math.inf)
+            return Outcome(x, common, word, fixed)
         if word in _UNSETTLED:
             common = statuses.unsolved(time_limit, elapsed)
         return statuses.no_decision(common, word)
@@ -193,8 +206,8 @@ class LinearSolver(ResidentSolver):
         status = solver.status().name
         if not solver.has_solution():
             return None, status
-        # variable_values() is a view into the solver's memory: index (a copy) while it lives.
-        return solver.variable_values()[self.index], status
+        # variable_values() is a view into the solver's memory: copy it while it lives.
+        return np.array(solver.variable_values(), dtype=np.float64), status
 
     def _solve_pywraplp(
         self, indices: list[int], coeffs: list[float], time_limit: float | None
@@ -222,7 +235,7 @@ class LinearSolver(ResidentSolver):
         status = linear_solver_pb2.MPSolverResponseStatus.Name(response.status).removeprefix("MPSOLVER_")
         if not len(response.variable_value):
             return None, status
-        return np.array(response.variable_value, dtype=np.float64)[self.index], status
+        return np.array(response.variable_value, dtype=np.float64), status
 
 
 @dataclass(frozen=True)
@@ -236,6 +249,10 @@ class LinearSpec(ModelSpec):
     shape: tuple[int, ...]
     sense: Sense
     is_mip: bool
+    # The model's own objective, own(x) = sum(own_coeffs * x[own_vars]) + own_offset (kept).
+    own_vars: tuple[int, ...] = ()
+    own_coeffs: tuple[float, ...] = ()
+    own_offset: float = 0.0
 
     def proto(self) -> linear_solver_pb2.MPModelProto:
         proto = linear_solver_pb2.MPModelProto()
@@ -271,11 +288,19 @@ def linear_equalities(proto: linear_solver_pb2.MPModelProto, var_index: np.ndarr
     return dense_rows(rows, n)
 
 
-def linear_spec(solver: pywraplp.Solver, variables: Any, sense: str | None, *, where: str) -> LinearSpec:
+def linear_spec(
+    solver: pywraplp.Solver,
+    variables: Any,
+    sense: str | None,
+    *,
+    objective: ObjectiveMode = "keep",
+    where: str,
+) -> LinearSpec:
     if not isinstance(solver, pywraplp.Solver):
         raise TypeError(
             f"{where}: solver must be an ortools.linear_solver.pywraplp.Solver, got {type(solver).__name__}"
         )
+    objective = check_objective_mode(objective, where=where)
     arr = as_variable_array(variables, pywraplp.Variable, where=where)
     n_vars = solver.NumVariables()
     index: list[int] = []
@@ -286,14 +311,21 @@ def linear_spec(solver: pywraplp.Solver, variables: Any, sense: str | None, *, w
             raise ValueError(f"{where}: variables[{pos}] ({v.name()!r}) is not a variable of this solver")
         index.append(i)
     backend = detect_backend(solver, where=where)
-    resolved = (
-        check_sense(sense, where=where)
-        if sense is not None
-        else ("max" if solver.Objective().maximization() else "min")
-    )
     is_mip = bool(solver.IsMip())
     proto = linear_solver_pb2.MPModelProto()
     solver.ExportModelToProto(proto)
+    _check_backend_takes_the_variables(proto, backend, where=where)
+    if objective == "keep" and proto.HasField("quadratic_objective") and len(proto.quadratic_objective.coefficient):
+        raise ValueError(
+            f"{where}: the model's objective has a quadratic part, which the layer cannot keep (it "
+            "differentiates a linear objective); pass objective='replace' to solve the predicted term alone"
+        )
+    terms = {}
+    if objective == "keep":
+        terms = {i: var.objective_coefficient for i, var in enumerate(proto.variable) if var.objective_coefficient}
+    offset = proto.objective_offset if objective == "keep" else 0.0
+    declared: Sense = "max" if solver.Objective().maximization() else "min"
+    resolved = resolve_sense(sense, declared, has_own=bool(terms), where=where)
     proto.ClearField("name")
     proto.ClearField("objective_offset")
     proto.ClearField("quadratic_objective")
@@ -313,4 +345,28 @@ def linear_spec(solver: pywraplp.Solver, variables: Any, sense: str | None, *, w
         tuple(arr.shape),
         resolved,
         is_mip,
+        tuple(terms),
+        tuple(float(c) for c in terms.values()),
+        float(offset),
     )
+
+
+def _check_backend_takes_the_variables(proto: linear_solver_pb2.MPModelProto, backend: str, *, where: str) -> None:
+    """BOP takes Boolean models only (a continuous variable fails at the first solve, ABNORMAL),
+    and OR-Tools' SAT backend solves continuous variables only approximately (it returns worse
+    objectives than SCIP labelled OPTIMAL): refuse both before any solve."""
+    if backend not in ("BOP", "SAT"):
+        return
+    for i, var in enumerate(proto.variable):
+        if not var.is_integer:
+            name = var.name or f"#{i}"
+            why = (
+                "BOP solves Boolean models only"
+                if backend == "BOP"
+                else "OR-Tools' SAT backend solves continuous variables only approximately and can "
+                "label a worse decision optimal"
+            )
+            raise ValueError(
+                f"{where}: variable {name!r} is continuous and {why}; create the solver with SCIP, "
+                "HIGHS or CBC (pywraplp.Solver.CreateSolver('SCIP')), or make the variable integer"
+            )

@@ -10,6 +10,10 @@ A decision optimal for ``t`` is at most ``sum_v r_v span_v`` (``span_v``: how fa
 worse than the optimum for ``c``: the *scaling error*. It is called optimal only when that bound
 is within the float64 rounding of the decision's own objective (``n eps sum_v |c_v x_v|``); else
 the decision is ``"feasible"`` and the bound is reported, never a worse decision labelled optimal.
+
+Floating-point LP/MIP solvers (pywraplp, CVXPY) see the costs as they are; their tolerances
+resolve a limited range of magnitudes (:data:`RESOLVED_RANGE`), and beyond it a decision is
+``"feasible"`` with an infinite scaling error.
 """
 
 from __future__ import annotations
@@ -49,6 +53,19 @@ def integer_costs(costs: np.ndarray, exponent: int) -> IntegerCosts:
 def scaling_error(residual: np.ndarray, spans: np.ndarray | float) -> float:
     """How much worse than optimal a decision optimal for the rounded costs can be."""
     return float(np.sum(residual * spans))
+
+
+# Largest ratio of the largest to the smallest nonzero cost magnitude at which the floating-point
+# LP/MIP backends (pywraplp, CVXPY) are tested to return the optimum: beyond it their absolute and
+# relative tolerances may hide the small costs, and some treat 1e20 or 1e30 as infinite.
+RESOLVED_RANGE = 1e12
+
+
+def beyond_range(costs: np.ndarray) -> bool:
+    """Whether a floating-point solver may not resolve ``costs`` (see :data:`RESOLVED_RANGE`)."""
+    magnitude = np.abs(costs)
+    nonzero = magnitude[magnitude > 0]
+    return len(nonzero) > 0 and float(nonzero.max()) > RESOLVED_RANGE * float(nonzero.min())
 
 
 def proven(error: float, costs: np.ndarray, x: np.ndarray) -> bool:
