@@ -24,7 +24,7 @@ from .. import statuses
 from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
 from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver, dense_rows, repeat_rows
-from .scaling import EPS, integer_costs, proven, scale_exponent, scaling_error
+from .scaling import integer_costs, proven, scale_exponent, scaling_error, sum_error
 
 
 def own_objective(proto: Any) -> tuple[dict[int, float], float, Sense]:
@@ -58,8 +58,9 @@ class CpSatSolver(ResidentSolver):
         self.own = np.zeros(len(self.vars))
         np.add.at(self.own, inverse[len(index) :], np.asarray(spec.own_coeffs, dtype=np.float64))
         self.own_offset = spec.own_offset
-        # Terms summed into each objective coefficient, for the float64 rounding of that sum.
-        self.terms = np.bincount(inverse, minlength=len(self.vars))
+        # Cost entries summed into each objective coefficient (a variable repeated in the costs).
+        self.terms = np.bincount(self.inverse, minlength=len(self.vars))
+        self.repeated = bool((self.terms > 1).any())
         domains = [list(self.model.proto.variables[v].domain) for v in self.vars.tolist()]
         low = np.array([d[0] for d in domains], dtype=np.float64)
         high = np.array([d[-1] for d in domains], dtype=np.float64)
@@ -83,12 +84,14 @@ class CpSatSolver(ResidentSolver):
         self.solver.stop_search()
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        total = self.own + np.bincount(self.inverse, weights=cost, minlength=len(self.vars))
+        size = len(self.vars)
+        summed = np.bincount(self.inverse, weights=cost, minlength=size)
+        total = self.own + summed
         exponent = scale_exponent(total, self.peaks)
         scaled = integer_costs(self.sign * total, exponent)
-        # A coefficient summed from several terms carries their float64 rounding as well.
-        summed = (self.terms - 1) * EPS * np.abs(total)
-        error = scaling_error(scaled.residual + summed, self.spans)
+        magnitude = np.bincount(self.inverse, weights=np.abs(cost), minlength=size) if self.repeated else summed
+        rounding = sum_error(self.own, summed, total, self.terms, magnitude)
+        error = scaling_error(scaled.residual + rounding, self.spans)
         self.coeffs.clear()
         self.coeffs.extend(scaled.coeffs.tolist())
         if time_limit != self._time_limit:

@@ -50,6 +50,18 @@ def integer_costs(costs: np.ndarray, exponent: int) -> IntegerCosts:
     return IntegerCosts(coeffs.astype(np.int64), float(np.ldexp(1.0, exponent)), residual)
 
 
+def sum_error(
+    own: np.ndarray, summed: np.ndarray, total: np.ndarray, terms: np.ndarray, magnitude: np.ndarray
+) -> np.ndarray:
+    """Bound on the float64 rounding in ``total = own + summed``, ``summed[v]`` itself the sum of
+    ``terms[v]`` cost entries of magnitudes summing to ``magnitude[v]``: exact for the last
+    addition (TwoSum), ``(m - 1) eps magnitude`` for a sum of ``m`` entries (a variable repeated
+    in the costs)."""
+    back = total - own
+    exact = np.abs((own - (total - back)) + (summed - back))
+    return exact + np.maximum(terms - 1, 0) * EPS * magnitude
+
+
 def scaling_error(residual: np.ndarray, spans: np.ndarray | float) -> float:
     """How much worse than optimal a decision optimal for the rounded costs can be."""
     return float(np.sum(residual * spans))
