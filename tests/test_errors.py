@@ -165,11 +165,22 @@ def test_constructor_validation_names_the_method_and_value():
         ipo.CpSatLayer(m, x, projection="unit")
 
 
-def test_objective_overflow_is_caught_at_construction():
+def test_wide_domains_scale_within_int64_and_report_the_rounding():
+    # Domains of 2^45 once overflowed a fixed 2^20 scaling: the scale now fits the headroom.
     m = cp_model.CpModel()
     big = [m.new_int_var(0, 2**45, f"b{i}") for i in range(8)]
-    with pytest.raises(ValueError, match=r"objective could overflow CP-SAT's int64"):
-        ipo.CpSatLayer(m, big)
+    m.add(sum(big) == 2**45 + 3)
+    layer = ipo.CpSatLayer(m, big, projection="none")
+    # float64 decisions: float32 cannot hold 2^45 + 3
+    exact = torch.tensor([[0.75, 0.25, 1.5, 0.5, 1.25, 1.0, 0.375, 2.0]], dtype=torch.float64)  # exact at 2^12
+    y = layer(exact)
+    assert y[0, 1] == 2**45 + 3 and y.sum() == 2**45 + 3  # all on the cheapest
+    assert layer.last_info.status == ("optimal",) and layer.last_info.scaling_error[0] == 0
+    inexact = torch.tensor([[0.7, 0.3, 0.9, 0.5, 0.6, 0.8, 0.4, 1.0]], dtype=torch.float64)
+    with pytest.warns(ipo.SolverWarning, match="not proven optimal"):
+        y = layer(inexact)
+    assert y[0, 1] == 2**45 + 3  # right, but a 2^45 span times 2^-13 steps cannot prove it
+    assert layer.last_info.status == ("feasible",) and 0 < layer.last_info.scaling_error[0] < 2**35
 
 
 def test_ragged_variables_are_rejected():

@@ -29,13 +29,13 @@ def rules(layer):
         "spo": lambda w: ipo.SPOPlus(layer, reduction="none")(w, -COSTS.abs(), TRUE_SOL, torch.full((3,), -6.0)),
         "blackbox": lambda w: ipo.Blackbox(layer, lambd=0.01)(w).sum(),
         "perturbed": lambda w: ipo.PerturbedOpt(layer, n_samples=4, sigma=0.01, generator=gen)(w).sum(),
-        "fenchel_young": lambda w: ipo.FenchelYoung(
-            layer, n_samples=4, sigma=0.01, generator=gen, reduction="none"
-        )(w, TRUE_SOL),
+        "fenchel_young": lambda w: ipo.FenchelYoung(layer, n_samples=4, sigma=0.01, generator=gen, reduction="none")(
+            w, TRUE_SOL
+        ),
         "imle": lambda w: ipo.IMLE(layer, n_samples=4, sigma=0.01, lambd=0.01, generator=gen)(w).sum(),
-        "imle_two_sides": lambda w: ipo.IMLE(
-            layer, n_samples=4, sigma=0.01, lambd=0.01, two_sides=True, generator=gen
-        )(w).sum(),
+        "imle_two_sides": lambda w: ipo.IMLE(layer, n_samples=4, sigma=0.01, lambd=0.01, two_sides=True, generator=gen)(
+            w
+        ).sum(),
     }
 
 

@@ -126,7 +126,13 @@ def test_backend_detection(name: str, backend: str) -> None:
     assert ipo.LinearSolverLayer(solver, [x]).spec.backend == backend
 
 
-@pytest.mark.parametrize("name, why", [("BOP", "BOP solves Boolean models only"), ("CP_SAT", "OR-Tools. SAT backend solves continuous variables only approximately")])
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("BOP", "BOP solves Boolean models only"),
+        ("CP_SAT", "OR-Tools. SAT backend solves continuous variables only approximately"),
+    ],
+)
 def test_bop_and_sat_refuse_a_continuous_variable_at_construction(name: str, why: str) -> None:
     solver = pywraplp.Solver.CreateSolver(name)
     x = [solver.BoolVar(f"x{i}") for i in range(3)]

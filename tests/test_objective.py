@@ -36,7 +36,7 @@ def cpsat_direct(model, x, cost, sense):
     factor = own.scaling_factor or 1.0
     terms = {v: factor * c for v, c in zip(own.vars, own.coeffs)}
     offset = factor * own.offset
-    expr = sum(int(round(c)) * copy.get_int_var_from_proto_index(v) for v, c in terms.items())
+    expr = sum(round(c) * copy.get_int_var_from_proto_index(v) for v, c in terms.items())
     expr += sum(int(c) * xi for c, xi in zip(cost, copy_x)) + offset
     copy.clear_objective()
     copy.minimize(expr) if sense == "min" else copy.maximize(expr)
@@ -62,9 +62,7 @@ def test_cpsat_keeps_the_models_objective(sense):
     pick = np.argmin if sense == "min" else np.argmax
     assert not np.array_equal(y.numpy(), y2.numpy())  # the own objective changes decisions
     for c, yi in zip(costs, y2.numpy()):  # the predicted term alone, by brute force
-        feasible = [
-            np.array(p) for p in np.ndindex(*(2,) * 6) if 2 <= sum(p) and (sense == "min" or sum(p) <= 4)
-        ]
+        feasible = [np.array(p) for p in np.ndindex(*(2,) * 6) if sum(p) >= 2 and (sense == "min" or sum(p) <= 4)]
         values = [c @ p for p in feasible]
         assert c @ yi == values[pick(values)]
 
@@ -136,7 +134,9 @@ def test_pywraplp_keeps_the_models_objective_and_offset(backend, sense):
 
 def test_pywraplp_sense_must_agree_with_a_kept_objective():
     solver, x = lp_model("SCIP", "min")
-    with pytest.raises(ValueError, match=r"sense='max' contradicts the model's own objective, which it declares to minimise"):
+    with pytest.raises(
+        ValueError, match=r"sense='max' contradicts the model's own objective, which it declares to minimise"
+    ):
         ipo.LinearSolverLayer(solver, x, sense="max")
     assert ipo.LinearSolverLayer(solver, x, sense="max", objective="replace").sense == "max"
     with pytest.raises(ValueError, match=r"objective='none' must be 'keep'"):
