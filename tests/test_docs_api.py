@@ -160,3 +160,19 @@ def test_docstring_rst_becomes_markdown(markdown_docstring):
         "  |---|---|",
         "  | k | v |",
     ]
+
+
+LAYERS = [name for name in idproj_or.__all__ if name.endswith("Layer") and name != "OptLayer"]
+
+
+def test_adapter_pages_link_the_reference_for_every_layer():
+    links = "".join(p.read_text() for p in (ROOT / "docs" / "adapters").glob("*.md"))
+    assert [name for name in LAYERS if f"(../api/{name}.md)" not in links] == []
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "docs").rglob("*.md")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_hand_copied_signatures(page):
+    # a bare `*` parameter only occurs in a signature, never in a call: such copies drifted
+    # (missing options, wrong keyword-only arguments); the API reference has the real ones
+    copies = re.findall(r"^\s*(?:ipo\.)?\w+(?:\.\w+)?\([^()]*?(?:\(|, )\*(?:,|\))", page.read_text(), flags=re.M)
+    assert copies == []
