@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import SolverError, SolverWarning, WorkerError
 
-__version__ = "0.1.0"
-
 
 class _QuietOrtoolsProbe(logging.Filter):
     """CVXPY 1.8 warns at every solver probe that its GLOP/PDLP interfaces refuse OR-Tools 9.15.
@@ -73,6 +71,14 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # pyproject.toml's, from the installed metadata (importlib.metadata: ~20 ms)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            globals()[name] = version(__name__)
+        except PackageNotFoundError:
+            raise AttributeError(f"{__name__} has no package metadata: install it (pip install -e .)") from None
+        return globals()[name]
     if name not in _LAZY:
         raise AttributeError(f"module 'idproj_or' has no attribute {name!r}")
     module, attr = _LAZY[name]
