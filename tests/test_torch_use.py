@@ -256,6 +256,51 @@ def test_compiled_forward_then_eager_backward_matches_eager():
                 torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
+# Draws from generator=: the noise margin (every rule), Gaussian (PerturbedOpt, FenchelYoung) and
+# Sum-of-Gamma (IMLE) perturbations.
+RANDOM = {
+    "layer_noise": lambda g: cpsat_layer(noise=0.1, generator=g),
+    "PerturbedOpt": lambda g: ipo.PerturbedOpt(knapsack_layer(), n_samples=4, sigma=0.5, noise=0.1, generator=g),
+    "FenchelYoung": lambda g: ipo.FenchelYoung(knapsack_layer(), n_samples=4, sigma=0.5, generator=g),
+    "IMLE": lambda g: ipo.IMLE(knapsack_layer(), n_samples=4, sigma=0.5, generator=g),
+}
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_compiled_fullgraph_step_with_a_generator_draws_what_eager_draws(name):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    predictor = torch.nn.Linear(5, N)
+    eager_rule, compiled_rule = (RANDOM[name](torch.Generator().manual_seed(5)) for _ in range(2))
+    start = compiled_rule.generator.get_state()
+
+    def step_of(rule):
+        def step(feats, costs, sols):
+            pred = predictor(feats)
+            loss = rule(pred, sols) if name == "FenchelYoung" else (costs * rule(pred)).sum()
+            grads = torch.autograd.grad(loss, list(predictor.parameters()))
+            return (loss.detach(), *grads)
+
+        return step
+
+    counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(step_of(compiled_rule), fullgraph=True, backend=counter)
+    eager = step_of(eager_rule)
+    g = torch.Generator().manual_seed(14)
+    with torch._dynamo.config.patch(error_on_recompile=True, trace_autograd_ops=True):
+        for _ in range(3):
+            feats, costs = torch.randn(8, 5, generator=g), torch.randn(8, N, generator=g)
+            sols = knapsack_layer().solve(costs)
+            got, want = compiled(feats, costs, sols), eager(feats, costs, sols)
+            assert torch.equal(got[0], want[0])  # the same draws, hence the same decisions
+            for a, b in zip(got[1:], want[1:]):
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+            # Both generators advanced by the same draws.
+            assert torch.equal(compiled_rule.generator.get_state(), eager_rule.generator.get_state())
+    assert not torch.equal(compiled_rule.generator.get_state(), start)
+    assert counter.frame_count == 1
+
+
 def test_inductor_compiled_cpsat_layer_matches_eager():
     # Measured here: ~20 s with a cold inductor cache, ~2 s warm.
     torch._dynamo.reset()

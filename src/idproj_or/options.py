@@ -15,7 +15,8 @@
 ``on_failure``  ``"raise"`` (default): an instance without a decision raises
                 :class:`idproj_or.SolverError`; ``"nan"``: its row is NaN and ``last_info``
                 says why
-``generator``   ``torch.Generator`` for the noise; the global RNG when None
+``generator``   ``torch.Generator`` for the noise and a rule's perturbations, or None (the
+                global RNG); anything else is a ValueError at construction
 =============== ============================================================================
 
 Gradient rules (:mod:`idproj_or.rules`) over an existing layer take ``projection``, ``noise``

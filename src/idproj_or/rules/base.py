@@ -17,6 +17,7 @@ import torch
 from ..handle import SolveHandle, handle_for, real_scalar
 from ..options import RULE_DEFAULTS, CostOptions, RuleOptions, with_defaults
 from .cache import SolutionCache
+from .generators import check_generator, gaussian
 from .noise import sign_noise
 from .projection import check_projection, invariance_basis, project
 
@@ -69,7 +70,7 @@ class Rule(torch.nn.Module):
         self.shape: tuple[int, ...] = tuple(handle.shape)
         self.sense = handle.sense
         self.noise = options["noise"]
-        self.generator = options["generator"]
+        self.generator = check_generator(options["generator"], where=name)
         basis = None
         if projection == "auto":
             a, _ = handle.spec.equalities()
@@ -165,9 +166,7 @@ class Rule(torch.nn.Module):
 
     def samples(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """Standard Gaussian draws of ``shape`` from the rule's generator (or the global RNG)."""
-        gen = self.generator
-        device = gen.device if gen is not None else like.device
-        return torch.randn(shape, generator=gen, dtype=like.dtype, device=device).to(like.device)
+        return gaussian(shape, like, self.generator)
 
 
 def rule_options(options: RuleOptions, *, where: str) -> RuleOptions:
