@@ -143,7 +143,7 @@ def test_copies_of_an_executor_layer_drop_it_when_pickled_and_share_it_when_deep
     costs = batch(16, seed=3)
     expected = cpsat_layer()(costs)
     with ThreadPoolExecutor(2) as ex:
-        layer = cpsat_layer(executor=ex)
+        layer = cpsat_layer(executor=ex, executor_workers=2)
         assert torch.equal(layer(costs), expected) and layer.last_info.mode == "executor"
 
         for how in ("pickle", "torch.save"):

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batch import BatchInfo, BatchSolver
+from .batch import BatchInfo, BatchSolver, is_dask_executor
 from .errors import SolverError, SolverWarning
-from .options import ON_FAILURE, OnFailure
+from .options import ON_FAILURE, ROUTES, OnFailure, Route
 from .solvers.base import ModelSpec
 from .statuses import cause
 
@@ -44,11 +44,30 @@ def real_scalar(value: Any, *, where: str, name: str) -> float:
     return float(value)
 
 
-def _check_executor(executor: Any, workers: int | None, *, where: str) -> None:
-    if executor is not None and workers is not None:
+def _positive_int_or_none(value: Any, *, where: str, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{where}: {name}={value!r} must be None or a positive int")
+
+
+def _check_executor(executor: Any, workers: int | None, executor_workers: int | None, *, where: str) -> None:
+    if executor is None:
+        return
+    if workers is not None:
         raise ValueError(f"{where}: pass either workers= or executor=, not both")
-    if executor is not None and not isinstance(executor, Executor):
+    if not isinstance(executor, Executor):
         raise ValueError(f"{where}: executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+    if executor_workers is None and not is_dask_executor(executor):
+        raise ValueError(
+            f"{where}: executor_workers= must say how many chunks the {type(executor).__name__} runs at once "
+            "(its worker count), so that each worker gets work; only a Dask client's executor is asked for it"
+        )
+
+
+def _check_route(route: Any, workers: int | None, *, where: str) -> None:
+    if route not in ROUTES:
+        raise ValueError(f"{where}: route={route!r} must be one of {', '.join(map(repr, ROUTES))}")
+    if route == "pool" and workers is None:
+        raise ValueError(f"{where}: route='pool' needs workers=k, the number of pool processes")
 
 
 class SolveHandle:
@@ -58,7 +77,8 @@ class SolveHandle:
     Args:
         spec: the picklable model recipe.
         name: the owning layer's name, for messages.
-        workers, executor, time_limit, on_failure: see :mod:`idproj_or.options`.
+        workers, route, executor, executor_workers, time_limit, on_failure: see
+            :mod:`idproj_or.options`.
     """
 
     def __init__(
@@ -67,13 +87,18 @@ class SolveHandle:
         *,
         name: str,
         workers: int | None = None,
+        route: Route = "auto",
         executor: Executor | None = None,
+        executor_workers: int | None = None,
         time_limit: float | None = None,
         on_failure: OnFailure = "raise",
     ) -> None:
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise ValueError(f"{name}: workers={workers!r} must be None or a positive int")
-        _check_executor(executor, workers, where=name)
+        _positive_int_or_none(workers, where=name, name="workers")
+        _positive_int_or_none(executor_workers, where=name, name="executor_workers")
+        if workers is not None and executor_workers is not None:
+            raise ValueError(f"{name}: executor_workers= goes with executor=, not workers=")
+        _check_executor(executor, workers, executor_workers, where=name)
+        _check_route(route, workers, where=name)
         if time_limit is not None:
             seconds = real_scalar(time_limit, where=name, name="time_limit")
             if not (seconds > 0 and math.isfinite(seconds)):
@@ -92,7 +117,14 @@ class SolveHandle:
         self.size = math.prod(self.shape)
         self.sense = spec.sense
         self.on_failure: OnFailure = on_failure
-        self.batch = BatchSolver(spec, workers=workers, executor=executor, time_limit=time_limit)
+        self.batch = BatchSolver(
+            spec,
+            workers=workers,
+            executor=executor,
+            time_limit=time_limit,
+            route=route,
+            executor_workers=executor_workers,
+        )
         # Called before each solve; may return a new spec (a CVXPY parameter changed).
         self.refresh: Callable[[], ModelSpec | None] | None = None
         self._warned: set[str] = set()
@@ -129,8 +161,29 @@ class SolveHandle:
 
     @executor.setter
     def executor(self, executor: Executor | None) -> None:
-        _check_executor(executor, self.batch.workers, where=self.name)
+        _check_executor(executor, self.batch.workers, self.batch.executor_workers, where=self.name)
         self.batch.executor = executor
+
+    @property
+    def executor_workers(self) -> int | None:
+        return self.batch.executor_workers
+
+    @executor_workers.setter
+    def executor_workers(self, count: int | None) -> None:
+        _positive_int_or_none(count, where=self.name, name="executor_workers")
+        if self.batch.workers is not None and count is not None:
+            raise ValueError(f"{self.name}: executor_workers= goes with executor=, not workers=")
+        _check_executor(self.batch.executor, None, count, where=self.name)
+        self.batch.executor_workers = count
+
+    @property
+    def route(self) -> Route:
+        return self.batch.route
+
+    @route.setter
+    def route(self, route: Route) -> None:
+        _check_route(route, self.batch.workers, where=self.name)
+        self.batch.route = route
 
     @property
     def time_limit(self) -> float | None:
@@ -140,7 +193,14 @@ class SolveHandle:
         """Solve ``spec`` from now on (same shape and sense), keeping the routing options."""
         old = self.batch
         self.spec = spec
-        self.batch = BatchSolver(spec, workers=old.workers, executor=old.executor, time_limit=old.time_limit)
+        self.batch = BatchSolver(
+            spec,
+            workers=old.workers,
+            executor=old.executor,
+            time_limit=old.time_limit,
+            route=old.route,
+            executor_workers=old.executor_workers,
+        )
 
     def check_costs(self, costs: Any) -> tuple[torch.Tensor, bool]:
         """``costs`` as a ``(B, n)`` float tensor and whether it was batched; the checks that do
