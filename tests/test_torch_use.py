@@ -642,3 +642,51 @@ def test_building_and_using_layers_prints_nothing(tmp_path):
     assert marker.read_text() == "done"
     assert proc.stdout == ""
     assert proc.stderr == ""
+
+
+# --- 9. DataLoader workers ------------------------------------------------------------------
+
+
+DATALOADER_SCRIPT = """
+import torch
+from ortools.sat.python import cp_model
+from torch.utils.data import DataLoader, Dataset
+
+import idproj_or as ipo
+
+
+class Solved(Dataset):
+    def __init__(self, layer, costs):
+        self.layer, self.costs = layer, costs
+
+    def __len__(self):
+        return len(self.costs)
+
+    def __getitem__(self, i):
+        return self.layer(self.costs[i]), self.layer.last_info.mode
+
+
+if __name__ == "__main__":
+    m = cp_model.CpModel()
+    x = [m.new_bool_var(f"x{i}") for i in range(6)]
+    m.add(sum(x) == 2)
+    layer = ipo.CpSatLayer(m, x, workers=2, route="pool")
+    costs = torch.randn(5, 4, 6, generator=torch.Generator().manual_seed(0))
+    out = list(DataLoader(Solved(layer, costs), batch_size=None, num_workers=1))
+    expected = ipo.CpSatLayer(m, x)(costs.reshape(20, 6)).reshape(5, 4, 6)
+    assert torch.equal(torch.stack([y for y, _ in out]), expected)
+    print(*sorted({mode for _, mode in out}))
+    layer(costs[0])  # the main process may start the pool
+    print(layer.last_info.mode)
+"""
+
+
+def test_a_workers_layer_in_a_dataloader_worker_solves_in_process_with_one_warning(tmp_path):
+    script = tmp_path / "loader.py"
+    script.write_text(DATALOADER_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["serial", "pool"]
+    # One warning for the worker's five calls, saying why.
+    assert proc.stderr.count("SolverWarning") == 1, proc.stderr
+    assert "workers=2: this process is daemonic (e.g. a torch DataLoader worker)" in proc.stderr

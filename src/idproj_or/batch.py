@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import WorkerError
+from .errors import SolverWarning, WorkerError, user_stacklevel
 from .options import Route
 from .solvers.base import ChunkResult, ModelSpec, ResidentSolver
 from .statuses import NOT_SOLVED, SOLVED, cause
@@ -411,6 +412,27 @@ _POOL_OVERHEAD_FLOOR = 0.001
 _POOL_MARGIN = 0.9
 
 
+_warned_daemonic = False
+
+
+def _daemonic(workers: int) -> bool:
+    """Whether this process may not start a pool (a daemonic process, e.g. a torch DataLoader
+    worker); the first time, a warning that says so."""
+    global _warned_daemonic
+    if not multiprocessing.current_process().daemon:
+        return False
+    if not _warned_daemonic:
+        _warned_daemonic = True
+        warnings.warn(
+            f"workers={workers}: this process is daemonic (e.g. a torch DataLoader worker) and may not "
+            "start the pool's processes; its batches are solved in-process (last_info.mode 'serial'). "
+            "Shown once per process.",
+            SolverWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return True
+
+
 def is_dask_executor(executor: Executor) -> bool:
     """Whether ``executor`` is a Dask ``distributed`` client's (``client.get_executor()``)."""
     module = sys.modules.get("distributed.cfexecutor")  # loaded whenever such an executor exists
@@ -481,8 +503,10 @@ class BatchSolver:
 
     def _pooled(self) -> bool:
         """Whether this call may use the pool: with ``route="pool"``, or ``"auto"`` and two
-        workers or more (one process never beats in-process)."""
-        return self.workers is not None and (self.route == "pool" or (self.route == "auto" and self.workers >= 2))
+        workers or more (one process never beats in-process); never in a daemonic process."""
+        if self.workers is None or self.route == "serial" or (self.route == "auto" and self.workers < 2):
+            return False
+        return not _daemonic(self.workers)
 
     def _use_pool(self, n: int) -> bool:
         assert self.workers is not None and self._per_instance is not None

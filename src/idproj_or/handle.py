@@ -10,8 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-import os
-import sys
 import threading
 import warnings
 import weakref
@@ -23,7 +21,7 @@ import numpy as np
 import torch
 
 from .batch import BatchInfo, BatchSolver, is_dask_executor
-from .errors import SolverError, SolverWarning
+from .errors import SolverError, SolverWarning, user_stacklevel
 from .options import ON_FAILURE, ROUTES, OnFailure, Route
 from .solvers.base import ModelSpec
 from .statuses import cause
@@ -278,7 +276,7 @@ class SolveHandle:
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
-            warnings.warn(f"{self.name}: {message}. Shown once per layer.", SolverWarning, stacklevel=_caller_level())
+            warnings.warn(f"{self.name}: {message}. Shown once per layer.", SolverWarning, stacklevel=user_stacklevel())
 
     def solve_tensor(self, z: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         """:meth:`solve_numpy` on tensors: decisions on ``z``'s device, in ``z``'s dtype."""
@@ -286,17 +284,6 @@ class SolveHandle:
         given = raw.detach().to(device="cpu", dtype=torch.float64).numpy()
         sols = self.solve_numpy(costs, given)
         return torch.from_numpy(sols).to(device=z.device, dtype=z.dtype)
-
-
-_INTERNAL = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
-
-
-def _caller_level() -> int:
-    """``stacklevel`` of the first frame outside this package and torch: the user's line."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def handle_for(key: int) -> SolveHandle:

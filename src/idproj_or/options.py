@@ -13,7 +13,9 @@
                      solve time says the pool beats in-process; ``"pool"``: always in the pool
                      (needs ``workers=k``; ``k = 1`` too, to keep a solver crash out of the
                      calling process); ``"serial"``: always in-process. ``last_info.mode``
-                     says where a batch ran; ``layer.route`` may be set later
+                     says where a batch ran; ``layer.route`` may be set later. A daemonic
+                     process (a torch DataLoader worker) cannot start a pool: there a batch
+                     runs in-process, with one warning
 ``executor``         any ``concurrent.futures.Executor`` (e.g. a Dask client's) to solve on;
                      not pickled (a pickled layer solves in-process until ``layer.executor``
                      is set)
