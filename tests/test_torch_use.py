@@ -644,6 +644,63 @@ def test_building_and_using_layers_prints_nothing(tmp_path):
     assert proc.stderr == ""
 
 
+# CVXPY logs, at its import and at every solver probe, that its GLOP and PDLP interfaces refuse
+# this OR-Tools. MARK is printed just before `import idproj_or`: nothing may follow it.
+CVXPY_USE = """
+import torch
+
+c = cp.Parameter(4)
+x = cp.Variable(4, boolean=True)
+problem = cp.Problem(cp.Maximize(c @ x), [cp.sum(x) == 2])
+costs = torch.randn(6, 4)
+ipo.CvxpyLayer(problem, c, x)(costs)
+ipo.CvxpyLayer(problem, c, x, solver="SCIPY")(costs)  # a named solver: CVXPY probes them all again
+pooled = ipo.CvxpyLayer(problem, c, x, workers=2, route="pool")
+pooled(costs)  # the pool's workers import CVXPY too
+assert pooled.last_info.mode == "pool"
+"""
+
+IMPORT_ORDERS = {
+    "idproj_or first": "import sys\nprint('MARK', file=sys.stderr)\nimport idproj_or as ipo\nimport cvxpy as cp\n",
+    "cvxpy first": "import sys\nimport cvxpy as cp\nprint('MARK', file=sys.stderr)\nimport idproj_or as ipo\n",
+}
+
+
+@pytest.mark.parametrize("order", IMPORT_ORDERS)
+def test_no_cvxpy_probe_lines_after_idproj_or_is_imported_whatever_the_import_order(tmp_path, order):
+    script = tmp_path / "cvxpy_use.py"
+    script.write_text(f"{IMPORT_ORDERS[order]}\nif __name__ == '__main__':\n{textwrap.indent(CVXPY_USE, '    ')}")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    before, after = proc.stderr.split("MARK\n", 1)
+    assert after == ""
+    # What CVXPY's own import prints before idproj_or exists is beyond its reach.
+    assert all(line.startswith(("(CVXPY)", "RuntimeError(")) for line in before.splitlines()), before
+
+
+LOGGING_CONFIG_SCRIPT = """
+import logging.config
+
+import idproj_or
+logging.config.dictConfig({"version": 1})  # disables the loggers that exist at this point
+import cvxpy as cp
+
+x = cp.Variable()
+cp.Problem(cp.Minimize(x), [x >= 1]).solve(solver="CLARABEL", verbose=True)
+"""
+
+
+def test_the_users_logging_configuration_keeps_cvxpys_own_messages(tmp_path):
+    script = tmp_path / "logging_config.py"
+    script.write_text(LOGGING_CONFIG_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # idproj_or filters CVXPY's logger when CVXPY creates it, not before: the user's
+    # configuration leaves it enabled, and only the OR-Tools probe lines are dropped.
+    assert "(CVXPY)" in proc.stderr and "Your problem has 1 variables" in proc.stderr
+    assert "Encountered unexpected exception importing solver" not in proc.stderr
+
+
 # --- 9. DataLoader workers ------------------------------------------------------------------
 
 
