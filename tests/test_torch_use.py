@@ -539,6 +539,22 @@ def test_changed_capacity_parameter_changes_the_next_decisions():
     assert torch.equal(layer(VALUES), before)
 
 
+@pytest.mark.parametrize("how", COPIES)
+def test_a_copy_solves_with_the_parameter_values_of_when_it_was_made(how):
+    c = cp.Parameter(4)
+    x = cp.Variable(4, boolean=True)
+    cap = cp.Parameter(nonneg=True, value=7.0)
+    problem = cp.Problem(cp.Maximize(c @ x), [np.array([3.0, 4.0, 5.0, 2.0]) @ x <= cap])
+    layer = ipo.CvxpyLayer(problem, c, x)
+    before = layer(VALUES)
+    twin = COPIES[how](layer)
+    cap.value = 11.0
+    after = layer(VALUES)
+    assert not torch.equal(after, before)  # the original follows the parameter
+    assert torch.equal(twin(VALUES), before)  # the copy keeps the value it was made with
+    assert torch.equal(ipo.CvxpyLayer(problem, c, x)(VALUES), after)  # a new layer follows it again
+
+
 def equality_problem():
     c = cp.Parameter(4)
     x = cp.Variable(4, boolean=True)
