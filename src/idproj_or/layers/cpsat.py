@@ -22,7 +22,8 @@ class CpSatLayer(OptLayer):
         variables: array-like of the model's variables (bool or integer); its shape is the cost
             shape.
         sense: ``"min"`` or ``"max"``; default: the model's declared objective sense, else min.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:

@@ -34,7 +34,8 @@ class CvxpyLayer(OptLayer):
         variable: the ``cp.Variable`` the layer returns; its shape is the cost shape.
         solver: a CVXPY conic solver name; default ``"HIGHS"`` (``"CLARABEL"`` for a continuous
             problem HiGHS cannot take).
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:

@@ -30,7 +30,8 @@ class LinearSolverLayer(OptLayer):
         solver: the declared model; its own objective (if any) is replaced.
         variables: array-like of the solver's variables; its shape is the cost shape.
         sense: ``"min"`` or ``"max"``; default: the solver's declared objective sense.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:
