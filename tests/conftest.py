@@ -9,11 +9,11 @@ import pytest
 
 @pytest.fixture
 def force_pool():
-    """A function that makes a layer send every batch to its pool, as it would for slow solves:
-    parity tests on fast models would otherwise (rightly) stay in-process."""
+    """A function that makes a layer send every batch to its pool (``route="pool"``): parity
+    tests on fast models would otherwise (rightly) stay in-process."""
 
     def force(layer):
-        layer._handle.batch._per_instance = 1.0
+        layer.route = "pool"
         return layer
 
     return force

@@ -27,26 +27,112 @@ def test_serial_pool_and_user_executors_give_identical_results():
     assert torch.equal(pooled(costs), expected)
     assert pooled.last_info.mode == "pool"
     with ThreadPoolExecutor(2) as threads:
-        layer = ipo.CpSatLayer(m, x, sense="max", executor=threads)
+        layer = ipo.CpSatLayer(m, x, sense="max", executor=threads, executor_workers=2)
         assert torch.equal(layer(costs), expected) and layer.last_info.mode == "executor"
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as procs:
-        assert torch.equal(ipo.CpSatLayer(m, x, sense="max", executor=procs)(costs), expected)
+        assert torch.equal(ipo.CpSatLayer(m, x, sense="max", executor=procs, executor_workers=2)(costs), expected)
     np.testing.assert_array_equal(pooled.last_info.objective, serial.last_info.objective)
     assert pooled.last_info.status == serial.last_info.status
 
 
-def test_dask_executor_gives_identical_results():
-    from distributed import Client, LocalCluster
+def test_dask_executor_gives_identical_results_and_work_to_every_worker():
+    from distributed import LocalCluster, get_task_stream
 
     m, x = knapsack_32(seed=1)
     costs = knapsack_costs(16, seed=1)
     expected = ipo.CpSatLayer(m, x, sense="max")(costs)
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
+        cluster.get_client() as client,
     ):
         layer = ipo.CpSatLayer(m, x, sense="max", executor=client.get_executor())
-        assert torch.equal(layer(costs), expected)
+        with get_task_stream(client) as stream:
+            assert torch.equal(layer(costs), expected)
+        assert layer.last_info.mode == "executor"
+        chunks = [t for t in stream.data if t["key"].startswith("_remote_chunk")]
+        # The first call of a layer cuts 2 chunks per thread of the cluster (2 threads here).
+        assert len(chunks) == 4
+        assert {t["worker"] for t in chunks} == set(client.nthreads())
+        # An explicit count is used as given, without asking the cluster.
+        explicit = ipo.CpSatLayer(m, x, sense="max", executor=client.get_executor(), executor_workers=3)
+        with get_task_stream(client) as stream:
+            assert torch.equal(explicit(costs), expected)
+        assert sorted(t["key"].split("-")[0] for t in stream.data) == ["_remote_chunk"] * 6
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self, threads: int) -> None:
+        super().__init__(threads)
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_any_other_executor_needs_its_worker_count_and_gets_that_many_chunks_at_least():
+    m, x = knapsack_32()
+    costs = knapsack_costs(16)
+    with CountingExecutor(3) as threads:
+        with pytest.raises(ValueError, match=r"executor_workers= must say how many chunks the CountingExecutor runs"):
+            ipo.CpSatLayer(m, x, sense="max", executor=threads)
+        layer = ipo.CpSatLayer(m, x, sense="max", executor=threads, executor_workers=3)
+        assert torch.equal(layer(costs), ipo.CpSatLayer(m, x, sense="max")(costs))
+        assert threads.submitted == 6  # 2 per worker before the solve time is known
+        layer.executor_workers = 5
+        threads.submitted = 0
+        layer(costs)
+        assert threads.submitted >= 5 and layer.last_info.mode == "executor"
+        with pytest.raises(ValueError, match=r"executor_workers= must say how many chunks"):
+            layer.executor_workers = None  # the attached executor cannot say
+
+
+def test_route_forces_the_pool_or_in_process_and_last_info_says_which_ran():
+    costs = torch.randn(8, 3)
+    expected = (costs < 0).float()
+    layer = ipo.OptLayer(SignSpec(), projection="none", workers=2, route="pool")
+    assert layer.route == "pool"
+    assert torch.equal(layer(costs), expected)
+    assert layer.last_info.mode == "pool"  # a fast model, in the pool from the first call: no probe
+    layer.route = "serial"
+    assert torch.equal(layer(costs), expected) and layer.last_info.mode == "serial"
+    layer.route = "auto"
+    assert torch.equal(layer(costs), expected) and layer.last_info.mode == "serial"  # too fast for the pool
+    # One process: in-process unless asked for, then a pool of one (a crash stays out of this process).
+    single = ipo.OptLayer(SignSpec(), projection="none", workers=1)
+    assert torch.equal(single(costs), expected) and single.last_info.mode == "serial"
+    single.route = "pool"
+    assert torch.equal(single(costs), expected) and single.last_info.mode == "pool"
+    assert len(pool_pids(1)) == 1
+    with ThreadPoolExecutor(2) as threads:
+        on_threads = ipo.OptLayer(SignSpec(), projection="none", executor=threads, executor_workers=2, route="serial")
+        assert torch.equal(on_threads(costs), expected) and on_threads.last_info.mode == "serial"
+        on_threads.route = "auto"
+        assert torch.equal(on_threads(costs), expected) and on_threads.last_info.mode == "executor"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"route": "threads"}, r"OptLayer: route='threads' must be one of 'auto', 'pool', 'serial'"),
+        ({"route": "pool"}, r"OptLayer: route='pool' needs workers=k, the number of pool processes"),
+        ({"executor_workers": 0}, r"OptLayer: executor_workers=0 must be None or a positive int"),
+        ({"executor_workers": True}, r"OptLayer: executor_workers=True must be None or a positive int"),
+        ({"workers": 2, "executor_workers": 2}, r"OptLayer: executor_workers= goes with executor=, not workers="),
+    ],
+)
+def test_routing_options_are_validated(options, message):
+    with pytest.raises(ValueError, match=message):
+        ipo.OptLayer(SignSpec(), **options)
+
+
+def test_route_setter_is_validated():
+    layer = ipo.OptLayer(SignSpec())
+    with pytest.raises(ValueError, match=r"route='pool' needs workers=k"):
+        layer.route = "pool"
+    with pytest.raises(ValueError, match=r"route=None must be one of"):
+        layer.route = None
+    assert layer.route == "auto"
 
 
 def test_last_info_reports_status_objective_and_time_per_instance():

@@ -2,9 +2,11 @@ import os
 import threading
 import time
 
+import cvxpy as cp
 import numpy as np
 import pytest
 import torch
+from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
@@ -187,3 +189,45 @@ def test_ragged_variables_are_rejected():
     m, x, _ = k_subset(4, 2)
     with pytest.raises(ValueError, match=r"rectangular"):
         ipo.CpSatLayer(m, [[x[0], x[1]], [x[2]]])
+
+
+def _glop_layer(**options):
+    s = pywraplp.Solver.CreateSolver("GLOP")
+    x = [s.NumVar(0, 1, f"x{i}") for i in range(3)]
+    s.Add(sum(x) == 1)
+    return ipo.LinearSolverLayer(s, x, **options)
+
+
+def _cvxpy_layer(**options):
+    c = cp.Parameter(3)
+    x = cp.Variable(3, boolean=True)
+    return ipo.CvxpyLayer(cp.Problem(cp.Minimize(c @ x), [cp.sum(x) == 1]), c, x, **options)
+
+
+# Every layer and every rule, built with the given options.
+BUILDERS = {
+    "CpSatLayer": layer4,
+    "LinearSolverLayer": _glop_layer,
+    "CvxpyLayer": _cvxpy_layer,
+    "KnapsackLayer": lambda **o: ipo.KnapsackLayer([[1, 2, 3]], [3], **o),
+    "ShortestPathLayer": lambda **o: ipo.ShortestPathLayer([(0, 1), (1, 2), (0, 2)], 0, 2, **o),
+    "AssignmentLayer": lambda **o: ipo.AssignmentLayer(3, **o),
+    "TSPLayer": lambda **o: ipo.TSPLayer(4, **o),
+    "TopKLayer": lambda **o: ipo.TopKLayer(4, 2, **o),
+    "RankingLayer": lambda **o: ipo.RankingLayer(4, **o),
+    "Identity": lambda **o: ipo.Identity(layer4(), **o),
+    "SPOPlus": lambda **o: ipo.SPOPlus(layer4(), **o),
+    "Blackbox": lambda **o: ipo.Blackbox(layer4(), **o),
+    "PerturbedOpt": lambda **o: ipo.PerturbedOpt(layer4(), **o),
+    "FenchelYoung": lambda **o: ipo.FenchelYoung(layer4(), **o),
+    "IMLE": lambda **o: ipo.IMLE(layer4(), **o),
+}
+
+
+@pytest.mark.parametrize("value", [0, 7, "cpu", np.random.default_rng(0), torch.Generator], ids=repr)
+@pytest.mark.parametrize("name", BUILDERS)
+def test_a_generator_that_is_not_a_torch_generator_is_refused_at_construction(name, value):
+    with pytest.raises(ValueError, match=rf"{name}: generator=.* must be a torch.Generator or None"):
+        BUILDERS[name](generator=value)
+    rule = BUILDERS[name](generator=torch.Generator().manual_seed(0))  # the accepted kind
+    assert isinstance(rule.generator, torch.Generator)

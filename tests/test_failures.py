@@ -219,8 +219,7 @@ UNGUARDED = textwrap.dedent(
     m = cp_model.CpModel()
     x = [m.new_bool_var(f"x{i}") for i in range(6)]
     m.add(sum(x) == 2)
-    layer = ipo.CpSatLayer(m, x, sense="max", workers=2)
-    layer._handle.batch._per_instance = 1.0  # every batch to the pool
+    layer = ipo.CpSatLayer(m, x, sense="max", workers=2, route="pool")
     try:
         y = layer(torch.arange(6.0).repeat(16, 1))
         print("solved", layer.last_info.mode, y[:, 4:].sum().item())

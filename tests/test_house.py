@@ -91,8 +91,7 @@ MAPS = textwrap.dedent(
         m = cp_model.CpModel()
         x = [m.new_bool_var(f"x{i}") for i in range(4)]
         m.add(sum(x) == 2)
-        layer = ipo.CpSatLayer(m, x, sense="max", workers=2)
-        layer._handle.batch._per_instance = 1.0  # every batch to the pool
+        layer = ipo.CpSatLayer(m, x, sense="max", workers=2, route="pool")
         y = layer(torch.arange(4.0).repeat(16, 1))
         assert layer.last_info.mode == "pool" and y[:, 2:].sum() == 32
         for pid in pool_pids(2):

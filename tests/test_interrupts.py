@@ -100,7 +100,7 @@ DURING_SOLVE = HEADER + textwrap.dedent(
         kind, workers = sys.argv[1], int(sys.argv[2]) or None
         layer, costs = hard_layer(kind, workers=workers)
         if workers:
-            layer._handle.batch._per_instance = 100.0  # as after slow solves: to the pool
+            layer.route = "pool"
             from idproj_or.batch import get_pool, pool_pids
             get_pool(workers)
             say("pool", *pool_pids(workers))

@@ -147,8 +147,7 @@ def test_workers_keep_the_objective_too():
     solver, x = lp_model("SCIP", "min")
     costs = torch.tensor(np.random.default_rng(5).normal(size=(24, 5)))
     serial = ipo.LinearSolverLayer(solver, x)
-    pooled = ipo.LinearSolverLayer(solver, x, workers=2)
-    pooled.handle.batch._per_instance = 1.0  # route the batch to the pool
+    pooled = ipo.LinearSolverLayer(solver, x, workers=2, route="pool")
     assert torch.equal(serial(costs), pooled(costs))
     np.testing.assert_array_equal(serial.last_info.objective, pooled.last_info.objective)
     assert pooled.last_info.mode == "pool"

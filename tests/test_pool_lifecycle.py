@@ -17,8 +17,7 @@ SCRIPT = textwrap.dedent(
         m = cp_model.CpModel()
         x = [m.new_bool_var(f"x{i}") for i in range(6)]
         m.add(sum(x) == 2)
-        layer = ipo.CpSatLayer(m, x, workers=2)
-        layer._handle.batch._per_instance = 1.0  # as for slow solves: every batch goes to the pool
+        layer = ipo.CpSatLayer(m, x, workers=2, route="pool")
         assert pool_pids(2) == []          # nothing started before the first batch
         layer(torch.randn(16, 6))
         print(*pool_pids(2))

@@ -284,7 +284,7 @@ def test_rules_are_identical_serial_in_the_pool_and_on_an_executor(name, force_p
     w_star = _brute(feasible_t, true, "max")
     results = []
     with ThreadPoolExecutor(2) as executor:
-        for options in ({}, {"workers": 2}, {"executor": executor}):
+        for options in ({}, {"workers": 2}, {"executor": executor, "executor_workers": 2}):
             layer = ipo.CpSatLayer(m, x, sense="max", **options)
             if "workers" in options:
                 force_pool(layer)

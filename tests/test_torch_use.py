@@ -143,7 +143,7 @@ def test_copies_of_an_executor_layer_drop_it_when_pickled_and_share_it_when_deep
     costs = batch(16, seed=3)
     expected = cpsat_layer()(costs)
     with ThreadPoolExecutor(2) as ex:
-        layer = cpsat_layer(executor=ex)
+        layer = cpsat_layer(executor=ex, executor_workers=2)
         assert torch.equal(layer(costs), expected) and layer.last_info.mode == "executor"
 
         for how in ("pickle", "torch.save"):
@@ -254,6 +254,51 @@ def test_compiled_forward_then_eager_backward_matches_eager():
             assert torch.equal(got[0], want[0])
             for a, b in zip(got[1:], want[1:]):
                 torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+# Draws from generator=: the noise margin (every rule), Gaussian (PerturbedOpt, FenchelYoung) and
+# Sum-of-Gamma (IMLE) perturbations.
+RANDOM = {
+    "layer_noise": lambda g: cpsat_layer(noise=0.1, generator=g),
+    "PerturbedOpt": lambda g: ipo.PerturbedOpt(knapsack_layer(), n_samples=4, sigma=0.5, noise=0.1, generator=g),
+    "FenchelYoung": lambda g: ipo.FenchelYoung(knapsack_layer(), n_samples=4, sigma=0.5, generator=g),
+    "IMLE": lambda g: ipo.IMLE(knapsack_layer(), n_samples=4, sigma=0.5, generator=g),
+}
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_compiled_fullgraph_step_with_a_generator_draws_what_eager_draws(name):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    predictor = torch.nn.Linear(5, N)
+    eager_rule, compiled_rule = (RANDOM[name](torch.Generator().manual_seed(5)) for _ in range(2))
+    start = compiled_rule.generator.get_state()
+
+    def step_of(rule):
+        def step(feats, costs, sols):
+            pred = predictor(feats)
+            loss = rule(pred, sols) if name == "FenchelYoung" else (costs * rule(pred)).sum()
+            grads = torch.autograd.grad(loss, list(predictor.parameters()))
+            return (loss.detach(), *grads)
+
+        return step
+
+    counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(step_of(compiled_rule), fullgraph=True, backend=counter)
+    eager = step_of(eager_rule)
+    g = torch.Generator().manual_seed(14)
+    with torch._dynamo.config.patch(error_on_recompile=True, trace_autograd_ops=True):
+        for _ in range(3):
+            feats, costs = torch.randn(8, 5, generator=g), torch.randn(8, N, generator=g)
+            sols = knapsack_layer().solve(costs)
+            got, want = compiled(feats, costs, sols), eager(feats, costs, sols)
+            assert torch.equal(got[0], want[0])  # the same draws, hence the same decisions
+            for a, b in zip(got[1:], want[1:]):
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+            # Both generators advanced by the same draws.
+            assert torch.equal(compiled_rule.generator.get_state(), eager_rule.generator.get_state())
+    assert not torch.equal(compiled_rule.generator.get_state(), start)
+    assert counter.frame_count == 1
 
 
 def test_inductor_compiled_cpsat_layer_matches_eager():
@@ -494,6 +539,22 @@ def test_changed_capacity_parameter_changes_the_next_decisions():
     assert torch.equal(layer(VALUES), before)
 
 
+@pytest.mark.parametrize("how", COPIES)
+def test_a_copy_solves_with_the_parameter_values_of_when_it_was_made(how):
+    c = cp.Parameter(4)
+    x = cp.Variable(4, boolean=True)
+    cap = cp.Parameter(nonneg=True, value=7.0)
+    problem = cp.Problem(cp.Maximize(c @ x), [np.array([3.0, 4.0, 5.0, 2.0]) @ x <= cap])
+    layer = ipo.CvxpyLayer(problem, c, x)
+    before = layer(VALUES)
+    twin = COPIES[how](layer)
+    cap.value = 11.0
+    after = layer(VALUES)
+    assert not torch.equal(after, before)  # the original follows the parameter
+    assert torch.equal(twin(VALUES), before)  # the copy keeps the value it was made with
+    assert torch.equal(ipo.CvxpyLayer(problem, c, x)(VALUES), after)  # a new layer follows it again
+
+
 def equality_problem():
     c = cp.Parameter(4)
     x = cp.Variable(4, boolean=True)
@@ -597,3 +658,108 @@ def test_building_and_using_layers_prints_nothing(tmp_path):
     assert marker.read_text() == "done"
     assert proc.stdout == ""
     assert proc.stderr == ""
+
+
+# CVXPY logs, at its import and at every solver probe, that its GLOP and PDLP interfaces refuse
+# this OR-Tools. MARK is printed just before `import idproj_or`: nothing may follow it.
+CVXPY_USE = """
+import torch
+
+c = cp.Parameter(4)
+x = cp.Variable(4, boolean=True)
+problem = cp.Problem(cp.Maximize(c @ x), [cp.sum(x) == 2])
+costs = torch.randn(6, 4)
+ipo.CvxpyLayer(problem, c, x)(costs)
+ipo.CvxpyLayer(problem, c, x, solver="SCIPY")(costs)  # a named solver: CVXPY probes them all again
+pooled = ipo.CvxpyLayer(problem, c, x, workers=2, route="pool")
+pooled(costs)  # the pool's workers import CVXPY too
+assert pooled.last_info.mode == "pool"
+"""
+
+IMPORT_ORDERS = {
+    "idproj_or first": "import sys\nprint('MARK', file=sys.stderr)\nimport idproj_or as ipo\nimport cvxpy as cp\n",
+    "cvxpy first": "import sys\nimport cvxpy as cp\nprint('MARK', file=sys.stderr)\nimport idproj_or as ipo\n",
+}
+
+
+@pytest.mark.parametrize("order", IMPORT_ORDERS)
+def test_no_cvxpy_probe_lines_after_idproj_or_is_imported_whatever_the_import_order(tmp_path, order):
+    script = tmp_path / "cvxpy_use.py"
+    script.write_text(f"{IMPORT_ORDERS[order]}\nif __name__ == '__main__':\n{textwrap.indent(CVXPY_USE, '    ')}")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    before, after = proc.stderr.split("MARK\n", 1)
+    assert after == ""
+    # What CVXPY's own import prints before idproj_or exists is beyond its reach.
+    assert all(line.startswith(("(CVXPY)", "RuntimeError(")) for line in before.splitlines()), before
+
+
+LOGGING_CONFIG_SCRIPT = """
+import logging.config
+
+import idproj_or
+logging.config.dictConfig({"version": 1})  # disables the loggers that exist at this point
+import cvxpy as cp
+
+x = cp.Variable()
+cp.Problem(cp.Minimize(x), [x >= 1]).solve(solver="CLARABEL", verbose=True)
+"""
+
+
+def test_the_users_logging_configuration_keeps_cvxpys_own_messages(tmp_path):
+    script = tmp_path / "logging_config.py"
+    script.write_text(LOGGING_CONFIG_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # idproj_or filters CVXPY's logger when CVXPY creates it, not before: the user's
+    # configuration leaves it enabled, and only the OR-Tools probe lines are dropped.
+    assert "(CVXPY)" in proc.stderr and "Your problem has 1 variables" in proc.stderr
+    assert "Encountered unexpected exception importing solver" not in proc.stderr
+
+
+# --- 9. DataLoader workers ------------------------------------------------------------------
+
+
+DATALOADER_SCRIPT = """
+import torch
+from ortools.sat.python import cp_model
+from torch.utils.data import DataLoader, Dataset
+
+import idproj_or as ipo
+
+
+class Solved(Dataset):
+    def __init__(self, layer, costs):
+        self.layer, self.costs = layer, costs
+
+    def __len__(self):
+        return len(self.costs)
+
+    def __getitem__(self, i):
+        return self.layer(self.costs[i]), self.layer.last_info.mode
+
+
+if __name__ == "__main__":
+    m = cp_model.CpModel()
+    x = [m.new_bool_var(f"x{i}") for i in range(6)]
+    m.add(sum(x) == 2)
+    layer = ipo.CpSatLayer(m, x, workers=2, route="pool")
+    costs = torch.randn(5, 4, 6, generator=torch.Generator().manual_seed(0))
+    out = list(DataLoader(Solved(layer, costs), batch_size=None, num_workers=1))
+    expected = ipo.CpSatLayer(m, x)(costs.reshape(20, 6)).reshape(5, 4, 6)
+    assert torch.equal(torch.stack([y for y, _ in out]), expected)
+    print(*sorted({mode for _, mode in out}))
+    layer(costs[0])  # the main process may start the pool
+    print(layer.last_info.mode)
+"""
+
+
+def test_a_workers_layer_in_a_dataloader_worker_solves_in_process_with_one_warning(tmp_path):
+    script = tmp_path / "loader.py"
+    script.write_text(DATALOADER_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["serial", "pool"]
+    # One warning for the worker's five calls, saying why.
+    assert proc.stderr.count("SolverWarning") == 1, proc.stderr
+    assert "workers=2: this process is daemonic (e.g. a torch DataLoader worker)" in proc.stderr

@@ -8,22 +8,47 @@ Imports are lazy: ``import idproj_or`` is cheap, and solver workers load only wh
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .errors import SolverError, SolverWarning, WorkerError
 
 
-class _QuietOrtoolsProbe(logging.Filter):
-    """CVXPY 1.8 warns at every solver probe that its GLOP/PDLP interfaces refuse OR-Tools 9.15.
-    Those interfaces are never used here (LinearSolverLayer covers both), so drop that warning."""
+def _quiet_ortools_probe(record: logging.LogRecord) -> bool:
+    """CVXPY 1.8 logs, at import and at every solver probe, that its GLOP/PDLP interfaces refuse
+    OR-Tools 9.15. Those interfaces are never used here (LinearSolverLayer covers both): drop
+    that message, and only that one, from CVXPY's own logger."""
+    return "Unrecognized new version of ortools" not in record.getMessage()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Unrecognized new version of ortools" not in record.getMessage()
+
+class _QuietCvxpyOnImport(importlib.abc.MetaPathFinder):
+    """Adds the filter to CVXPY's logger as soon as ``cvxpy.settings`` creates it, before CVXPY
+    probes its solvers. The logger is not created earlier: a ``logging.config.dictConfig`` of
+    the user's in between would disable it, and CVXPY's other messages with it."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "cvxpy.settings":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            exec_module = spec.loader.exec_module
+
+            def exec_and_quiet(module: Any) -> None:
+                exec_module(module)
+                logging.getLogger("__cvxpy__").addFilter(_quiet_ortools_probe)
+
+            spec.loader.exec_module = exec_and_quiet  # type: ignore[method-assign]
+        return spec
 
 
-# Installed before cvxpy is imported anywhere through this package (cvxpy probes on import).
-logging.getLogger("__cvxpy__").addFilter(_QuietOrtoolsProbe())
+if "cvxpy.settings" in sys.modules:  # imported before this package: its import-time lines are out
+    logging.getLogger("__cvxpy__").addFilter(_quiet_ortools_probe)
+else:
+    sys.meta_path.insert(0, _QuietCvxpyOnImport())
 
 # public name -> (module, attribute); attribute None means the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,7 +28,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import WorkerError
+from .errors import SolverWarning, WorkerError, user_stacklevel
+from .options import Route
 from .solvers.base import ChunkResult, ModelSpec, ResidentSolver
 from .statuses import NOT_SOLVED, SOLVED, cause
 
@@ -354,7 +356,9 @@ class BatchInfo:
     docs/batching.md) and ``solver_status[i]`` the backend's own word; ``objective[i]`` is
     ``sum(c_i * y_i)`` for the cost ``c_i`` passed to the layer (before projection and noise),
     NaN without a decision; ``wall_time[i]`` is the seconds spent in that instance's solve;
-    ``mode`` says where the batch ran: ``"serial"``, ``"pool"`` or ``"executor"``.
+    ``mode`` says where the batch ran: ``"serial"`` (in the calling process), ``"pool"`` (the
+    layer's process pool; on the first call of ``route="auto"``, all but the first instance,
+    which measures the solve time in-process) or ``"executor"``.
     ``objective[i]`` includes the model's own objective when the layer keeps it (CpSatLayer,
     LinearSolverLayer, CvxpyLayer with ``objective="keep"``). ``scaling_error[i]`` bounds how
     much worse than optimal the decision can be because the library scaled the costs to
@@ -421,12 +425,49 @@ _POOL_OVERHEAD_FLOOR = 0.001
 _POOL_MARGIN = 0.9
 
 
+_warned_daemonic = False
+
+
+def _daemonic(workers: int) -> bool:
+    """Whether this process may not start a pool (a daemonic process, e.g. a torch DataLoader
+    worker); the first time, a warning that says so."""
+    global _warned_daemonic
+    if not multiprocessing.current_process().daemon:
+        return False
+    if not _warned_daemonic:
+        _warned_daemonic = True
+        warnings.warn(
+            f"workers={workers}: this process is daemonic (e.g. a torch DataLoader worker) and may not "
+            "start the pool's processes; its batches are solved in-process (last_info.mode 'serial'). "
+            "Shown once per process.",
+            SolverWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return True
+
+
+def is_dask_executor(executor: Executor) -> bool:
+    """Whether ``executor`` is a Dask ``distributed`` client's (``client.get_executor()``)."""
+    module = sys.modules.get("distributed.cfexecutor")  # loaded whenever such an executor exists
+    return module is not None and isinstance(executor, module.ClientExecutor)
+
+
+def _cluster_threads() -> int:
+    """Run on a Dask worker: the threads of every worker of its cluster."""
+    from distributed import get_client
+
+    return sum(get_client().nthreads().values())
+
+
 class BatchSolver:
     """Routes the rows of a cost matrix to resident solvers of one spec and gathers them in order.
 
-    With ``workers=k`` the batch goes to the pool only when the measured per-instance solve time
-    says the pool wins; otherwise it is solved in-process. Every route runs the same
-    :meth:`ResidentSolver.solve_many` on the same deterministic solver, so results are identical.
+    With ``workers=k`` and ``route="auto"`` the batch goes to the pool only when the measured
+    per-instance solve time says the pool wins; otherwise it is solved in-process.
+    ``route="pool"`` always uses the pool, ``route="serial"`` never leaves the process. An
+    executor gets ``executor_workers`` chunks' worth of parallelism, or its Dask cluster's thread
+    count (asked at each call). Every route runs the same :meth:`ResidentSolver.solve_many` on
+    the same deterministic solver, so results are identical.
 
     A pickled (or ``torch.save``d) BatchSolver leaves its executor behind: the copy solves
     in-process until one is attached again (``deepcopy`` keeps the same executor).
@@ -439,6 +480,8 @@ class BatchSolver:
         workers: int | None,
         executor: Executor | None,
         time_limit: float | None,
+        route: Route = "auto",
+        executor_workers: int | None = None,
     ) -> None:
         if workers is not None and type(spec).__module__ == "__main__":
             raise ValueError(
@@ -451,6 +494,8 @@ class BatchSolver:
         self.workers = workers
         self.executor = executor
         self.time_limit = time_limit
+        self.route: Route = route
+        self.executor_workers = executor_workers
         self._per_instance: float | None = None
         self._overhead = _POOL_OVERHEAD_PRIOR
 
@@ -468,6 +513,13 @@ class BatchSolver:
         if len(times):
             t = float(np.mean(times))
             self._per_instance = t if self._per_instance is None else 0.7 * self._per_instance + 0.3 * t
+
+    def _pooled(self) -> bool:
+        """Whether this call may use the pool: with ``route="pool"``, or ``"auto"`` and two
+        workers or more (one process never beats in-process); never in a daemonic process."""
+        if self.workers is None or self.route == "serial" or (self.route == "auto" and self.workers < 2):
+            return False
+        return not _daemonic(self.workers)
 
     def _use_pool(self, n: int) -> bool:
         assert self.workers is not None and self._per_instance is not None
@@ -487,14 +539,14 @@ class BatchSolver:
         one (within its chunk) are not attempted."""
         n = len(costs)
         stop = stop_at_failure
-        if self.executor is not None:
-            parallel = int(getattr(self.executor, "_max_workers", 0) or 4)
+        if self.executor is not None and self.route != "serial":
+            parallel = self.executor_workers or max(1, self.executor.submit(_cluster_threads).result())
             chunks = [c for c, _ in self._run(self.executor, costs, self._n_chunks(n, parallel), stop)]
             mode = "executor"
-        elif self.workers is not None and self.workers >= 2:  # one process never beats in-process
+        elif self._pooled():
             chunks, mode = [], "serial"
             rest = costs
-            if self._per_instance is None:
+            if self.route == "auto" and self._per_instance is None:
                 # Probe: solve the first instance in-process to measure the solve time, so a
                 # fast model never starts a pool it does not need.
                 probe = self._local(costs[:1], stop)
@@ -505,7 +557,7 @@ class BatchSolver:
                     chunks.append(_unattempted(costs[1:]))
                 else:
                     self._observe(probe.wall_time)
-            if len(rest) and self._use_pool(len(rest)):
+            if len(rest) and (self.route == "pool" or self._use_pool(len(rest))):
                 pool = get_pool(self.workers)
                 t0 = time.perf_counter()
                 pooled = self._run_pool(pool, rest, stop)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 class SolverError(RuntimeError):
     """An instance of the batch has no decision (infeasible, unbounded, time limit hit before any
@@ -30,5 +33,19 @@ class WorkerError(RuntimeError):
 
 class SolverWarning(UserWarning):
     """Some decisions of a batch are not proven optimal (a time limit, a heuristic), or, with
-    ``on_failure="nan"``, some instances have no decision. Shown once per layer and kind;
-    filter it with ``warnings.filterwarnings("ignore", category=idproj_or.SolverWarning)``."""
+    ``on_failure="nan"``, some instances have no decision (shown once per layer and kind); or a
+    layer with ``workers=`` solves in-process because the process is daemonic, e.g. a torch
+    DataLoader worker (once per process). Filter it with
+    ``warnings.filterwarnings("ignore", category=idproj_or.SolverWarning)``."""
+
+
+def user_stacklevel() -> int:
+    """``stacklevel`` that shows a warning issued by the caller at the first frame outside this
+    package and torch: the user's line."""
+    torch = sys.modules.get("torch")
+    paths = [os.path.dirname(__file__)] + ([os.path.dirname(torch.__file__)] if torch is not None else [])
+    inside = tuple(os.path.join(p, "") for p in paths)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level

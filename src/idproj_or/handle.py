@@ -10,8 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-import os
-import sys
 import threading
 import warnings
 import weakref
@@ -22,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batch import BatchInfo, BatchSolver
-from .errors import SolverError, SolverWarning
-from .options import ON_FAILURE, OnFailure
+from .batch import BatchInfo, BatchSolver, is_dask_executor
+from .errors import SolverError, SolverWarning, user_stacklevel
+from .options import ON_FAILURE, ROUTES, OnFailure, Route
 from .solvers.base import ModelSpec, invariance_basis
 from .solvers.scaling import RESOLVED_RANGE, beyond_range
 from .statuses import ERROR, cause
@@ -45,11 +43,30 @@ def real_scalar(value: Any, *, where: str, name: str) -> float:
     return float(value)
 
 
-def _check_executor(executor: Any, workers: int | None, *, where: str) -> None:
-    if executor is not None and workers is not None:
+def _positive_int_or_none(value: Any, *, where: str, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{where}: {name}={value!r} must be None or a positive int")
+
+
+def _check_executor(executor: Any, workers: int | None, executor_workers: int | None, *, where: str) -> None:
+    if executor is None:
+        return
+    if workers is not None:
         raise ValueError(f"{where}: pass either workers= or executor=, not both")
-    if executor is not None and not isinstance(executor, Executor):
+    if not isinstance(executor, Executor):
         raise ValueError(f"{where}: executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+    if executor_workers is None and not is_dask_executor(executor):
+        raise ValueError(
+            f"{where}: executor_workers= must say how many chunks the {type(executor).__name__} runs at once "
+            "(its worker count), so that each worker gets work; only a Dask client's executor is asked for it"
+        )
+
+
+def _check_route(route: Any, workers: int | None, *, where: str) -> None:
+    if route not in ROUTES:
+        raise ValueError(f"{where}: route={route!r} must be one of {', '.join(map(repr, ROUTES))}")
+    if route == "pool" and workers is None:
+        raise ValueError(f"{where}: route='pool' needs workers=k, the number of pool processes")
 
 
 class SolveHandle:
@@ -59,7 +76,8 @@ class SolveHandle:
     Args:
         spec: the picklable model recipe.
         name: the owning layer's name, for messages.
-        workers, executor, time_limit, on_failure: see :mod:`idproj_or.options`.
+        workers, route, executor, executor_workers, time_limit, on_failure: see
+            :mod:`idproj_or.options`.
     """
 
     def __init__(
@@ -68,13 +86,18 @@ class SolveHandle:
         *,
         name: str,
         workers: int | None = None,
+        route: Route = "auto",
         executor: Executor | None = None,
+        executor_workers: int | None = None,
         time_limit: float | None = None,
         on_failure: OnFailure = "raise",
     ) -> None:
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise ValueError(f"{name}: workers={workers!r} must be None or a positive int")
-        _check_executor(executor, workers, where=name)
+        _positive_int_or_none(workers, where=name, name="workers")
+        _positive_int_or_none(executor_workers, where=name, name="executor_workers")
+        if workers is not None and executor_workers is not None:
+            raise ValueError(f"{name}: executor_workers= goes with executor=, not workers=")
+        _check_executor(executor, workers, executor_workers, where=name)
+        _check_route(route, workers, where=name)
         if time_limit is not None:
             seconds = real_scalar(time_limit, where=name, name="time_limit")
             if not (seconds > 0 and math.isfinite(seconds)):
@@ -93,7 +116,14 @@ class SolveHandle:
         self.size = math.prod(self.shape)
         self.sense = spec.sense
         self.on_failure: OnFailure = on_failure
-        self.batch = BatchSolver(spec, workers=workers, executor=executor, time_limit=time_limit)
+        self.batch = BatchSolver(
+            spec,
+            workers=workers,
+            executor=executor,
+            time_limit=time_limit,
+            route=route,
+            executor_workers=executor_workers,
+        )
         # Called before each solve; may return a new spec (a CVXPY parameter changed).
         self.refresh: Callable[[], ModelSpec | None] | None = None
         # "auto"'s basis: (the spec it was taken from, its equality rows, the basis), and a
@@ -134,8 +164,29 @@ class SolveHandle:
 
     @executor.setter
     def executor(self, executor: Executor | None) -> None:
-        _check_executor(executor, self.batch.workers, where=self.name)
+        _check_executor(executor, self.batch.workers, self.batch.executor_workers, where=self.name)
         self.batch.executor = executor
+
+    @property
+    def executor_workers(self) -> int | None:
+        return self.batch.executor_workers
+
+    @executor_workers.setter
+    def executor_workers(self, count: int | None) -> None:
+        _positive_int_or_none(count, where=self.name, name="executor_workers")
+        if self.batch.workers is not None and count is not None:
+            raise ValueError(f"{self.name}: executor_workers= goes with executor=, not workers=")
+        _check_executor(self.batch.executor, None, count, where=self.name)
+        self.batch.executor_workers = count
+
+    @property
+    def route(self) -> Route:
+        return self.batch.route
+
+    @route.setter
+    def route(self, route: Route) -> None:
+        _check_route(route, self.batch.workers, where=self.name)
+        self.batch.route = route
 
     @property
     def time_limit(self) -> float | None:
@@ -183,7 +234,14 @@ class SolveHandle:
         """Solve ``spec`` from now on (same shape and sense), keeping the routing options."""
         old = self.batch
         self.spec = spec
-        self.batch = BatchSolver(spec, workers=old.workers, executor=old.executor, time_limit=old.time_limit)
+        self.batch = BatchSolver(
+            spec,
+            workers=old.workers,
+            executor=old.executor,
+            time_limit=old.time_limit,
+            route=old.route,
+            executor_workers=old.executor_workers,
+        )
 
     def check_costs(self, costs: Any) -> tuple[torch.Tensor, bool]:
         """``costs`` as a ``(B, n)`` float tensor and whether it was batched; the checks that do
@@ -287,7 +345,7 @@ class SolveHandle:
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
-            warnings.warn(f"{self.name}: {message}. Shown once per layer.", SolverWarning, stacklevel=_caller_level())
+            warnings.warn(f"{self.name}: {message}. Shown once per layer.", SolverWarning, stacklevel=user_stacklevel())
 
     def solve_tensor(self, z: torch.Tensor, raw: torch.Tensor, *, basis_version: int = -1) -> torch.Tensor:
         """:meth:`solve_numpy` on tensors: decisions on ``z``'s device, in ``z``'s dtype."""
@@ -295,17 +353,6 @@ class SolveHandle:
         given = raw.detach().to(device="cpu", dtype=torch.float64).numpy()
         sols = self.solve_numpy(costs, given, basis_version=basis_version)
         return torch.from_numpy(sols).to(device=z.device, dtype=z.dtype)
-
-
-_INTERNAL = (os.path.dirname(__file__), os.path.dirname(torch.__file__))
-
-
-def _caller_level() -> int:
-    """``stacklevel`` of the first frame outside this package and torch: the user's line."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def handle_for(key: int) -> SolveHandle:

@@ -1,22 +1,39 @@
 """The options every layer takes, defined once (keyword-only, after the model's own arguments).
 
-=============== ============================================================================
-``projection``  ``"none" | "mean" | "norm" | "std" | "auto"`` (docs/method.md); default ``"auto"``
-``noise``       width ``alpha`` of the training-only margin ``xi in {-alpha/2, +alpha/2}^n``
-                (any real scalar, a 0-dim tensor included); default 0
-``workers``     None solves in-process; ``k`` uses the shared persistent pool of ``k`` processes
-``executor``    any ``concurrent.futures.Executor`` (e.g. a Dask client's) to solve on; not
-                pickled (a pickled layer solves in-process until ``layer.executor`` is set)
-``time_limit``  seconds per instance, or None. A solver stops at it and returns its best
-                decision as ``"feasible"`` (or ``"time_limit"`` without one). A layer whose
-                solver cannot stop refuses it with a ValueError rather than ignoring it: the
-                polynomial assignment and shortest-path solvers, CVXPY solvers without a
-                time-limit setting
-``on_failure``  ``"raise"`` (default): an instance without a decision raises
-                :class:`idproj_or.SolverError`; ``"nan"``: its row is NaN and ``last_info``
-                says why
-``generator``   ``torch.Generator`` for the noise; the global RNG when None
-=============== ============================================================================
+==================== =======================================================================
+``projection``       ``"none" | "mean" | "norm" | "std" | "auto"`` (docs/method.md); default
+                     ``"auto"``
+``noise``            width ``alpha`` of the training-only margin
+                     ``xi in {-alpha/2, +alpha/2}^n`` (any real scalar, a 0-dim tensor
+                     included); default 0
+``workers``          None solves in-process; ``k`` uses the shared persistent pool of ``k``
+                     processes (see ``route``)
+``route``            where the batches of a layer with ``workers=k`` or ``executor=`` run:
+                     ``"auto"`` (default): on the executor, or in the pool when the measured
+                     solve time says the pool beats in-process; ``"pool"``: always in the pool
+                     (needs ``workers=k``; ``k = 1`` too, to keep a solver crash out of the
+                     calling process); ``"serial"``: always in-process. ``last_info.mode``
+                     says where a batch ran; ``layer.route`` may be set later. A daemonic
+                     process (a torch DataLoader worker) cannot start a pool: there a batch
+                     runs in-process, with one warning
+``executor``         any ``concurrent.futures.Executor`` (e.g. a Dask client's) to solve on;
+                     not pickled (a pickled layer solves in-process until ``layer.executor``
+                     is set)
+``executor_workers`` how many chunks ``executor`` runs at once (its worker count): a batch is
+                     cut into at least that many chunks. Required with any executor but a
+                     Dask client's (``client.get_executor()``), which is asked for its
+                     cluster's thread count at each call when this is None
+``time_limit``       seconds per instance, or None. A solver stops at it and returns its best
+                     decision as ``"feasible"`` (or ``"time_limit"`` without one). A layer
+                     whose solver cannot stop refuses it with a ValueError rather than
+                     ignoring it: the polynomial assignment and shortest-path solvers, CVXPY
+                     solvers without a time-limit setting
+``on_failure``       ``"raise"`` (default): an instance without a decision raises
+                     :class:`idproj_or.SolverError`; ``"nan"``: its row is NaN and
+                     ``last_info`` says why
+``generator``        ``torch.Generator`` for the noise and a rule's perturbations, or None (the
+                     global RNG); anything else is a ValueError at construction
+==================== =======================================================================
 
 Gradient rules (:mod:`idproj_or.rules`) over an existing layer take ``projection``, ``noise``
 and ``generator`` with the same meaning (``projection`` defaults to ``"none"`` for the
@@ -41,6 +58,8 @@ if TYPE_CHECKING:
 
 OnFailure = Literal["raise", "nan"]
 ON_FAILURE = ("raise", "nan")
+Route = Literal["auto", "pool", "serial"]
+ROUTES = ("auto", "pool", "serial")
 
 
 class CostOptions(TypedDict, total=False):
@@ -55,7 +74,9 @@ class LayerOptions(CostOptions, total=False):
     """Keyword options of every layer (see the module docstring for their meaning)."""
 
     workers: int | None
+    route: Route
     executor: Executor | None
+    executor_workers: int | None
     time_limit: float | None
     on_failure: OnFailure
 
@@ -71,7 +92,9 @@ DEFAULTS: LayerOptions = {
     "projection": "auto",
     "noise": 0.0,
     "workers": None,
+    "route": "auto",
     "executor": None,
+    "executor_workers": None,
     "time_limit": None,
     "on_failure": "raise",
     "generator": None,

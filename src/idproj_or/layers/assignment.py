@@ -29,7 +29,8 @@ class AssignmentLayer(OptLayer):
         n: number of rows.
         m: number of columns; default ``n``.
         sense: ``"min"`` (default) or ``"max"``.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`). ``time_limit`` is refused
             (a ValueError): every solve runs to optimality in polynomial time.
 

@@ -33,7 +33,8 @@ class CpSatLayer(OptLayer):
             With the model's objective kept, it must agree with that objective's direction.
         objective: ``"keep"`` (default): the model's own objective plus the predicted term;
             ``"replace"``: the predicted term alone.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:

@@ -22,13 +22,20 @@ class CvxpyLayer(OptLayer):
     variable)`` (``c @ x``, ``cp.sum(cp.multiply(c, x))``); the parameter may not appear in a
     constraint. Boolean and integer variables work (a MIP, with HiGHS by default).
 
+    The values of the problem's other parameters are read again before each solve: a changed
+    capacity is followed. A copy of the layer (``copy.deepcopy``, ``pickle``, ``torch.save``)
+    carries its own copies of those parameters, with the values they had when it was made: it
+    no longer follows your ``Parameter`` objects. To follow them after loading a checkpoint,
+    build a new layer from the problem.
+
     Args:
         problem: the declared ``cp.Problem`` (DPP).
         parameter: the cost ``cp.Parameter``, same shape as ``variable``, without attributes.
         variable: the ``cp.Variable`` the layer returns; its shape is the cost shape.
         solver: a CVXPY conic solver name; default ``"HIGHS"`` (``"CLARABEL"`` for a continuous
             problem HiGHS cannot take).
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:

@@ -27,7 +27,8 @@ class KnapsackLayer(OptLayer):
         weights: ``(d, n)`` (or ``(n,)`` for one dimension) non-negative item weights.
         capacities: ``(d,)`` (or a scalar) non-negative capacities.
         sense: ``"max"`` (default: values to maximise) or ``"min"``.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`). When ``time_limit`` stops a
             search, the best packing found is returned with status ``"FEASIBLE"``.
 

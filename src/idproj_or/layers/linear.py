@@ -40,7 +40,8 @@ class LinearSolverLayer(OptLayer):
             solver's objective kept, it must agree with that objective's direction.
         objective: ``"keep"`` (default): the solver's own objective plus the predicted term;
             ``"replace"``: the predicted term alone.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:

@@ -30,7 +30,8 @@ class ShortestPathLayer(OptLayer):
         target: end node, reachable from ``source``.
         n_nodes: number of nodes; default ``max(arcs) + 1``.
         sense: ``"min"`` (default) or ``"max"`` (longest path).
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`). ``time_limit`` is refused
             (a ValueError): every solve is exact and polynomial.
 

@@ -31,7 +31,8 @@ class TopKLayer(OptLayer):
         n: number of scores.
         k: how many to select, ``0 <= k <= n``.
         sense: ``"max"`` (default: the k largest) or ``"min"`` (the k smallest).
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`). ``time_limit`` is refused
             (a ValueError): a sort always finishes.
 
@@ -68,7 +69,8 @@ class RankingLayer(OptLayer):
     Args:
         n: number of scores.
         sense: ``"min"`` (default: highest score ranked 1) or ``"max"`` (lowest score ranked 1).
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`). ``time_limit`` is refused
             (a ValueError): a sort always finishes.
 

@@ -48,7 +48,8 @@ class TSPLayer(OptLayer):
         time_limit: seconds per instance. ``"cpsat"``, ``"held_karp"``: default None (prove
             optimality; with a limit, the best tour found, status ``"feasible"``).
             ``"routing"``: default ``ROUTING_TIME_LIMIT`` (1 s).
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``generator`` (see
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``generator`` (see
             :mod:`idproj_or.options`).
 
     Example:

@@ -3,5 +3,5 @@
 Identity with projection (:mod:`.identity`) is the rule of every layer; :mod:`.spo` (SPO+),
 :mod:`.blackbox` (DBB), :mod:`.perturbed` (perturbed optimiser, Fenchel-Young) and :mod:`.imle`
 (I-MLE) take any layer. :mod:`.base` holds what they share (cost preparation, the solve,
-:mod:`.cache` for ``solve_ratio``).
+:mod:`.cache` for ``solve_ratio``); :mod:`.generators` makes their random draws opaque operators.
 """

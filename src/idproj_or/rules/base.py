@@ -17,6 +17,7 @@ import torch
 from ..handle import SolveHandle, handle_for, real_scalar
 from ..options import RULE_DEFAULTS, CostOptions, RuleOptions, with_defaults
 from .cache import SolutionCache
+from .generators import check_generator, gaussian
 from .noise import sign_noise
 from .projection import check_projection, project_scaled, solver_costs
 
@@ -107,7 +108,7 @@ class Rule(torch.nn.Module):
         self.shape: tuple[int, ...] = tuple(handle.shape)
         self.sense = handle.sense
         self.noise = options["noise"]
-        self.generator = options["generator"]
+        self.generator = check_generator(options["generator"], where=name)
         if projection == "auto":
             handle.invariance_basis()  # a model whose rows cannot be read fails here, not later
         ratio = real_scalar(options.get("solve_ratio", 1.0), where=name, name="solve_ratio")
@@ -214,9 +215,7 @@ class Rule(torch.nn.Module):
 
     def samples(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """Standard Gaussian draws of ``shape`` from the rule's generator (or the global RNG)."""
-        gen = self.generator
-        device = gen.device if gen is not None else like.device
-        return torch.randn(shape, generator=gen, dtype=like.dtype, device=device).to(like.device)
+        return gaussian(shape, like, self.generator)
 
 
 def rule_options(options: RuleOptions, *, where: str) -> RuleOptions:

@@ -19,7 +19,7 @@ import torch
 
 from ..batch import BatchInfo
 from ..handle import SolveHandle, handle_for
-from ..options import LayerOptions, OnFailure, RuleOptions, with_defaults
+from ..options import LayerOptions, OnFailure, Route, RuleOptions, with_defaults
 from ..solvers.base import ModelSpec
 from .base import Rule, as_handle, failed_rows, rule_options, zero_failed
 from .projection import solver_costs
@@ -80,8 +80,9 @@ class OptLayer(Identity):
 
     Args:
         spec: the picklable model recipe.
-        **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-            ``on_failure``, ``generator`` (:mod:`idproj_or.options`).
+        **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
+            ``executor_workers``, ``time_limit``, ``on_failure``, ``generator``
+            (:mod:`idproj_or.options`).
     """
 
     def __init__(self, spec: ModelSpec, **options: Unpack[LayerOptions]) -> None:
@@ -91,7 +92,9 @@ class OptLayer(Identity):
             spec,
             name=name,
             workers=opts["workers"],
+            route=opts["route"],
             executor=opts["executor"],
+            executor_workers=opts["executor_workers"],
             time_limit=opts["time_limit"],
             on_failure=opts["on_failure"],
         )
@@ -120,6 +123,24 @@ class OptLayer(Identity):
         self._handle.executor = executor
 
     @property
+    def executor_workers(self) -> int | None:
+        """How many chunks the executor runs at once (None: a Dask client's executor is asked)."""
+        return self._handle.executor_workers
+
+    @executor_workers.setter
+    def executor_workers(self, count: int | None) -> None:
+        self._handle.executor_workers = count
+
+    @property
+    def route(self) -> Route:
+        """``"auto"``, ``"pool"`` or ``"serial"``: where batches run (:mod:`idproj_or.options`)."""
+        return self._handle.route
+
+    @route.setter
+    def route(self, route: Route) -> None:
+        self._handle.route = route
+
+    @property
     def time_limit(self) -> float | None:
         return self._handle.time_limit
 
@@ -128,7 +149,7 @@ class OptLayer(Identity):
         return self._handle.on_failure
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, workers={self.workers}, on_failure={self.on_failure!r}"
+        return f"{super().extra_repr()}, workers={self.workers}, route={self.route!r}, on_failure={self.on_failure!r}"
 
     def solve(self, costs: torch.Tensor) -> torch.Tensor:
         """Exact decisions for ``costs`` as given: no projection, no noise, no graph."""

@@ -28,6 +28,7 @@ import torch
 
 from ..options import RuleOptions
 from .base import Frame, failed_rows, positive, zero_failed
+from .generators import define_draw, generator_key
 from .perturbed import Perturbed
 
 if TYPE_CHECKING:
@@ -38,11 +39,9 @@ if TYPE_CHECKING:
 SOG_TERMS = 10
 
 
-def sum_of_gamma(
-    shape: tuple[int, ...], *, kappa: float, generator: torch.Generator | None, like: torch.Tensor
+def _sum_of_gamma(
+    shape: list[int], kappa: float, like: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Sum-of-Gamma draws of ``shape`` (:data:`SOG_TERMS` terms) in ``like``'s dtype and on its
-    device (sampled on the generator's device)."""
     n_iterations = SOG_TERMS
     device = generator.device if generator is not None else like.device
     shape_param = torch.full((n_iterations, *shape), 1.0 / kappa, dtype=like.dtype, device=device)
@@ -50,6 +49,23 @@ def sum_of_gamma(
     scale = kappa / torch.arange(1, n_iterations + 1, dtype=like.dtype, device=device)
     total = (gammas * scale.view(-1, *([1] * len(shape)))).sum(dim=0)
     return ((total - math.log(n_iterations)) / kappa).to(like.device)
+
+
+define_draw(
+    "sum_of_gamma",
+    "SymInt[] shape, float kappa, Tensor like",
+    _sum_of_gamma,
+    lambda shape, kappa, like: like.new_empty(shape),
+)
+
+
+def sum_of_gamma(
+    shape: tuple[int, ...], *, kappa: float, generator: torch.Generator | None, like: torch.Tensor
+) -> torch.Tensor:
+    """Sum-of-Gamma draws of ``shape`` (:data:`SOG_TERMS` terms) in ``like``'s dtype and on its
+    device (sampled on the generator's device); an opaque operator under ``torch.compile``
+    (:mod:`idproj_or.rules.generators`)."""
+    return torch.ops.idproj_or.sum_of_gamma(list(shape), float(kappa), like.detach(), generator_key(generator))
 
 
 class IMLE(Perturbed):
