@@ -257,12 +257,12 @@ class SolveHandle:
         if loose:
             i = loose[0]
             error = result.scaling_error[i]
-            why = (
-                f"the costs do not fit the solver's integers: the decision may be up to "
-                f"{error:.3g} worse than optimal (last_info.scaling_error)"
-                if error > 0
-                else cause(info.status[i], info.solver_status[i], info.time_limit)
-            )
+            why = cause(info.status[i], info.solver_status[i], info.time_limit)
+            if error > 0:
+                why += (
+                    "; the solver's integer or float arithmetic cannot resolve these costs: the decision "
+                    f"may be up to {error:.3g} worse than optimal for that alone (last_info.scaling_error)"
+                )
             self._warn_once(
                 "not_optimal",
                 f"{len(loose)} of {len(info)} decisions are not proven optimal (instance {i}: {why}); see "
