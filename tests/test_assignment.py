@@ -6,7 +6,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import idproj_or as ipo
-from idproj_or.solvers.assignment import RESOLUTION, AssignmentSpec
+from idproj_or.solvers.assignment import AssignmentSpec, headroom_bits
+
+EPS = float(np.finfo(np.float64).eps)
 
 SHAPES = [(1, 1), (2, 2), (5, 5), (8, 8), (3, 7), (7, 3), (1, 4), (6, 2)]
 
@@ -33,8 +35,8 @@ def test_optimal_against_scipy(n, m, sense):
     for c, yi in zip(costs, y):
         check_feasible(yi, n, m)
         r, k = linear_sum_assignment(c, maximize=sense == "max")
-        tol = min(n, m) * np.abs(c).max() * 4 / RESOLUTION
-        assert abs(float((c * yi).sum()) - float(c[r, k].sum())) <= tol
+        # "optimal": the rounding to integers costs nothing float64 can tell
+        assert abs(float((c * yi).sum()) - float(c[r, k].sum())) <= n * m * EPS * 2 * np.abs(c).sum()
 
 
 def test_integer_costs_match_scipy_exactly():
@@ -127,7 +129,39 @@ def test_large_assignment_works_with_std_projection():
     c = torch.rand(65, 65, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     y = layer(c).numpy()
     r, k = linear_sum_assignment(c.numpy())
-    assert abs((c.numpy() * y).sum() - c.numpy()[r, k].sum()) <= 65 * 4 / RESOLUTION
+    assert layer.last_info.status == ("optimal",)
+    assert abs((c.numpy() * y).sum() - c.numpy()[r, k].sum()) <= 65 * 65 * EPS * 2 * c.sum().item()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 8, 65, 200])
+def test_the_scaling_uses_the_headroom_or_tools_allows(size):
+    # OR-Tools answers POSSIBLE_OVERFLOW once 3 (size^2 - 1) max|cost| reaches 2^63: the scaled
+    # costs reach 2^headroom_bits, and 4x that is refused.
+    from ortools.graph.python import linear_sum_assignment as lsa
+
+    rng = np.random.default_rng(size)
+    signs = np.where(rng.random(size * size) < 0.5, -1, 1).astype(np.int64)
+    tails, heads = np.divmod(np.arange(size * size, dtype=np.int32), np.int32(size))
+    for bits, expected in ((headroom_bits(size), "OPTIMAL"), (headroom_bits(size) + 2, "POSSIBLE_OVERFLOW")):
+        solver = lsa.SimpleLinearSumAssignment()
+        solver.add_arcs_with_cost(tails, heads, signs * (2**bits - 1))
+        assert solver.solve().name == expected
+    out = AssignmentSpec(size, size, "min").build().solve(rng.normal(size=size * size), None)
+    assert out.status == "optimal"
+
+
+def test_a_huge_forbidden_pairing_leaves_the_others_exact():
+    # Rounded at 1e15's scale, costs of order 1 in a 40x40 keep 3 bits; the entries no optimal
+    # assignment uses are lowered and the instance is solved again at the others' scale.
+    rng = np.random.default_rng(2)
+    c = rng.uniform(0, 1, size=(6, 40, 40))
+    c[rng.random(c.shape) < 0.2] = 1e15
+    layer = ipo.AssignmentLayer(40, projection="none")
+    y = layer(torch.as_tensor(c)).numpy()
+    assert layer.last_info.status == ("optimal",) * 6
+    for ci, yi in zip(c, y):
+        r, k = linear_sum_assignment(ci)
+        assert np.array_equal(yi[r, k], np.ones(40))
 
 
 @pytest.mark.parametrize(

@@ -56,11 +56,11 @@ HEADER = textwrap.dedent(
             c, x = cp.Parameter(60), cp.Variable(60, boolean=True)
             problem = cp.Problem(cp.Minimize(c @ x), [w @ x == int(w.sum() // 2) + 1])
             return ipo.CvxpyLayer(problem, c, x, **options), torch.rand(8, 60) + 1.0
-        if kind == "knapsack":  # profits = even weights, odd capacity: no bound ever prunes
+        if kind == "knapsack":  # profits pi x even weights (off any grid), odd capacity: nothing prunes
             w = 2 * np.random.default_rng(0).integers(1, 1000, size=(1, 60))
             layer = ipo.KnapsackLayer(w, [int(w.sum() // 2) | 1], **options)
             layer.solve(torch.zeros(60))  # loads the compiled search (numba) before the test
-            return layer, torch.tensor(w, dtype=torch.float64).repeat(8, 1)
+            return layer, torch.tensor(np.pi * w, dtype=torch.float64).repeat(8, 1)
         raise ValueError(kind)
 
     def say(*args):

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 import idproj_or as ipo
 from idproj_or import problems
-from idproj_or.solvers.knapsack import RESOLUTION
+from idproj_or.solvers.knapsack import prune_gaps
+
+EPS = float(np.finfo(np.float64).eps)
 
 
 def brute_force(w: np.ndarray, cap: np.ndarray, c: np.ndarray, sense: str) -> float:
@@ -44,8 +46,8 @@ def test_optimal_against_brute_force(n, d, seed, sense, decimals):
     for c, yi in zip(costs, y):
         assert set(np.unique(yi)) <= {0.0, 1.0}
         assert np.all(w @ yi <= cap + 1e-9)
-        tol = n * np.abs(c).max() * 2 / RESOLUTION
-        assert abs(float(c @ yi) - brute_force(w, cap, c, sense)) <= tol
+        # "optimal": up to the float64 rounding of the sums, nothing else
+        assert abs(float(c @ yi) - brute_force(w, cap, c, sense)) <= n * EPS * 2 * np.abs(c).sum()
 
 
 def test_same_decisions_as_cpsat_on_pyepo_sized_instances():
@@ -100,14 +102,15 @@ def test_spec_pickles_and_pool_matches_serial(force_pool):
 
 def test_time_limit_returns_the_best_packing_found():
     # Subset sum with even weights and an odd capacity: the LP bound stays a whole weight unit
-    # above every packing, so nothing is pruned and 2^60 nodes are left to visit.
+    # above every packing, so nothing is pruned and 2^60 nodes are left to visit. Values pi
+    # times the weights, off any grid (with the weights as values, their grid of 2 would prune).
     rng = np.random.default_rng(2)
     w = 2 * rng.integers(500, 5000, size=60)
     cap = w.sum() // 2 + 1 - (w.sum() // 2) % 2
     layer = ipo.KnapsackLayer(w, cap, projection="none", time_limit=0.05)
-    layer.solve(torch.as_tensor(w[None].astype(float)))  # untimed: a cold cache compiles here
+    layer.solve(torch.as_tensor(np.pi * w[None]))  # untimed: a cold cache compiles here
     t0 = time.perf_counter()
-    y = layer.solve(torch.as_tensor(np.stack([w, w]).astype(float))).numpy()
+    y = layer.solve(torch.as_tensor(np.pi * np.stack([w, w]))).numpy()
     assert time.perf_counter() - t0 < 5.0
     assert layer.last_info.status == ("feasible", "feasible")
     assert np.all(y @ w <= cap)
@@ -136,7 +139,41 @@ def test_six_decimal_weights_in_the_thousands_against_brute_force():
         y = ipo.KnapsackLayer(w, cap, projection="none").solve(torch.as_tensor(costs)).numpy()
         for ci, yi in zip(costs, y):
             assert np.all(w @ yi <= cap + 1e-6)
-            assert ci @ yi == pytest.approx(brute_force(w, cap, ci, "max"), abs=n * 2 / RESOLUTION)
+            assert ci @ yi == pytest.approx(brute_force(w, cap, ci, "max"), abs=n * EPS * 2 * ci.sum())
+
+
+def test_weights_and_capacities_stay_exact_at_any_magnitude():
+    # The integer test forgave 1e-9 relative: 10 units at 1e10, so a capacity of 1e10 + 0.5 took
+    # a load of 1e10 + 1 (and 1e10 + 0.5 counted as an integer weight).
+    values = torch.tensor([2.0, 1.0], dtype=torch.float64)
+    assert ipo.KnapsackLayer([[1e10, 1.0]], [1e10 + 0.5]).solve(values).tolist() == [1.0, 0.0]
+    assert ipo.KnapsackLayer([[1e10 + 0.5, 1.0]], [1e10 + 1.0]).solve(values).tolist() == [1.0, 0.0]
+    assert ipo.KnapsackLayer([[1e10 + 0.5, 0.5]], [1e10 + 1.0]).solve(values).tolist() == [1.0, 1.0]
+    # a capacity no load reaches, and weights no capacity takes, beyond int64
+    assert ipo.KnapsackLayer([[3.0, 4.0]], [1e30]).spec.capacities == (7,)
+    far = ipo.KnapsackLayer([[3.0, 4.0, 1e25], [1.0, 1.0, 1.0]], [1e18, 2.0])
+    assert far.spec.weights == ((3, 4, 10**18 + 1), (1, 1, 1)) and far.spec.capacities == (10**18, 2)
+    assert far.solve(torch.tensor([1.0, 2.0, 5.0])).tolist() == [1.0, 1.0, 0.0]
+    assert ipo.KnapsackLayer([[2.0**70, 1.0]], [1.0]).spec.weights == ((2, 1),)
+    # decimal weights as typed, and a capacity computed with float error, as before
+    assert ipo.KnapsackLayer([[0.29, 0.1]], [0.1 + 0.29]).spec == ipo.KnapsackLayer([[29, 10]], [39]).spec
+    with pytest.raises(
+        ValueError, match=r"KnapsackLayer: capacities\[0\]=1e\+30 is 2e\+25 on its row's integer scale.* at most 2\^62"
+    ):
+        ipo.KnapsackLayer([[1e25, 1e25]], [1e30])
+
+
+def test_values_on_a_grid_prune_near_ties_as_integers_would():
+    rng = np.random.default_rng(3)
+    gaps = prune_gaps(np.stack([rng.integers(-5, 9, 30).astype(float), rng.uniform(0, 5, 30), np.zeros(30)]))
+    assert 1 - 1e-12 < gaps[0] < 1  # integers: the next better packing is at least 1 better
+    assert gaps[1:].tolist() == [0.0, 0.0]  # float64 values have no grid; nothing to prune
+    w = np.round(rng.uniform(3, 8, size=(2, 32)), 2)
+    single = rng.uniform(0, 5, size=(20, 32)).astype(np.float32).astype(float)  # a 2^-21 grid or so
+    layer = ipo.KnapsackLayer(w, 0.5 * w.sum(1), projection="none")
+    y = layer.solve(torch.as_tensor(single)).numpy()
+    reference = problems.knapsack(w, 0.5 * w.sum(1)).layer(projection="none").solve(torch.as_tensor(single))
+    assert np.array_equal(np.einsum("ij,ij->i", single, y), np.einsum("ij,ij->i", single, reference.numpy()))
 
 
 @settings(max_examples=150, deadline=None)

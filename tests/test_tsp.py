@@ -7,7 +7,6 @@ import torch
 
 import idproj_or as ipo
 from idproj_or.solvers.tsp import (
-    ROUTING_RESOLUTION,
     ROUTING_TIME_LIMIT,
     RoutingTspSolver,
     TspCpSatSpec,
@@ -96,11 +95,31 @@ def test_routing_small_instances_are_valid_tours_close_to_optimal(n):
 def test_routing_integer_costs_shift_scale_and_ignore_the_diagonal():
     solver = RoutingTspSolver(TspRoutingSpec(3, "max"))
     cost = np.array([[100.0, 1.0, 3.0], [2.0, -50.0, 5.0], [4.0, 2.0, 9.0]])
-    scaled = solver.integer_costs(cost.reshape(-1))
-    # sense max negates: off-diagonal -c spans [-5, -1]; shifted to start at 0 and scaled to 2^24
-    expected = np.rint((-cost + 5.0) * ROUTING_RESOLUTION / 4.0)
+    scaled, residual = solver.integer_costs(cost.reshape(-1))
+    # sense max negates: off-diagonal -c spans [-5, -1], shifted to start at 0; a tour of 3 arcs
+    # of at most 4 each stays within 2^62, so the scale is 2^62 / 16 = 2^58, exact here
+    expected = (-cost + 5.0) * 2.0**58
     np.fill_diagonal(expected, 0)
     np.testing.assert_array_equal(scaled, expected.astype(np.int64))
+    assert np.all(residual == 0)
+
+
+def test_routing_optimal_is_reported_feasible_when_the_rounding_can_matter():
+    # One arc of 1e30 next to costs of order 1: rounded at 1e30's scale they all become 0, and
+    # a search that exhausts the tours of 4 nodes is optimal only for the rounded costs.
+    rng = np.random.default_rng(4)
+    costs = rng.uniform(0, 5, size=(6, 4, 4))
+    costs[:, 0, 1] = 1e30
+    layer = ipo.TSPLayer(4, "routing", metaheuristic="GREEDY_DESCENT")
+    with pytest.warns(ipo.SolverWarning, match=r"may be up to .* worse than optimal for that alone"):
+        y = layer.solve(torch.as_tensor(costs)).numpy()
+    info = layer.last_info
+    assert "ROUTING_OPTIMAL" in info.solver_status and set(info.status) == {"feasible"}
+    for c, yi, error in zip(costs, y, info.scaling_error):
+        tour_order(yi)
+        assert 0 < (c * yi).sum() - brute_force(c) <= error
+    layer.solve(torch.arange(16.0).reshape(4, 4) - 7.5)  # shifted and scaled exactly
+    assert layer.last_info.scaling_error.tolist() == [0.0]
 
 
 def test_routing_max_sense_finds_the_longest_tour_of_a_small_instance():

@@ -323,18 +323,17 @@ class SolveHandle:
         if loose:
             i = loose[0]
             error = result.scaling_error[i]
+            why = cause(info.status[i], info.solver_status[i], info.time_limit)
             if error == math.inf:
-                why = (
-                    "its costs span more than the solver resolves (largest / smallest nonzero "
-                    f"magnitude above {RESOLVED_RANGE:.0e}); last_info.scaling_error is inf"
+                why += (
+                    "; its costs span more than floating-point solvers resolve (largest / smallest "
+                    f"nonzero magnitude above {RESOLVED_RANGE:.0e}; last_info.scaling_error is inf)"
                 )
             elif error > 0:
-                why = (
-                    "the costs do not fit the solver's integers: the decision may be up to "
-                    f"{error:.3g} worse than optimal (last_info.scaling_error)"
+                why += (
+                    "; the solver's integer or float arithmetic cannot resolve these costs: the decision "
+                    f"may be up to {error:.3g} worse than optimal for that alone (last_info.scaling_error)"
                 )
-            else:
-                why = cause(info.status[i], info.solver_status[i], info.time_limit)
             self._warn_once(
                 "not_optimal",
                 f"{len(loose)} of {len(info)} decisions are not proven optimal (instance {i}: {why}); see "

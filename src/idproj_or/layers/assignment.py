@@ -19,8 +19,9 @@ class AssignmentLayer(OptLayer):
 
     ``y[i, j] = 1`` when row ``i`` is assigned to column ``j``. Square: a permutation matrix.
     ``n < m``: every row assigned to a distinct column. ``n > m``: every column to a distinct row.
-    Solved exactly by OR-Tools' linear sum assignment on costs rounded to ``RESOLUTION`` steps of
-    the instance's largest magnitude (see the module docstring).
+    Solved exactly by OR-Tools' linear sum assignment on costs scaled to its int64 headroom and
+    rounded (see :mod:`idproj_or.solvers.assignment`): ``"optimal"`` when the rounding cannot
+    matter, else ``"feasible"`` with ``last_info.scaling_error``.
 
     ``projection="auto"`` uses the row-sum equalities (``n <= m``) and column-sum equalities
     (``n >= m``): adding a constant to a whole row (or column) never changes the argmin.

@@ -15,8 +15,12 @@ Search: a subproblem fixes edges in or out. The branching node is a node of the 
 most edges, the branching edge its costliest free 1-tree edge: first out, then in (with the
 propagation that a node with two edges in loses all others, and that a path of forced edges
 cannot close early). Subproblems whose bound reaches the incumbent minus a tolerance are pruned,
-so the tour returned is optimal up to that tolerance (``1e-9`` of the cost scale); ties keep the
-first tour found, which makes the result a function of the costs alone.
+so the tour returned is optimal up to that tolerance: the float64 rounding of the incumbent's
+length (``TOLERANCE`` times ``n eps`` times the sum of its absolute edge costs), never a fraction
+of the largest cost (which a huge cost on an edge no good tour uses would make loose). Ties keep
+the first tour found, which makes the result a function of the costs alone. The search runs on
+the costs times a power of two that brings the largest to ``[0.5, 1)`` (exact), so that its
+constants are relative to the costs.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ FREE, IN, OUT = 0, 1, 2
 # A better first tour and longer ascents per subproblem pay for themselves in fewer subproblems
 # (measured on PyEPO's 40- and 50-city instances; docs/adapters/tsp.md).
 HEURISTIC_STARTS = 16
+EPS = float(np.finfo(np.float64).eps)
+# The pruning tolerance in units of the float64 rounding of a tour ("n eps" times its absolute
+# length): at most that of the objective, so that a finished search is "optimal" (scaling.proven).
+TOLERANCE = 1.0
 
 
 @numba.njit(cache=True)
@@ -169,7 +177,8 @@ def two_opt(c, tour):  # pragma: no cover (compiled)
             for j in range(i + 2, n if i > 0 else n - 1):
                 d, e = tour[j], tour[(j + 1) % n]
                 delta = c[a, d] + c[b, e] - c[a, b] - c[d, e]
-                if delta < -1e-12:
+                # relative to the terms: a float-noise "gain" never undoes the last move
+                if delta < -1e-12 * (abs(c[a, d]) + abs(c[b, e]) + abs(c[a, b]) + abs(c[d, e])):
                     tour[i + 1 : j + 1] = tour[i + 1 : j + 1][::-1].copy()
                     improved = True
                     a, b = tour[i], tour[i + 1]
@@ -189,7 +198,7 @@ def or_opt(c, tour):  # pragma: no cover (compiled)
                 p, s0 = tour[(i - 1) % n], tour[i]
                 s1, q = tour[(i + seg - 1) % n], tour[(i + seg) % n]
                 gain_out = c[p, s0] + c[s1, q] - c[p, q]
-                best, at, flip = 1e-12, -1, False
+                best, at, flip = 1e-12 * (abs(c[p, s0]) + abs(c[s1, q]) + abs(c[p, q])), -1, False
                 for k in range(n - seg - 1):
                     a, b = tour[(i + seg + k) % n], tour[(i + seg + k + 1) % n]
                     forward = gain_out - (c[a, s0] + c[s1, b] - c[a, b])
@@ -240,7 +249,7 @@ def heuristic_tour(c, starts):  # pragma: no cover (compiled)
         while or_opt(c, tour):
             two_opt(c, tour)
         length = tour_length(c, tour)
-        if length < best_len - 1e-12:
+        if length < best_len - 1e-12 * abs(length):
             best_len = length
             best = tour.copy()
     return best, best_len
@@ -301,21 +310,25 @@ def _force(state: np.ndarray, i: int, j: int) -> bool:
 
 def solve_symmetric(
     c: np.ndarray, time_limit: float | None = None, abort: np.ndarray | None = None
-) -> tuple[np.ndarray, bool]:
+) -> tuple[np.ndarray, bool, float]:
     """An optimal tour of the symmetric costs ``c`` (``(n, n)``, diagonal ignored) as a node
-    order starting at 0, and whether optimality was proven (False when ``time_limit`` seconds,
-    or ``abort[0]`` set from another thread, stopped the search: the tour is then the best
-    found)."""
+    order starting at 0; whether the search finished (False when ``time_limit`` seconds, or
+    ``abort[0]`` set from another thread, stopped it: the tour is then the best found); and how
+    much worse than optimal the tour can be for the pruning tolerance (``TOLERANCE`` times the
+    float64 rounding of a tour's length), in the units of ``c``."""
     c = np.ascontiguousarray(c, dtype=np.float64)
     n = len(c)
     if n <= 3:
-        return np.arange(n, dtype=np.int64), True
+        return np.arange(n, dtype=np.int64), True, 0.0
     deadline = None if time_limit is None else time.perf_counter() + time_limit
-    tour, ub = heuristic_tour(c, HEURISTIC_STARTS)
     off = c[~np.eye(n, dtype=bool)]
-    scale = max(float(np.abs(off).max()), 1e-300)
-    tol = 1e-9 * scale * n
-    big = 1e6 * scale * n
+    # Largest magnitude to [0.5, 1): exact, so the kernels' constants are relative to the costs.
+    exponent = int(np.frexp(np.abs(off).max())[1])
+    c = np.ldexp(c, -exponent)
+    tour, ub = heuristic_tour(c, HEURISTIC_STARTS)
+    tol = _tolerance(c, tour)
+    slack = tol
+    big = 1e6 * n
     parent = np.empty(n, dtype=np.int64)
     deg = np.empty(n, dtype=np.int64)
     root = np.zeros((n, n), dtype=np.int8)
@@ -324,7 +337,7 @@ def solve_symmetric(
     first = True
     while stack:
         if (deadline is not None and time.perf_counter() > deadline) or (abort is not None and abort[0]):
-            return _rotate(tour), False
+            return _rotate(tour), False, float(np.ldexp(slack, exponent))
         state, pi = stack.pop()
         iters = max(100, 10 * n) if first else max(30, 4 * n)
         first = False
@@ -334,6 +347,8 @@ def solve_symmetric(
         if (deg == 2).all():
             tour = _tour_from_edges(_tree_edges(parent), n)
             ub = float(tour_length(c, tour))
+            tol = _tolerance(c, tour)
+            slack = max(slack, tol)
             continue
         v = int(np.argmax(deg))
         cand = [(i, j) for i, j in _tree_edges(parent) if v in (i, j) and state[i, j] == FREE]
@@ -344,7 +359,15 @@ def solve_symmetric(
         drop = state.copy()
         drop[i, j] = drop[j, i] = OUT
         stack.append((drop, pi.copy()))
-    return _rotate(tour), True
+    return _rotate(tour), True, float(np.ldexp(slack, exponent))
+
+
+def _tolerance(c: np.ndarray, tour: np.ndarray) -> float:
+    """How close to the incumbent ``tour`` a bound may come and still prune: ``TOLERANCE`` times
+    the float64 rounding of its length (subgradient bounds approach the optimum only in the
+    limit), relative to the tour itself rather than to the largest cost, which can be a huge
+    cost no good tour uses."""
+    return TOLERANCE * len(tour) * EPS * float(np.abs(c[tour, np.roll(tour, -1)]).sum())
 
 
 def _rotate(tour: np.ndarray) -> np.ndarray:

@@ -26,6 +26,13 @@ class ChunkResult(NamedTuple):
     fixed: np.ndarray | None = None
     scaling_error: np.ndarray | None = None
 
+    def outcome(self, i: int) -> Outcome:
+        """Row ``i`` as an :class:`~idproj_or.statuses.Outcome` (a single solve of a chunk solver)."""
+        solved = self.status[i] in SOLVED
+        fixed = 0.0 if self.fixed is None or not solved else float(self.fixed[i])
+        error = 0.0 if self.scaling_error is None else float(self.scaling_error[i])
+        return Outcome(self.solutions[i] if solved else None, self.status[i], self.solver_status[i], fixed, error)
+
 
 class ResidentSolver(abc.ABC):
     """A model built once (in a worker or in-process) whose objective is swapped per solve."""
@@ -112,8 +119,7 @@ class ExactChunkSolver(ResidentSolver):
         """Optimal decisions ``(B, n)`` for the rows of ``costs``."""
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        chunk = self.solve_many(cost[None, :], time_limit)
-        return Outcome(chunk.solutions[0], chunk.status[0], chunk.solver_status[0])
+        return self.solve_many(cost[None, :], time_limit).outcome(0)
 
     def solve_many(
         self,

@@ -5,12 +5,13 @@ bound (``_knapsack_bb``: surrogate and per-row LP bounds), which is one to two o
 faster than OR-Tools' ``KnapsackSolver``, CP-SAT or a MIP on PyEPO-sized instances (32 items x 2
 dims: tens of microseconds a solve), and solves the whole chunk in one compiled call.
 
-The search needs integers. Each weight row is multiplied by the smallest power of ten (up to
+Weights must be integers: each weight row is multiplied by the smallest power of ten (up to
 10^6) that makes it integral, and its capacity is rounded down on that scale: an exact
-reformulation (PyEPO's two-decimal weights work as they are). Values are scaled so that the
-instance's largest value maps to ``RESOLUTION`` (2^30) and rounded; "optimal" means optimal for
-the rounded values, within ``n * max|w| / RESOLUTION`` of the true optimum. Items of value
-``<= 0`` are never packed (dropping an item keeps a packing feasible), so negative projected
+reformulation (PyEPO's two-decimal weights work as they are; integers of any size stay exact).
+Values are not rounded: the search compares float64 sums (after an exact power-of-two scaling),
+so "optimal" means optimal up to the float64 rounding of the sums, and ``scaling_error`` is 0;
+values on a grid (integers, float32 inputs) prune near-ties as an integer search would
+(:func:`prune_gaps`). Items of value ``<= 0`` are never packed (dropping an item keeps a packing feasible), so negative projected
 values are handled exactly. ``sense="min"`` minimises ``sum(w * x)`` over the same packings
 (the items of negative cost are the ones worth packing).
 """
@@ -27,14 +28,16 @@ from .. import statuses
 from ..checks import Sense
 from ..statuses import Outcome
 from .base import ChunkResult, ModelSpec, ResidentSolver
+from .scaling import EPS
 
-RESOLUTION = 2**30  # the instance's largest value becomes 1,073,741,824
 # How the kernel ended each instance (its ``ends`` codes 0-3): proven optimal, time limit (the
 # best packing found), interrupted, not reached.
 _KNAPSACK_STATUS = (statuses.OPTIMAL, statuses.FEASIBLE, statuses.INTERRUPTED, statuses.NOT_SOLVED)
 _KNAPSACK_WORD = ("OPTIMAL", "FEASIBLE", "INTERRUPTED", "NOT_SOLVED")
 # Largest power of ten a weight row is multiplied by to make it integral.
 MAX_DECIMALS = 6
+# Largest capacity on the integer scale: the search adds a weight to a load, both at most this.
+INT_LIMIT = 2**62
 
 
 def knapsack_arrays(weights: Any, capacities: Any, *, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -54,21 +57,56 @@ def knapsack_arrays(weights: Any, capacities: Any, *, where: str) -> tuple[np.nd
     return w, cap
 
 
+def _snap(x: np.ndarray | float) -> np.ndarray | float:
+    """How far from an integer a scaled weight or capacity may be and still count as one: the
+    float error of decimal arithmetic (``0.29 * 100 = 28.999999999999996``), a billionth
+    relative up to a millionth of a unit, or two ulps, but never a thousandth of a unit (where
+    an ulp is that coarse, only integers are integers)."""
+    ulps = 2 * np.spacing(np.abs(x))
+    return np.minimum(np.maximum(ulps, np.minimum(1e-9 * np.maximum(1.0, np.abs(x)), 1e-6)), 1e-3)
+
+
 def integer_row(
     weights: np.ndarray, capacity: float, *, row: int, where: str, hint: str = ""
 ) -> tuple[np.ndarray, int]:
     """Weights times the smallest power of ten that makes them integers, and the capacity on the
-    same scale rounded down (an exact reformulation, since ``w @ x`` is then an integer)."""
+    same scale rounded down (an exact reformulation, since ``w @ x`` is then an integer).
+
+    A capacity above the total weight binds nothing and becomes that total, and a weight above
+    the capacity becomes the capacity plus one (never packed either way), so that the search's
+    sums stay in int64 whatever the magnitudes."""
     for decimals in range(MAX_DECIMALS + 1):
         scaled = weights * 10.0**decimals
         rounded = np.rint(scaled)
-        if np.all(np.abs(scaled - rounded) <= 1e-9 * np.maximum(1.0, np.abs(scaled))):
+        if np.all(np.abs(scaled - rounded) <= _snap(scaled)):
             cap = capacity * 10.0**decimals
-            return rounded.astype(np.int64), int(np.floor(cap + 1e-9 * max(1.0, abs(cap))))
+            ints = [int(v) for v in rounded.tolist()]
+            whole = np.floor(cap)
+            up = bool(cap - whole > 0 and 1.0 - (cap - whole) <= _snap(cap))  # exact differences
+            bound = min(int(whole) + up, sum(ints))
+            if bound >= INT_LIMIT:
+                raise ValueError(
+                    f"{where}: capacities[{row}]={capacity!r} is {bound:.3g} on its row's integer scale, "
+                    f"and its weights sum beyond that; at most 2^62 is supported{hint}"
+                )
+            return np.array([min(v, bound + 1) for v in ints], dtype=np.int64), bound
     raise ValueError(
         f"{where}: weights row {row} has more than {MAX_DECIMALS} decimals; integer weights (or "
         f"decimals that scale to integers) are needed: round them{hint}"
     )
+
+
+def prune_gaps(values: np.ndarray) -> np.ndarray:
+    """Per row of ``values``, the search's ``gap`` (:mod:`._knapsack_bb`): just below the
+    largest power of two ``g`` that divides every positive value, when the bound's float error
+    (at most ``1.5 eps`` times the total positive value) leaves room below ``g``; else 0."""
+    positive = np.maximum(values, 0.0)
+    mantissa, exponent = np.frexp(positive)
+    bits = (mantissa * 2.0**53).astype(np.int64)  # exact: the 53-bit significands
+    lowest = np.ldexp((bits & -bits).astype(np.float64), exponent - 53)  # each value's last bit
+    unit = np.where(positive > 0, lowest, np.inf).min(axis=1)
+    gap = unit - 3 * EPS * positive.sum(axis=1)
+    return np.where(np.isfinite(unit) & (gap > 0), gap, 0.0)
 
 
 class KnapsackBranchAndBound(ResidentSolver):
@@ -83,8 +121,7 @@ class KnapsackBranchAndBound(ResidentSolver):
         self.solve_many(np.zeros((1, self.weights.shape[1])), None)  # load the code before timed solves
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        chunk = self.solve_many(cost[None, :], time_limit)
-        return Outcome(chunk.solutions[0], chunk.status[0], chunk.solver_status[0])
+        return self.solve_many(cost[None, :], time_limit).outcome(0)
 
     def interrupt(self) -> None:
         self.abort[0] = 1
@@ -94,15 +131,14 @@ class KnapsackBranchAndBound(ResidentSolver):
     ) -> ChunkResult:
         t0 = time.perf_counter()
         values = costs * self.sign
-        peak = values.max(axis=1, keepdims=True)
-        scale = np.divide(RESOLUTION, peak, out=np.zeros_like(peak), where=peak > 0)
-        # items rounding to value 0 are never packed (a deterministic choice among ties)
-        profits = np.maximum(np.rint(values * scale), 0).astype(np.int64)
-        x = np.zeros(profits.shape, dtype=np.int8)
+        # Largest positive value to [0.5, 1): exact, and no sum of values can overflow.
+        peak = np.maximum(values.max(axis=1, keepdims=True), 0.0)
+        values = np.ldexp(values, -np.frexp(peak)[1])
+        x = np.zeros(values.shape, dtype=np.int8)
         ends = np.full(len(costs), 3, dtype=np.int8)  # 3: not reached (see _KNAPSACK_STATUS)
         limit = float(time_limit or 0.0)  # always a float: an int would compile a second version
         self.abort[0] = 0
-        self._solve_batch(profits, self.weights, self.capacities, limit, x, ends, self.abort)
+        self._solve_batch(values, self.weights, self.capacities, prune_gaps(values), limit, x, ends, self.abort)
         times = np.full(len(costs), (time.perf_counter() - t0) / max(len(costs), 1))
         sols = x.astype(np.float64)
         common = [_KNAPSACK_STATUS[e] for e in ends.tolist()]

@@ -2,8 +2,9 @@
 assignment, knapsack and routing solvers), with a bound on what the rounding can cost.
 
 Costs are multiplied by a power of two ``S`` (exact in floating point) as large as the int64
-headroom allows: ``sum_v |S c_v| max|x_v| <= 2^60``, so the objective of any decision fits, with
-room for the solver's own sums. Then ``t_v = rint(S c_v)`` with residual ``r_v = |c_v - t_v / S|``
+headroom allows: for CP-SAT ``sum_v |S c_v| max|x_v| <= 2^60``, so the objective of any decision
+fits, with room for the solver's own sums; the assignment and routing solvers state the limits
+of their own arithmetic (measured). Then ``t_v = rint(S c_v)`` with residual ``r_v = |c_v - t_v / S|``
 (0 for every cost that ``S`` makes integral: float32 costs over a range of ``2^36`` or less).
 
 A decision optimal for ``t`` is at most ``sum_v r_v span_v`` (``span_v``: how far ``x_v`` can move)
@@ -78,6 +79,14 @@ def beyond_range(costs: np.ndarray) -> bool:
     magnitude = np.abs(costs)
     nonzero = magnitude[magnitude > 0]
     return len(nonzero) > 0 and float(nonzero.max()) > RESOLVED_RANGE * float(nonzero.min())
+
+
+def choice_error(residual: np.ndarray, x: np.ndarray, k: int) -> float:
+    """:func:`scaling_error` for 0/1 decisions of exactly ``k`` ones (assignments, tours), often
+    ``n / 2k`` times smaller: the rounding can cost ``x`` at most its own residuals plus those of
+    the optimum, at most the ``k`` largest ones."""
+    largest = np.partition(residual, len(residual) - k)[len(residual) - k :] if k else residual[:0]
+    return min(float(residual @ x + largest.sum()), scaling_error(residual, 1.0))
 
 
 def proven(error: float, costs: np.ndarray, x: np.ndarray) -> bool:

@@ -6,24 +6,27 @@ successor and one predecessor, the diagonal is 0, and the arcs form a single cyc
 
 Symmetric costs (``TSPLayer(n, symmetric=True)``): one cost per edge, in the order of
 ``itertools.combinations(range(n), 2)`` (PyEPO's), and the 0/1 edge vector of an optimal tour,
-solved exactly by the Held-Karp branch and bound of :mod:`._tsp_hk` (status ``"OPTIMAL"``; with a
-time limit the best tour found, ``"FEASIBLE"``). ``"auto"`` uses the degree-2 equalities.
+solved exactly (up to the float64 rounding of a tour's length, ``scaling_error``) by the
+Held-Karp branch and bound of :mod:`._tsp_hk` (status ``"OPTIMAL"``; with a time limit the best
+tour found, ``"FEASIBLE"``). ``"auto"`` uses the degree-2 equalities.
 
 Asymmetric costs, two methods:
 
 - ``"cpsat"`` (exact): a CP-SAT model with one Boolean per arc and ``add_circuit``, built once per
-  worker through the CP-SAT adapter (:mod:`idproj_or.adapters.cpsat`); each solve swaps the
-  objective. Costs are rounded as in that adapter (``RESOLUTION`` 2^20 steps of the instance's
-  largest off-diagonal magnitude). Status ``"OPTIMAL"`` means the tour is proven optimal for the
-  rounded costs; ``"FEASIBLE"`` means the time limit stopped the proof.
+  worker through the CP-SAT adapter (:mod:`idproj_or.solvers.cpsat`); each solve swaps the
+  objective. Costs are scaled and rounded as in that adapter (:mod:`idproj_or.solvers.scaling`),
+  the ignored diagonal set to 0 first: ``"optimal"`` means proven optimal with a rounding that
+  cannot matter; ``"feasible"``: the time limit stopped the proof, or ``scaling_error`` says
+  what the rounding can cost.
 - ``"routing"`` (heuristic, for n in the hundreds): OR-Tools' vehicle-routing solver with one
   vehicle, a first-solution strategy and a local-search metaheuristic (guided local search by
   default) under a time limit. The status is the routing solver's own name
   (``"ROUTING_SUCCESS"``, ``"ROUTING_PARTIAL_SUCCESS_LOCAL_OPTIMUM_NOT_REACHED"``, ...); it proves
   optimality (``"ROUTING_OPTIMAL"``) only when its search space is exhausted, i.e. for tiny n.
   Costs are shifted so that the cheapest off-diagonal arc costs 0 (every tour has ``n`` arcs, so
-  the argmin is unchanged) and scaled to integers with ``ROUTING_RESOLUTION`` (2^24) steps of the
-  off-diagonal range.
+  the argmin is unchanged), multiplied by the largest power of two that keeps every tour's
+  length below ``2^ROUTING_HEADROOM_BITS`` and rounded; ``scaling_error`` bounds what that can
+  cost, and ``ROUTING_OPTIMAL`` is reported ``"optimal"`` only when it cannot matter.
 
 The routing model is rebuilt for every instance from the worker's search parameters and that
 instance's integer matrix (``RegisterTransitMatrix``; small against the time limit). A resident ``RoutingModel`` with a Python transit callback was measured first and
@@ -51,10 +54,13 @@ from ..checks import Sense, check_sense, check_size
 from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver
 from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
+from .scaling import choice_error, integer_costs, proven, scale_exponent
 
 METHODS = ("cpsat", "routing")
 SYMMETRIC_METHODS = ("held_karp",)
-ROUTING_RESOLUTION = 2**24  # off-diagonal cost range of an instance becomes 0 .. 16,777,216
+# A tour's integer cost stays below 2^62: the routing solver's int64 sums (saturating) were
+# measured to give the same tours up to sums just below 2^63, guided local search included.
+ROUTING_HEADROOM_BITS = 62
 ROUTING_TIME_LIMIT = 1.0  # seconds per instance when method="routing" and no time_limit is given
 FIRST_SOLUTION_STRATEGIES: tuple[str, ...] = tuple(
     v.name for v in routing_enums_pb2.FirstSolutionStrategy.Value.DESCRIPTOR.values if v.name != "UNSET"
@@ -149,12 +155,15 @@ class HeldKarpSolver(ResidentSolver):
         c = np.zeros((self.n, self.n))
         c[self.iu, self.ju] = c[self.ju, self.iu] = self.sign * cost
         self.abort[0] = 0
-        tour, proven = self._solve(c, time_limit, self.abort)
+        tour, finished, slack = self._solve(c, time_limit, self.abort)
         y = np.zeros(len(self.iu))
         y[self.index[tour, np.roll(tour, -1)]] = 1.0
-        if proven:
-            return Outcome(y, statuses.OPTIMAL, "OPTIMAL")
-        return Outcome(y, statuses.FEASIBLE, "TIME_LIMIT")
+        if not finished:
+            return Outcome(y, statuses.FEASIBLE, "TIME_LIMIT", 0.0, slack)
+        # The pruning tolerance is within the float64 rounding of the tour's length but for a
+        # tour of much smaller magnitude than the first incumbent (costs of mixed signs).
+        common = statuses.OPTIMAL if proven(slack, cost, y) else statuses.FEASIBLE
+        return Outcome(y, common, "OPTIMAL", 0.0, slack)
 
 
 @dataclass(frozen=True)
@@ -183,6 +192,7 @@ class RoutingTspSolver(ResidentSolver):
         self.n = spec.n
         self.sign = -1.0 if spec.sense == "max" else 1.0
         self.off_diagonal = ~np.eye(self.n, dtype=bool)
+        self.arcs = np.array([float(self.n)])  # arcs of a tour, each at most the largest cost
         params = pywrapcp.DefaultRoutingSearchParameters()
         params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.Value.Value(spec.first_solution)
         params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.Value.Value(spec.metaheuristic)
@@ -190,22 +200,28 @@ class RoutingTspSolver(ResidentSolver):
             params.solution_limit = spec.solution_limit
         self.params = params
 
-    def integer_costs(self, cost: np.ndarray) -> np.ndarray:
-        """Off-diagonal costs shifted to start at 0 and rounded to ``ROUTING_RESOLUTION`` steps."""
-        c = self.sign * cost.reshape(self.n, self.n)
-        off = c[self.off_diagonal]
-        low, span = off.min(), off.max() - off.min()
-        scaled = np.zeros((self.n, self.n), dtype=np.int64)
-        if span > 0:
-            scaled[self.off_diagonal] = np.rint((off - low) * (ROUTING_RESOLUTION / span)).astype(np.int64)
-        return scaled
+    def integer_costs(self, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(n, n)`` int64 matrix the routing solver gets (off-diagonal costs shifted to
+        start at 0, then scaled by the largest power of two that keeps every tour's sum within
+        ``2^ROUTING_HEADROOM_BITS``, and rounded; diagonal 0), and the off-diagonal residuals."""
+        off = self.sign * cost.reshape(self.n, self.n)[self.off_diagonal]
+        low = off.min()
+        shifted = off - low  # every tour has n arcs: the argmin is unchanged
+        back = shifted - off
+        lost = np.abs((off - (shifted - back)) + (-low - back))  # the shift's exact rounding (TwoSum)
+        exponent = scale_exponent(shifted.max(keepdims=True), self.arcs, headroom_bits=ROUTING_HEADROOM_BITS)
+        scaled = integer_costs(shifted, exponent)
+        matrix = np.zeros((self.n, self.n), dtype=np.int64)
+        matrix[self.off_diagonal] = scaled.coeffs
+        return matrix, scaled.residual + lost
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         seconds = ROUTING_TIME_LIMIT if time_limit is None else time_limit
         self.params.time_limit.FromNanoseconds(max(int(seconds * 1e9), 1))
         manager = pywrapcp.RoutingIndexManager(self.n, 1, 0)
         routing = pywrapcp.RoutingModel(manager)
-        transit = routing.RegisterTransitMatrix(self.integer_costs(cost).tolist())
+        matrix, residual = self.integer_costs(cost)
+        transit = routing.RegisterTransitMatrix(matrix.tolist())
         routing.SetArcCostEvaluatorOfAllVehicles(transit)
         solution = routing.SolveWithParameters(self.params)
         status = routing_enums_pb2.RoutingSearchStatus.Value.Name(routing.status())
@@ -217,9 +233,12 @@ class RoutingTspSolver(ResidentSolver):
             nxt = solution.Value(routing.NextVar(index))
             y[manager.IndexToNode(index), manager.IndexToNode(nxt)] = 1.0
             index = nxt
-        # A local search proves nothing unless the routing solver says so.
-        common = statuses.OPTIMAL if status == "ROUTING_OPTIMAL" else statuses.FEASIBLE
-        return Outcome(y.reshape(-1), common, status)
+        arcs = y[self.off_diagonal]
+        error = choice_error(residual, arcs, self.n)
+        # A local search proves nothing unless the routing solver says so, and the rounding
+        # then must not matter.
+        exact = status == "ROUTING_OPTIMAL" and proven(error, cost.reshape(self.n, self.n)[self.off_diagonal], arcs)
+        return Outcome(y.reshape(-1), statuses.OPTIMAL if exact else statuses.FEASIBLE, status, 0.0, error)
 
 
 @dataclass(frozen=True)
