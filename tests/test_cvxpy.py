@@ -241,9 +241,9 @@ def test_spec_pickle_round_trip() -> None:
     assert (spec.solver, spec.cols, spec.shape, spec.sense) == (layer.spec.solver, layer.spec.cols, (3, 4), "min")
     np.testing.assert_array_equal(spec.equalities()[0], layer.spec.equalities()[0])
     w = np.random.default_rng(18).random(12)
-    y, status, _ = spec.build().solve(w, None)
-    assert status == "optimal"
-    np.testing.assert_array_equal(y.reshape(3, 4), layer.solve(torch.from_numpy(w.reshape(3, 4))).numpy())
+    out = spec.build().solve(w, None)
+    assert out.status == "optimal"
+    np.testing.assert_array_equal(out.x.reshape(3, 4), layer.solve(torch.from_numpy(w.reshape(3, 4))).numpy())
 
 
 def test_user_parameter_values_are_left_alone() -> None:
