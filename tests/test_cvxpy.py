@@ -241,9 +241,9 @@ def test_spec_pickle_round_trip() -> None:
     assert (spec.solver, spec.cols, spec.shape, spec.sense) == (layer.spec.solver, layer.spec.cols, (3, 4), "min")
     np.testing.assert_array_equal(spec.equalities()[0], layer.spec.equalities()[0])
     w = np.random.default_rng(18).random(12)
-    y, status, *_ = spec.build().solve(w, None)
-    assert status == "optimal"
-    np.testing.assert_array_equal(y.reshape(3, 4), layer.solve(torch.from_numpy(w.reshape(3, 4))).numpy())
+    out = spec.build().solve(w, None)
+    assert out.status == "optimal" and out.fixed == 0.0
+    np.testing.assert_array_equal(out.x.reshape(3, 4), layer.solve(torch.from_numpy(w.reshape(3, 4))).numpy())
 
 
 def test_user_parameter_values_are_left_alone() -> None:
@@ -291,13 +291,11 @@ def test_validation_errors() -> None:
     ):
         p = cp.Parameter(n, nonneg=True)
         layer(cp.Minimize(p @ x), parameter=p)
-    with pytest.raises(ValueError, match=r"CvxpyLayer: the objective has parameters other than the cost one"):
-        layer(cp.Minimize(c @ x + cp.Parameter(n, value=np.ones(n)) @ y), bounded)
     with pytest.raises(ValueError, match=r"CvxpyLayer: parameters \['param.*'\] have no value"):
         layer(cp.Minimize(c @ x), ok + [cp.sum(x) <= cp.Parameter()])
     with pytest.raises(ValueError, match="CvxpyLayer: the problem is not DPP"):
         layer(cp.Minimize(cp.multiply(c, c) @ x))
-    nonlinear = "CvxpyLayer: the objective must be linear in the parameter and the variables"
+    nonlinear = "CvxpyLayer: the objective must be linear in the parameters and the variables; its term"
     with pytest.raises(ValueError, match=nonlinear):
         layer(cp.Minimize(cp.sum_squares(c) + c @ x))  # quadratic in the parameter
     with pytest.raises(ValueError, match=nonlinear):
@@ -308,13 +306,9 @@ def test_validation_errors() -> None:
         layer(cp.Minimize(2 * c @ x))
     with pytest.raises(ValueError, match=r"with coefficient 1 .*coefficient -1"):
         layer(cp.Minimize(-c @ x))
-    with pytest.raises(ValueError, match="CvxpyLayer: the objective has terms without the cost parameter"):
-        layer(cp.Minimize(c @ x + cp.sum(y)), bounded)
     with pytest.raises(ValueError, match="CvxpyLayer: solver 'NOPE' is not installed"):
         layer(cp.Minimize(c @ x), solver="NOPE")
     with pytest.raises(ValueError, match="CvxpyLayer: time_limit is not supported with solver OSQP"):
         layer(cp.Minimize(c @ y), [cp.sum(y) == 2, y >= 0], variable=y, solver="OSQP", time_limit=1.0)
     with pytest.raises(ValueError, match="CvxpyLayer: CVXPY cannot compile the problem for solver OSQP"):
         layer(cp.Minimize(c @ x), solver="OSQP")  # a MIP
-    # A constant (even one that depends on the parameter) does not change the argmin.
-    layer(cp.Minimize(c @ x + 3 + cp.sum(c)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..checks import ObjectiveMode
 from ..rules.identity import OptLayer
 from ..solvers.cvxpy import ParameterWatch, cvxpy_spec
 
@@ -15,12 +16,21 @@ if TYPE_CHECKING:
 
 
 class CvxpyLayer(OptLayer):
-    """A CVXPY LP or MIP as a layer: ``y = argmin/argmax sum(w * variable)``, ``w`` the value of
-    ``parameter``.
+    """A CVXPY LP or MIP as a layer: ``y = argmin/argmax sum(w * variable) + fixed``, ``w`` the
+    value of ``parameter`` and ``fixed`` the rest of the problem's objective (a known part of the
+    objective next to the predicted one).
 
-    The problem's objective must be ``Minimize`` or ``Maximize`` of ``sum(parameter *
-    variable)`` (``c @ x``, ``cp.sum(cp.multiply(c, x))``); the parameter may not appear in a
-    constraint. Boolean and integer variables work (a MIP, with HiGHS by default).
+    The problem's objective must be ``Minimize`` or ``Maximize`` of ``sum(parameter * variable)``
+    (``c @ x``, ``cp.sum(cp.multiply(c, x))``, coefficient 1) plus any affine expression of the
+    problem's variables: terms on other variables or on ``variable`` itself, a constant, other
+    parameters as coefficients (DPP). A quadratic or other nonlinear term is refused, as is (unless
+    ``objective="replace"``) a term in which ``parameter`` appears outside the predicted term;
+    ``parameter`` may not appear in a constraint. The sense is the declared one. Boolean and integer variables work (a MIP, with
+    HiGHS by default).
+
+    The gradient is that of the predicted term alone (the method's ``-I`` / ``+I`` through the
+    projection): ``fixed`` does not depend on the costs. ``last_info.objective`` is the total,
+    the problem's value at the decision.
 
     The values of the problem's other parameters are read again before each solve: a changed
     capacity is followed. A copy of the layer (``copy.deepcopy``, ``pickle``, ``torch.save``)
@@ -34,6 +44,9 @@ class CvxpyLayer(OptLayer):
         variable: the ``cp.Variable`` the layer returns; its shape is the cost shape.
         solver: a CVXPY conic solver name; default ``"HIGHS"`` (``"CLARABEL"`` for a continuous
             problem HiGHS cannot take).
+        objective: ``"keep"`` (default): the problem's objective, predicted term and fixed part;
+            ``"replace"``: the predicted term alone (the fixed part is left out of the solve and
+            of ``last_info.objective``).
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
             ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
@@ -47,6 +60,16 @@ class CvxpyLayer(OptLayer):
         >>> layer = CvxpyLayer(problem, c, x)
         >>> layer(torch.tensor([1.0, 4.0, 2.0, 3.0])).tolist()
         [0.0, 1.0, 0.0, 1.0]
+
+        A known part of the objective (picking item 1 costs 2.5) is kept, unless replaced:
+
+        >>> problem = cp.Problem(cp.Maximize(c @ x - 2.5 * x[1]), [cp.sum(x) == 2])
+        >>> layer = CvxpyLayer(problem, c, x)
+        >>> layer(torch.tensor([1.0, 4.0, 2.0, 3.0])).tolist(), layer.last_info.objective.tolist()
+        ([0.0, 0.0, 1.0, 1.0], [5.0])
+        >>> layer = CvxpyLayer(problem, c, x, objective="replace")
+        >>> layer(torch.tensor([1.0, 4.0, 2.0, 3.0])).tolist(), layer.last_info.objective.tolist()
+        ([0.0, 1.0, 0.0, 1.0], [7.0])
     """
 
     def __init__(
@@ -55,11 +78,13 @@ class CvxpyLayer(OptLayer):
         parameter: cp.Parameter,
         variable: cp.Variable,
         solver: str | None = None,
+        *,
+        objective: ObjectiveMode = "keep",
         **options: Unpack[LayerOptions],
     ) -> None:
         name = type(self).__name__
         time_limit = options.get("time_limit")
-        spec = cvxpy_spec(problem, parameter, variable, solver, time_limit, where=name)
+        spec = cvxpy_spec(problem, parameter, variable, solver, time_limit, objective=objective, where=name)
         super().__init__(spec, **options)
         self._handle.refresh = ParameterWatch(
             problem,
@@ -68,6 +93,7 @@ class CvxpyLayer(OptLayer):
             solver,
             time_limit,
             spec,
+            objective=objective,
             auto=options.get("projection", "auto") == "auto",
             where=name,
         )

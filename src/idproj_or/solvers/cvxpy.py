@@ -1,4 +1,6 @@
-"""CVXPY adapter: a ``cp.Problem`` whose objective is ``sum(parameter * variable)``, LP or MIP.
+"""CVXPY adapter: a ``cp.Problem``, LP or MIP, whose objective is ``sum(parameter * variable)``
+plus the model's own fixed part, any affine expression of its variables (kept unless
+``objective="replace"``; the cost parameter stays out of it).
 
 Spec: the compiled problem CVXPY builds once (``problem.get_problem_data(solver)``): its
 ``param_prob`` (a ``ParamConeProg``: ``min q(p)'x s.t. A x + b in K`` with ``q`` linear in the
@@ -8,13 +10,17 @@ parameters) and the solver interface, plus the compiled column of each cost entr
 The cost is exactly the parameter value: cost entry ``k`` (C order over ``variable.shape``) is
 ``parameter.value.flat[k]``. CVXPY stacks variables in column-major (Fortran) order, so entry
 ``(i, j)`` of a matrix variable sits at compiled column ``start + i + j * rows``. The compiled
-objective is ``c = sign * scatter(w)`` with ``sign = -1`` for ``Maximize`` (CVXPY flips a
-maximisation into a minimisation).
+objective is ``q = q_fixed + sign * scatter(w)`` with ``sign = -1`` for ``Maximize`` (CVXPY flips a
+maximisation into a minimisation) and ``q_fixed`` (with an offset) the compiled fixed part at the
+other parameters' values; its value at the decision is reported in the user's units
+(``Outcome.fixed``). ``objective="replace"`` zeroes ``q_fixed`` in the spec's copy of the
+compiled problem.
 
 Resident solver:
 
 - HiGHS (the default): a ``highspy.Highs`` model built once from the compiled data (the same
-  matrices CVXPY's own HiGHS interface passes); each solve changes only the cost columns, clears
+  matrices CVXPY's own HiGHS interface passes, with the fixed part's costs); each solve changes
+  only the cost columns (fixed coefficient plus ``sign * w``), clears
   the previous basis and solution (no warm start, so ties do not depend on the previous
   instance) and runs: several times faster than ``problem.solve(solver="HIGHS")`` per
   instance (docs/benchmarks.md, "Design measurements").
@@ -44,7 +50,7 @@ import scipy.sparse as sp
 from cvxpy.utilities import scopes
 
 from .. import statuses
-from ..checks import Sense
+from ..checks import ObjectiveMode, Sense, check_objective_mode
 from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver
 
@@ -126,17 +132,41 @@ class CvxpySpec(ModelSpec):
         return rows, -np.asarray(b)[keep]
 
 
-class HighsSolver(ResidentSolver):
-    """The compiled LP/MIP as a resident highspy model; only column costs change per solve."""
+class CompiledSolver(ResidentSolver):
+    """What the two routes share: the cost columns, the integer columns, and the fixed part of
+    the compiled objective (``coeffs @ z + offset`` over the compiled columns ``z``, in the
+    minimisation CVXPY compiles)."""
 
     check_unbounded = True
+
+    def __init__(self, spec: CvxpySpec, coeffs: np.ndarray, offset: float) -> None:
+        x = spec.param_prob.x
+        # As CVXPY's own interfaces: booleans are integers in [0, 1].
+        self.integer = np.array(sorted({int(t[0]) for t in x.boolean_idx + x.integer_idx}), dtype=np.int64)
+        self.cols = np.asarray(spec.cols, dtype=np.int32)
+        self.sign = -1.0 if spec.sense == "max" else 1.0
+        self.coeffs = np.asarray(coeffs, dtype=np.float64)
+        self.offset = float(offset)
+
+    def decision(self, z: np.ndarray, common: str, word: str) -> Outcome:
+        """The outcome for the compiled solution ``z``: integers rounded, the cost entries, and
+        the fixed part's value at them in the user's units (``sign`` undoes CVXPY's flip)."""
+        z = np.array(z, dtype=np.float64).reshape(-1)
+        z[self.integer] = np.rint(z[self.integer]) + 0.0  # "+ 0.0": no -0.0
+        fixed = self.sign * (float(self.coeffs @ z) + self.offset)
+        return Outcome(z[self.cols], common, word, fixed)
+
+
+class HighsSolver(CompiledSolver):
+    """The compiled LP/MIP as a resident highspy model; only column costs change per solve."""
 
     def __init__(self, spec: CvxpySpec) -> None:
         import highspy
 
         prob = spec.param_prob
         # A x + b in K, zero-cone rows first, then nonnegative rows (an LP/MIP has no others).
-        c, _, a, b = prob.apply_parameters(spec.parameter_values())
+        c, d, a, b = prob.apply_parameters(spec.parameter_values())
+        super().__init__(spec, c, d)
         a = sp.csc_array(a)
         b = np.asarray(b, dtype=float)
         n = a.shape[1]
@@ -144,16 +174,14 @@ class HighsSolver(ResidentSolver):
         zero = prob.cone_dims.zero
         lower = np.full(n, -inf) if prob.lower_bounds is None else np.array(prob.lower_bounds, float)
         upper = np.full(n, inf) if prob.upper_bounds is None else np.array(prob.upper_bounds, float)
-        # As CVXPY's own HiGHS interface: booleans are integers in [0, 1].
         booleans = [int(t[0]) for t in prob.x.boolean_idx]
-        integer = sorted(set(booleans) | {int(t[0]) for t in prob.x.integer_idx})
         if booleans:
             lower[booleans] = np.maximum(lower[booleans], 0.0)
             upper[booleans] = np.minimum(upper[booleans], 1.0)
         lp = highspy.HighsLp()
         lp.num_col_ = n
         lp.num_row_ = a.shape[0]
-        lp.col_cost_ = np.asarray(c, dtype=float)
+        lp.col_cost_ = self.coeffs
         lp.col_lower_ = lower
         lp.col_upper_ = upper
         lp.row_lower_ = -b
@@ -162,17 +190,16 @@ class HighsSolver(ResidentSolver):
         lp.a_matrix_.start_ = a.indptr
         lp.a_matrix_.index_ = a.indices
         lp.a_matrix_.value_ = a.data
-        if integer:
+        if len(self.integer):
             kinds = [highspy.HighsVarType.kContinuous] * n
-            for j in integer:
+            for j in self.integer.tolist():
                 kinds[j] = highspy.HighsVarType.kInteger
             lp.integrality_ = kinds
         self.lp = lp
         self._stop = False
         self.highs = self._new_highs()
-        self.cols = np.asarray(spec.cols, dtype=np.int32)
-        self.sign = -1.0 if spec.sense == "max" else 1.0
-        self.round = np.isin(self.cols, integer)
+        # The fixed part's coefficients on the cost columns, to which each cost is added.
+        self.base = self.coeffs[self.cols]
 
     def _new_highs(self) -> Any:
         import highspy
@@ -199,7 +226,7 @@ class HighsSolver(ResidentSolver):
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         highs = self.highs
-        highs.changeColsCost(len(self.cols), self.cols, self.sign * cost)
+        highs.changeColsCost(len(self.cols), self.cols, self.base + self.sign * cost)
         # Forget the previous basis and solution: a warm start would make the optimum returned
         # among ties depend on the instance solved before.
         highs.clearSolver()
@@ -218,22 +245,17 @@ class HighsSolver(ResidentSolver):
             common = statuses.FEASIBLE
         if common not in statuses.SOLVED:
             return statuses.no_decision(common, word)
-        x = np.asarray(highs.getSolution().col_value, dtype=np.float64)[self.cols]
-        x[self.round] = np.rint(x[self.round]) + 0.0  # "+ 0.0": no -0.0
-        return Outcome(x, common, word)
+        return self.decision(highs.getSolution().col_value, common, word)
 
 
-class GenericSolver(ResidentSolver):
+class GenericSolver(CompiledSolver):
     """Any other CVXPY solver: re-instantiate the compiled problem per cost, solve, invert."""
 
     def __init__(self, spec: CvxpySpec) -> None:
+        c, d, _, _ = spec.param_prob.apply_parameters(spec.parameter_values())
+        super().__init__(spec, c, d)
         self.spec = spec
         self.param = spec.cost_parameter()
-        self.cols = np.asarray(spec.cols)
-        x = spec.param_prob.x
-        self.round = np.isin(self.cols, [int(t[0]) for t in x.boolean_idx + x.integer_idx])
-
-    check_unbounded = True
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
         t0 = time.perf_counter()
@@ -251,12 +273,11 @@ class GenericSolver(ResidentSolver):
         word = solution.status
         common = _CVXPY_STATUS.get(word, statuses.ERROR)
         values = list(solution.primal_vars.values())
-        x = None
+        z = None
         if len(values) == 1 and values[0] is not None:
-            x = np.asarray(values[0], dtype=np.float64).reshape(-1)[self.cols]
-        if common in statuses.SOLVED and x is not None and np.isfinite(x).all():
-            x[self.round] = np.rint(x[self.round]) + 0.0
-            return Outcome(x, common, word)
+            z = np.asarray(values[0], dtype=np.float64).reshape(-1)
+        if common in statuses.SOLVED and z is not None and np.isfinite(z).all():
+            return self.decision(z, common, word)
         if common in statuses.SOLVED:  # a limit or an inaccurate end without a point
             common = statuses.unsolved(time_limit, time.perf_counter() - t0)
         return statuses.no_decision(common, word)
@@ -279,8 +300,10 @@ def cvxpy_spec(
     solver: str | None,
     time_limit: float | None,
     *,
+    objective: ObjectiveMode = "keep",
     where: str,
 ) -> CvxpySpec:
+    objective = check_objective_mode(objective, where=where)
     if not isinstance(problem, cp.Problem):
         raise TypeError(f"{where}: problem must be a cvxpy.Problem, got {type(problem).__name__}")
     if not isinstance(parameter, cp.Parameter):
@@ -304,9 +327,6 @@ def cvxpy_spec(
             raise ValueError(
                 f"{where}: the cost parameter appears in constraint {i} ({constraint}); it may only enter the objective"
             )
-    others = [p.name() for p in problem.objective.parameters() if p.id != parameter.id]
-    if others:
-        raise ValueError(f"{where}: the objective has parameters other than the cost one: {others}")
     unset = [p.name() for p in problem.parameters() if p.id != parameter.id and p.value is None]
     if unset:
         raise ValueError(f"{where}: parameters {unset} have no value; set them before building the layer")
@@ -315,15 +335,16 @@ def cvxpy_spec(
     if not problem.is_dpp():
         raise ValueError(
             f"{where}: the problem is not DPP (e.g. a product of parameters); write the objective "
-            "as sum(parameter * variable)"
+            "as sum(parameter * variable) plus terms linear in the variables whose coefficients "
+            "are affine in the other parameters"
         )
-    objective = problem.objective.expr
-    with scopes.dpp_scope():
-        linear = objective.is_affine()
-    if not (objective.is_affine() and linear):
+    term = _nonlinear_term(problem.objective.expr)
+    if term is not None:
+        kind = "quadratic" if term.is_quadratic() else f"nonlinear ({term.curvature.lower()})"
         raise ValueError(
-            f"{where}: the objective must be linear in the parameter and the variables, "
-            f"sum(parameter * variable); got {objective}"
+            f"{where}: the objective must be linear in the parameters and the variables; its term "
+            f"{_short(term)} is {kind}. The layer's gradient is that of a linear objective: state "
+            "the term as a constraint or leave it out"
         )
     sense: Sense = "max" if isinstance(problem.objective, cp.Maximize) else "min"
     name = _resolve_solver(problem, solver, where=where)
@@ -334,10 +355,32 @@ def cvxpy_spec(
         )
     data, chain, _ = _compile(problem, name, where=where)
     param_prob = data["param_prob"]
-    cols = _cost_columns(param_prob, chain, parameter, variable, sense, where=where)
+    cols = _cost_columns(param_prob, chain, parameter, variable, sense, keep=objective == "keep", where=where)
     # A private copy: later changes to the user's problem or parameters do not reach the spec.
     param_prob = pickle.loads(pickle.dumps(param_prob))
+    if objective == "replace":  # the compiled objective's map restricted to the cost parameter
+        start = param_prob.param_id_to_col[parameter.id]
+        mask = np.zeros(param_prob.q.shape[1])
+        mask[start : start + parameter.size] = 1.0
+        # sp.diags, not diags_array: scipy 1.10 (supported) has none
+        param_prob.q = sp.csc_array(sp.csc_array(param_prob.q) @ sp.diags(mask))
     return CvxpySpec(name, chain.solver, param_prob, parameter.id, tuple(cols.tolist()), tuple(variable.shape), sense)
+
+
+def _nonlinear_term(expr: Any) -> Any:
+    """The innermost subexpression of ``expr`` that is not affine when parameters count as
+    affine (DPP), e.g. ``quad_over_lin(z, 1.0)`` for ``c @ x + cp.sum_squares(z)``; None if
+    ``expr`` is affine."""
+    with scopes.dpp_scope():
+        if expr.is_affine():
+            return None
+        inner = (_nonlinear_term(arg) for arg in expr.args)
+        return next((t for t in inner if t is not None), expr)
+
+
+def _short(expr: Any, limit: int = 80) -> str:
+    text = " ".join(str(expr).split())  # a QuadForm prints its matrix over several lines
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _resolve_solver(problem: cp.Problem, solver: str | None, *, where: str) -> str:
@@ -363,24 +406,31 @@ def _compile(problem: cp.Problem, name: str, *, where: str) -> tuple[dict[str, A
 
 
 def _cost_columns(
-    param_prob: Any, chain: Any, parameter: cp.Parameter, variable: cp.Variable, sense: Sense, *, where: str
+    param_prob: Any,
+    chain: Any,
+    parameter: cp.Parameter,
+    variable: cp.Variable,
+    sense: Sense,
+    *,
+    keep: bool,
+    where: str,
 ) -> np.ndarray:
-    """Compiled column of each cost entry (C order), after checking that the compiled objective
-    is exactly ``sign * sum(parameter * variable)``."""
+    """Compiled column of each cost entry (C order), after checking that the cost parameter
+    enters the compiled objective exactly as ``sign * sum(parameter * variable)`` (and, when the
+    rest is kept, nowhere else: the fixed part must not depend on the costs)."""
     n = param_prob.x.size
     size = parameter.size
     start = param_prob.param_id_to_col[parameter.id]
     if param_prob.P is not None and sp.csc_array(param_prob.P).count_nonzero():
-        raise ValueError(f"{where}: the objective has quadratic terms; it must be sum(parameter * variable)")
+        raise ValueError(f"{where}: the objective has quadratic terms; it must be linear")
     tensor = sp.csc_array(param_prob.A)
     if tensor[:, start : start + size].count_nonzero():
         raise ValueError(
             f"{where}: the cost parameter enters the compiled constraints (a nonlinear function of "
             "the parameter in the objective?); it must enter as sum(parameter * variable)"
         )
-    q = sp.csc_array(param_prob.q)[:n]
-    fixed = q[:, [q.shape[1] - 1]].toarray().ravel()
-    block = q[:, start : start + size].toarray()  # compiled column x parameter entry (F order)
+    q = sp.csc_array(param_prob.q)
+    block = q[:n, start : start + size].toarray()  # compiled column x parameter entry (F order)
     vid = _compiled_variable_id(chain, variable)
     if vid not in param_prob.var_id_to_col or param_prob.var_id_to_col[vid] + size > n:
         raise ValueError(
@@ -404,10 +454,12 @@ def _cost_columns(
             f"1 (c @ x, cp.sum(cp.multiply(c, x))); parameter entry {int(bad[1])} (column-major) "
             f"meets variable entry {int(bad[0])} with coefficient {sign * block[own][tuple(bad)]:g}"
         )
-    if np.abs(fixed).max(initial=0.0) > 0:
+    if keep and q[n, start : start + size].count_nonzero():
         raise ValueError(
-            f"{where}: the objective has terms without the cost parameter; it must be "
-            "sum(parameter * variable) (plus a constant), since projections rescale the cost"
+            f"{where}: the objective has a term that depends on the cost parameter but not on "
+            f"the variables (e.g. cp.sum({parameter.name()})); the model's own objective is kept "
+            "and must not depend on the costs: leave the term out, or pass objective='replace' "
+            "to solve the predicted term alone"
         )
     fortran = np.arange(size).reshape(variable.shape, order="F").ravel()
     return first + fortran
@@ -428,10 +480,12 @@ class ParameterWatch:
         time_limit: float | None,
         spec: CvxpySpec,
         *,
+        objective: ObjectiveMode,
         auto: bool,
         where: str,
     ) -> None:
         self.args = (problem, parameter, variable, solver, time_limit)
+        self.objective = objective
         self.others = [p for p in problem.parameters() if p.id != parameter.id]
         self.values = [np.array(p.value, dtype=float) for p in self.others]
         self.rows = spec.equalities()[0] if auto else None
@@ -444,7 +498,7 @@ class ParameterWatch:
         unset = [self.others[i].name() for i in changed if self.others[i].value is None]
         if unset:
             raise ValueError(f"{self.where}: parameters {unset} have no value; set them before solving")
-        spec = cvxpy_spec(*self.args, where=self.where)
+        spec = cvxpy_spec(*self.args, objective=self.objective, where=self.where)
         if self.rows is not None:
             rows = spec.equalities()[0]
             if rows.shape != self.rows.shape or not np.array_equal(rows, self.rows):
