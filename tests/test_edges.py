@@ -5,6 +5,7 @@ gets a status that says so, with a warning."""
 import itertools
 import warnings
 
+import cvxpy as cp
 import numpy as np
 import pytest
 import torch
@@ -20,6 +21,12 @@ MIP = ("SCIP", "CBC", "HIGHS", "CP_SAT", "BOP")
 
 def choose(n, k, backend):
     """``sum(x) == k`` over ``n`` variables in [0, 1] (Boolean for a MIP backend)."""
+    if backend in ("cvxpy", "cvxpy_lp"):
+        c = cp.Parameter(n)
+        x = cp.Variable(n, boolean=backend == "cvxpy")
+        bounds = [] if backend == "cvxpy" else [x >= 0, x <= 1]
+        problem = cp.Problem(cp.Minimize(c @ x), [cp.sum(x) == k, *bounds])
+        return lambda **o: ipo.CvxpyLayer(problem, c, x, **o)
     if backend == "cpsat":
         model = cp_model.CpModel()
         x = [model.new_bool_var(f"x{i}") for i in range(n)]
@@ -42,7 +49,7 @@ def ranged_costs(big, dtype):
     return torch.tensor(np.array(rows), dtype=dtype)
 
 
-@pytest.mark.parametrize("backend", [*LP, *MIP, "cpsat"])
+@pytest.mark.parametrize("backend", [*LP, *MIP, "cpsat", "cvxpy", "cvxpy_lp"])
 @pytest.mark.parametrize("big", [3e9, 1e10, 1e12])
 def test_large_ranges_in_float64_are_solved_exactly_under_every_projection(backend, big):
     make = choose(4, 2, backend)
@@ -56,7 +63,7 @@ def test_large_ranges_in_float64_are_solved_exactly_under_every_projection(backe
         torch.testing.assert_close(y, layer.solve(costs), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", [*LP, *MIP, "cpsat"])
+@pytest.mark.parametrize("backend", [*LP, *MIP, "cpsat", "cvxpy", "cvxpy_lp"])
 @pytest.mark.parametrize(
     "big, dtype", [(1e15, torch.float64), (1e20, torch.float32), (1e30, torch.float32), (1e30, torch.bfloat16)]
 )

@@ -563,28 +563,24 @@ def equality_problem():
     return cp.Problem(cp.Maximize(c @ x), [a @ x == k]), c, x, a, k
 
 
-def test_changed_equality_rows_raise_under_auto_and_are_followed_without_projection():
+def test_changed_equality_rows_are_followed_under_every_projection():
     problem, c, x, a, k = equality_problem()
     auto = ipo.CvxpyLayer(problem, c, x)
     plain = ipo.CvxpyLayer(problem, c, x, projection="none")
     assert torch.equal(auto(VALUES), plain(VALUES))
-    # A new right-hand side keeps the rows: "auto" follows it.
+    # A new right-hand side keeps the rows.
     k.value = 3.0
     y = auto(VALUES)
     assert (y.sum(1) == 3).all()
     assert torch.equal(y, ipo.CvxpyLayer(problem, c, x)(VALUES))
-    # A parameter multiplying the cost variables in an equality changes the rows.
+    # A parameter multiplying the cost variables in an equality changes the rows: "auto" takes
+    # its basis from the new ones (tests/test_basis.py checks the gradient).
     a.value = np.array([1.0, 1.0, 2.0, 1.0])
-    with pytest.raises(ValueError, match="changed the equality rows"):
-        auto(VALUES)
-    with pytest.raises(ValueError, match="changed the equality rows"):
-        auto(VALUES)  # still stale: raises again, never solves the old model
-    y = plain(VALUES)
+    y = auto(VALUES)
+    assert torch.equal(y, plain(VALUES))
     assert torch.equal(y, ipo.CvxpyLayer(problem, c, x, projection="none")(VALUES))
     assert (y.numpy() @ a.value == 3).all()
-    a.value = np.ones(4)  # the rows the basis was taken from: "auto" works again
-    y = auto(VALUES)
-    assert (y.sum(1) == 3).all()
+    assert auto.handle.basis_version == 1
 
 
 # --- 8. silence -----------------------------------------------------------------------------

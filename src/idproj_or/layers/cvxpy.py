@@ -92,8 +92,6 @@ class CvxpyLayer(OptLayer):
             variable,
             solver,
             time_limit,
-            spec,
             objective=objective,
-            auto=options.get("projection", "auto") == "auto",
             where=name,
         )

@@ -53,6 +53,7 @@ from .. import statuses
 from ..checks import ObjectiveMode, Sense, check_objective_mode
 from ..statuses import Outcome
 from .base import ModelSpec, ResidentSolver
+from .scaling import beyond_range
 
 # HiGHS model status -> common status; the others are "error".
 _HIGHS_STATUS = {
@@ -148,12 +149,16 @@ class CompiledSolver(ResidentSolver):
         self.coeffs = np.asarray(coeffs, dtype=np.float64)
         self.offset = float(offset)
 
-    def decision(self, z: np.ndarray, common: str, word: str) -> Outcome:
-        """The outcome for the compiled solution ``z``: integers rounded, the cost entries, and
-        the fixed part's value at them in the user's units (``sign`` undoes CVXPY's flip)."""
+    def decision(self, z: np.ndarray, common: str, word: str, cost: np.ndarray) -> Outcome:
+        """The outcome for the compiled solution ``z`` of ``cost``: integers rounded, the cost
+        entries, and the fixed part's value at them in the user's units (``sign`` undoes CVXPY's
+        flip); "feasible" with an infinite scaling error for costs beyond what the solver's
+        tolerances resolve (:data:`~idproj_or.solvers.scaling.RESOLVED_RANGE`)."""
         z = np.array(z, dtype=np.float64).reshape(-1)
         z[self.integer] = np.rint(z[self.integer]) + 0.0  # "+ 0.0": no -0.0
         fixed = self.sign * (float(self.coeffs @ z) + self.offset)
+        if common == statuses.OPTIMAL and beyond_range(np.concatenate([cost, self.coeffs])):
+            return Outcome(z[self.cols], statuses.FEASIBLE, word, fixed, math.inf)
         return Outcome(z[self.cols], common, word, fixed)
 
 
@@ -245,7 +250,7 @@ class HighsSolver(CompiledSolver):
             common = statuses.FEASIBLE
         if common not in statuses.SOLVED:
             return statuses.no_decision(common, word)
-        return self.decision(highs.getSolution().col_value, common, word)
+        return self.decision(highs.getSolution().col_value, common, word, cost)
 
 
 class GenericSolver(CompiledSolver):
@@ -277,7 +282,7 @@ class GenericSolver(CompiledSolver):
         if len(values) == 1 and values[0] is not None:
             z = np.asarray(values[0], dtype=np.float64).reshape(-1)
         if common in statuses.SOLVED and z is not None and np.isfinite(z).all():
-            return self.decision(z, common, word)
+            return self.decision(z, common, word, cost)
         if common in statuses.SOLVED:  # a limit or an inaccurate end without a point
             common = statuses.unsolved(time_limit, time.perf_counter() - t0)
         return statuses.no_decision(common, word)
@@ -467,9 +472,9 @@ def _cost_columns(
 
 class ParameterWatch:
     """Re-reads the problem's other parameters before each solve: a changed value (a capacity,
-    a demand) recompiles the spec, so that the layer never solves a stale model. A change that
-    alters the equality rows over the cost variables cannot be followed under
-    ``projection="auto"`` (its basis was taken from them) and raises instead."""
+    a demand) recompiles the spec, so that the layer never solves a stale model. A change of the
+    equality rows over the cost variables is followed too: the handle takes "auto"'s basis from
+    the current spec (:meth:`~idproj_or.handle.SolveHandle.invariance_basis`)."""
 
     def __init__(
         self,
@@ -478,17 +483,14 @@ class ParameterWatch:
         variable: cp.Variable,
         solver: str | None,
         time_limit: float | None,
-        spec: CvxpySpec,
         *,
         objective: ObjectiveMode,
-        auto: bool,
         where: str,
     ) -> None:
         self.args = (problem, parameter, variable, solver, time_limit)
         self.objective = objective
         self.others = [p for p in problem.parameters() if p.id != parameter.id]
         self.values = [np.array(p.value, dtype=float) for p in self.others]
-        self.rows = spec.equalities()[0] if auto else None
         self.where = where
 
     def __call__(self) -> CvxpySpec | None:
@@ -499,14 +501,5 @@ class ParameterWatch:
         if unset:
             raise ValueError(f"{self.where}: parameters {unset} have no value; set them before solving")
         spec = cvxpy_spec(*self.args, objective=self.objective, where=self.where)
-        if self.rows is not None:
-            rows = spec.equalities()[0]
-            if rows.shape != self.rows.shape or not np.array_equal(rows, self.rows):
-                names = [self.others[i].name() for i in changed]
-                raise ValueError(
-                    f"{self.where}: parameters {names} changed the equality rows over the cost "
-                    "variables since the layer was built; projection='auto' projects with the old "
-                    "ones. Build a new layer for the new values (or use another projection)"
-                )
         self.values = [np.array(p.value, dtype=float) for p in self.others]
         return spec
