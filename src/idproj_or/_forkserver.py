@@ -41,11 +41,11 @@ class _LibraryPopen(popen_forkserver.Popen):
         # launch in that window still sees the full preparation data.)
         with _launch_lock:
             _launching.active = True
-            popen_forkserver.spawn = _WithoutMain()  # type: ignore[assignment]
+            popen_forkserver.spawn = _WithoutMain()  # type: ignore[attr-defined]
             try:
-                super()._launch(process_obj)
+                super()._launch(process_obj)  # type: ignore[misc]
             finally:
-                popen_forkserver.spawn = spawn
+                popen_forkserver.spawn = spawn  # type: ignore[attr-defined]
                 _launching.active = False
 
 
@@ -56,4 +56,4 @@ class _LibraryProcess(multiprocessing.context.ForkServerProcess):
 
 
 class LibraryContext(multiprocessing.context.ForkServerContext):
-    Process = _LibraryProcess  # type: ignore[assignment]
+    Process = _LibraryProcess

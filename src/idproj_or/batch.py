@@ -544,6 +544,7 @@ class BatchSolver:
             chunks = [c for c, _ in self._run(self.executor, costs, self._n_chunks(n, parallel), stop)]
             mode = "executor"
         elif self._pooled():
+            assert self.workers is not None
             chunks, mode = [], "serial"
             rest = costs
             if self.route == "auto" and self._per_instance is None:

@@ -305,7 +305,9 @@ class OptDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.features)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(
+        self, i: int | slice | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.features[i], self.costs[i], self.solutions[i], self.objectives[i]
 
     def subset(self, index: slice | np.ndarray | torch.Tensor) -> OptDataset:

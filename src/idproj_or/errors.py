@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import FrameType
 
 
 class SolverError(RuntimeError):
@@ -43,9 +44,10 @@ def user_stacklevel() -> int:
     """``stacklevel`` that shows a warning issued by the caller at the first frame outside this
     package and torch: the user's line."""
     torch = sys.modules.get("torch")
-    paths = [os.path.dirname(__file__)] + ([os.path.dirname(torch.__file__)] if torch is not None else [])
-    inside = tuple(os.path.join(p, "") for p in paths)
-    frame, level = sys._getframe(1), 1
+    files = [__file__, getattr(torch, "__file__", None)]
+    inside = tuple(os.path.join(os.path.dirname(f), "") for f in files if f is not None)
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_code.co_filename.startswith(inside):
         frame, level = frame.f_back, level + 1
     return level

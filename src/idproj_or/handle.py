@@ -7,6 +7,7 @@ it up by its ``key`` (:func:`handle_for`), so that an operator's arguments stay 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -29,6 +30,10 @@ from .statuses import ERROR, cause
 
 _handles: dict[int, weakref.ref[SolveHandle]] = {}
 _keys = itertools.count(1)
+
+
+def _drop_handle(key: int, _: object) -> None:
+    _handles.pop(key, None)
 
 
 def real_scalar(value: Any, *, where: str, name: str) -> float:
@@ -136,7 +141,7 @@ class SolveHandle:
 
     def _register(self) -> int:
         key = next(_keys)
-        _handles[key] = weakref.ref(self, lambda _, k=key: _handles.pop(k, None))
+        _handles[key] = weakref.ref(self, functools.partial(_drop_handle, key))
         return key
 
     def __getstate__(self) -> dict[str, Any]:

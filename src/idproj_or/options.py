@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 if TYPE_CHECKING:
     import torch
 
+Projection = Literal["none", "mean", "norm", "std", "auto"]
 OnFailure = Literal["raise", "nan"]
 ON_FAILURE = ("raise", "nan")
 Route = Literal["auto", "pool", "serial"]
@@ -65,7 +66,7 @@ ROUTES = ("auto", "pool", "serial")
 class CostOptions(TypedDict, total=False):
     """How the costs are prepared for the solver: by every layer and every rule."""
 
-    projection: str
+    projection: Projection
     noise: float
     generator: torch.Generator | None
 

@@ -73,7 +73,7 @@ class Problem:
 
         Args:
             **options: ``projection``, ``noise``, ``workers``, ``executor``, ``time_limit``,
-                ``generator`` (see :class:`idproj_or.layer.OptLayer`).
+                ``generator`` (see :class:`idproj_or.rules.identity.OptLayer`).
 
         Returns:
             a ``CpSatLayer``, ``LinearSolverLayer`` or ``CvxpyLayer``.

@@ -39,7 +39,7 @@ def train_all(
     generate: Callable[[int], Any],
     build_layer: Callable[..., OptLayer],
     model: Callable[[Any], torch.nn.Module],
-    two_stage_model: Callable[[Any], torch.nn.Module],
+    two_stage_model: Callable[[Any], torch.nn.Linear],
     chunk: int = 200,
 ) -> list[History]:
     """Every requested method for every seed of ``args``: label the data, train one layer per

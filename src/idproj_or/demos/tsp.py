@@ -63,7 +63,9 @@ class EdgeModel(torch.nn.Module):
         if not self.matrix:
             return edges
         out = edges.new_zeros(len(x), self.n, self.n)
-        i, j = self.rows
+        rows = self.rows
+        assert isinstance(rows, torch.Tensor)
+        i, j = rows
         out[:, i, j] = edges
         out[:, j, i] = edges
         return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..checks import check_sense, check_size
+from ..checks import Sense, check_sense, check_size
 from ..rules.identity import OptLayer
 from ..solvers.assignment import AssignmentSpec
 
@@ -46,7 +46,7 @@ class AssignmentLayer(OptLayer):
         self,
         n: int,
         m: int | None = None,
-        sense: str = "min",
+        sense: Sense = "min",
         **options: Unpack[LayerOptions],
     ) -> None:
         where = type(self).__name__

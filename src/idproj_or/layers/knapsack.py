@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..checks import check_sense
+from ..checks import Sense, check_sense
 from ..rules.identity import OptLayer
 from ..solvers.knapsack import KnapsackSpec, integer_row, knapsack_arrays
 
@@ -43,7 +43,7 @@ class KnapsackLayer(OptLayer):
         self,
         weights: Any,
         capacities: Any,
-        sense: str = "max",
+        sense: Sense = "max",
         **options: Unpack[LayerOptions],
     ) -> None:
         where = type(self).__name__

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..checks import check_size
+from ..checks import Sense, check_size
 from ..rules.identity import OptLayer
 from ..solvers.shortest_path import dag_path_spec, grid_arcs
 
@@ -48,7 +48,7 @@ class ShortestPathLayer(OptLayer):
         source: int,
         target: int,
         n_nodes: int | None = None,
-        sense: str = "min",
+        sense: Sense = "min",
         **options: Unpack[LayerOptions],
     ) -> None:
         spec = dag_path_spec(arcs, source, target, n_nodes=n_nodes, sense=sense, where=type(self).__name__)

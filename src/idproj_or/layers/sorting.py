@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..checks import check_sense, check_size
+from ..checks import Sense, check_sense, check_size
 from ..rules.identity import OptLayer
 from ..solvers.sorting import RankingSpec, TopKSpec
 
@@ -45,7 +45,7 @@ class TopKLayer(OptLayer):
         [0.0, 1.0, 1.0, 0.0, 0.0]
     """
 
-    def __init__(self, n: int, k: int, sense: str = "max", **options: Unpack[LayerOptions]) -> None:
+    def __init__(self, n: int, k: int, sense: Sense = "max", **options: Unpack[LayerOptions]) -> None:
         where = type(self).__name__
         n = check_size(n, "n", where=where)
         k = check_size(k, "k", where=where, minimum=0)
@@ -83,7 +83,7 @@ class RankingLayer(OptLayer):
         [2.0, 4.0, 1.0, 3.0]
     """
 
-    def __init__(self, n: int, sense: str = "min", **options: Unpack[LayerOptions]) -> None:
+    def __init__(self, n: int, sense: Sense = "min", **options: Unpack[LayerOptions]) -> None:
         where = type(self).__name__
         n = check_size(n, "n", where=where)
         super().__init__(RankingSpec(n, check_sense(sense, where=where)), **options)

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checks import Sense
 from ..rules.identity import OptLayer
-from ..solvers.tsp import ROUTING_TIME_LIMIT, tsp_spec
+from ..solvers.tsp import ROUTING_TIME_LIMIT, SymmetricTspSpec, tsp_spec
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -67,7 +68,7 @@ class TSPLayer(OptLayer):
         self,
         n: int,
         method: str | None = None,
-        sense: str = "min",
+        sense: Sense = "min",
         *,
         symmetric: bool = False,
         first_solution: str | None = None,
@@ -88,10 +89,17 @@ class TSPLayer(OptLayer):
         if method == "routing" and options.get("time_limit") is None:
             options["time_limit"] = ROUTING_TIME_LIMIT
         super().__init__(spec, **options)
-        self.n = spec.n if symmetric else self.shape[0]
+        self.n = spec.n if isinstance(spec, SymmetricTspSpec) else self.shape[0]
         self.method = method or ("held_karp" if symmetric else "cpsat")
         self.symmetric = symmetric
         self.register_buffer("_upper", torch.triu_indices(self.n, self.n, 1), persistent=False)
+
+    @property
+    def upper(self) -> torch.Tensor:
+        """Row and column indices of the edges, in the order of the edge costs."""
+        upper = self._upper
+        assert isinstance(upper, torch.Tensor)
+        return upper
 
     def extra_repr(self) -> str:
         return f"method={self.method!r}, symmetric={self.symmetric}, " + super().extra_repr()
@@ -109,12 +117,12 @@ class TSPLayer(OptLayer):
                 f"{type(self).__name__}: symmetric=True takes a symmetric cost matrix; costs[{k}] is not "
                 "(pass edge costs of shape (n (n - 1) / 2,) for any other)"
             )
-        i, j = self._upper
+        i, j = self.upper
         return (t[..., i, j] + t[..., j, i]) / 2, True
 
     def _as_matrix(self, y: torch.Tensor) -> torch.Tensor:
         out = y.new_zeros(*y.shape[:-1], self.n, self.n)
-        i, j = self._upper
+        i, j = self.upper
         out[..., i, j] = y
         out[..., j, i] = y
         return out

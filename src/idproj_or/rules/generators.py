@@ -9,6 +9,7 @@ eager, the same seed gives the same draws.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,7 +40,7 @@ def generator_key(generator: torch.Generator | None) -> int:
     key = id(generator)
     ref = _generators.get(key)
     if ref is None or ref() is not generator:
-        _generators[key] = weakref.ref(generator, lambda dead, k=key: _forget(k, dead))
+        _generators[key] = weakref.ref(generator, functools.partial(_forget, key))
     return key
 
 

@@ -14,13 +14,11 @@ a rule's perturbation), which has the same argmin as ``z`` over every feasible p
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
+from ..options import Projection as Projection  # re-exported: defined once with the options
 from ..solvers.base import invariance_basis as invariance_basis  # re-exported: a projection concept
 
-Projection = Literal["none", "mean", "norm", "std", "auto"]
 PROJECTIONS: tuple[str, ...] = ("none", "mean", "norm", "std", "auto")
 
 # Smooths the norm at 0: a constant cost vector under "std" becomes 0, not NaN, in both passes.

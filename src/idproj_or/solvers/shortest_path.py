@@ -120,7 +120,7 @@ class DagPathSolver(ExactChunkSolver):
                 self.path_arcs[k, : len(path)] = path
                 self.path_matrix[k, path] = 1.0
         else:
-            self.path_arcs = None
+            self.path_arcs = None  # type: ignore[assignment]
         # (node, its useful incoming arcs, their tails) in topological order: the DP's steps.
         self.steps: list[tuple[int, np.ndarray, np.ndarray]] = []
         for v in order if paths is None else ():

@@ -113,7 +113,7 @@ class TspCpSatSolver(CpSatSolver):
 class TspCpSatSpec(CpSatSpec):
     """The CP-SAT adapter's spec of :func:`circuit_model`, with the diagonal costs ignored."""
 
-    resident_solver = TspCpSatSolver
+    resident_solver = TspCpSatSolver  # type: ignore[assignment]  # a ClassVar the dataclass keeps
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         return tsp_equalities(self.shape[0])
