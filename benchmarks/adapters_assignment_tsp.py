@@ -35,8 +35,8 @@ from ortools.graph.python import linear_sum_assignment
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
-from idproj_or.solvers import assignment as assignment_adapter
-from idproj_or.solvers.cpsat import RESOLUTION
+from idproj_or.solvers.assignment import headroom_bits
+from idproj_or.solvers.scaling import integer_costs, scale_exponent
 from idproj_or.solvers.tsp import circuit_model
 
 BATCH = 128
@@ -48,10 +48,14 @@ def make_hand_assignment(n: int, m: int) -> Callable[[np.ndarray], np.ndarray]:
     """The user's loop for assignment: arc arrays built once, costs loaded per instance."""
     tails, heads = (a.reshape(-1).astype(np.int32) for a in np.meshgrid(np.arange(n), np.arange(m), indexing="ij"))
 
+    bits = headroom_bits(max(n, m))
+
     def solve(costs: np.ndarray) -> np.ndarray:
         out = np.zeros_like(costs)
         for b, c in enumerate(costs):
-            scaled = np.rint(c * (assignment_adapter.RESOLUTION / np.abs(c).max())).astype(np.int64)
+            # The same int64 scaling as the library's (largest cost at the solver's headroom).
+            exponent = scale_exponent(np.abs(c).max().reshape(1), np.ones(1), headroom_bits=bits)
+            scaled = integer_costs(c, exponent).coeffs
             lsa = linear_sum_assignment.SimpleLinearSumAssignment()
             lsa.add_arcs_with_cost(tails, heads, scaled.reshape(-1))
             assert lsa.solve() == lsa.OPTIMAL
@@ -78,7 +82,7 @@ def make_hand_tsp(n: int) -> Callable[[np.ndarray], np.ndarray]:
         for b, c in enumerate(costs):
             w = c[off]
             objective.coeffs.clear()
-            objective.coeffs.extend(np.rint(w * (RESOLUTION / np.abs(w).max())).astype(np.int64).tolist())
+            objective.coeffs.extend(integer_costs(w, scale_exponent(w, np.ones(len(w)))).coeffs.tolist())
             solver.solve(model)
             out[b][off] = np.asarray(solver.response_proto.solution)[idx]
         return out

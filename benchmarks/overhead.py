@@ -21,7 +21,7 @@ import torch
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
-from idproj_or.solvers.cpsat import RESOLUTION
+from idproj_or.solvers.scaling import integer_costs, scale_exponent
 
 
 def knapsack_32(seed: int = 0) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
@@ -59,7 +59,8 @@ def hand_loop(model: cp_model.CpModel, variables: list, costs: np.ndarray, maxim
     sign = -1 if maximize else 1
     for i, c in enumerate(costs):
         obj.coeffs.clear()
-        obj.coeffs.extend(np.rint(c * (sign * RESOLUTION / np.abs(c).max())).astype(np.int64).tolist())
+        # The same int64 scaling as the library's CP-SAT adapter.
+        obj.coeffs.extend(integer_costs(sign * c, scale_exponent(c, np.ones(len(c)))).coeffs.tolist())
         solver.solve(model)
         out[i] = np.asarray(solver.response_proto.solution)[idx]
     return out
