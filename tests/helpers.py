@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
+from idproj_or.problems import grid_arcs
 from idproj_or.solvers.base import ModelSpec, ResidentSolver
 from idproj_or.statuses import Outcome
 
@@ -93,3 +94,28 @@ class SignSolver(ResidentSolver):
         if cost[0] > 100:
             return Outcome(None, "error", "BROKEN")
         return Outcome((cost < 0).astype(np.float64), "optimal", "OPTIMAL")
+
+
+def monotone_paths(h: int, w: int) -> np.ndarray:
+    """0/1 arc vectors of every right/down path from the top-left to the bottom-right node."""
+    index = {arc: e for e, arc in enumerate(grid_arcs(h, w))}
+    paths = []
+    for downs in itertools.combinations(range(h + w - 2), h - 1):
+        y, node = np.zeros(len(index)), 0
+        for step in range(h + w - 2):
+            nxt = node + w if step in downs else node + 1
+            y[index[(node, nxt)]] = 1.0
+            node = nxt
+        paths.append(y)
+    return np.array(paths)
+
+
+def weighted_choice():
+    """CVXPY: max c @ x over 4 Booleans with a @ x == k, the row ``a`` and ``k`` parameters."""
+    import cvxpy as cp
+
+    c = cp.Parameter(4)
+    x = cp.Variable(4, boolean=True)
+    a = cp.Parameter(4, value=np.ones(4))
+    k = cp.Parameter(value=2.0)
+    return cp.Problem(cp.Maximize(c @ x), [a @ x == k]), c, x, a, k

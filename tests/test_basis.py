@@ -3,7 +3,6 @@ point 4): every rule over a layer projects with the current one."""
 
 import itertools
 
-import cvxpy as cp
 import numpy as np
 import pytest
 import torch
@@ -11,17 +10,9 @@ from torch.autograd.functional import jacobian
 
 import idproj_or as ipo
 from idproj_or.rules.projection import invariance_basis, project
+from tests.helpers import weighted_choice
 
 COSTS = torch.tensor(np.random.default_rng(0).normal(size=(16, 4)))
-
-
-def weighted_choice():
-    """max c @ x over Booleans with a @ x == k: the equality row is a parameter."""
-    c = cp.Parameter(4)
-    x = cp.Variable(4, boolean=True)
-    a = cp.Parameter(4, value=np.ones(4))
-    k = cp.Parameter(value=2.0)
-    return cp.Problem(cp.Maximize(c @ x), [a @ x == k]), c, x, a, k
 
 
 def projector(q):

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import idproj_or as ipo
-from idproj_or.problems import grid_arcs
+from tests.helpers import monotone_paths
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -26,20 +26,6 @@ EPS = float(np.finfo(np.float64).eps)
 def knapsack_points(w: np.ndarray, cap: np.ndarray) -> np.ndarray:
     subsets = np.array(list(itertools.product((0.0, 1.0), repeat=w.shape[1])))
     return subsets[(subsets @ w.T <= cap).all(axis=1)]
-
-
-def grid_paths(h: int, w: int) -> np.ndarray:
-    """Arc vectors of every top-left to bottom-right path of the grid, from its moves."""
-    index = {arc: e for e, arc in enumerate(grid_arcs(h, w))}
-    paths = []
-    for downs in itertools.combinations(range(h + w - 2), h - 1):
-        y, node = np.zeros(len(index)), 0
-        for step in range(h + w - 2):
-            nxt = node + w if step in downs else node + 1
-            y[index[(node, nxt)]] = 1.0
-            node = nxt
-        paths.append(y)
-    return np.array(paths)
 
 
 def assignments(n: int, m: int) -> np.ndarray:
@@ -103,11 +89,13 @@ READY = [
         (8,),
         "min",
     ),
-    Ready("shortest_path", lambda p: ipo.ShortestPathLayer.grid(3, 4, projection=p), grid_paths(3, 4), (17,), "min"),
+    Ready(
+        "shortest_path", lambda p: ipo.ShortestPathLayer.grid(3, 4, projection=p), monotone_paths(3, 4), (17,), "min"
+    ),
     Ready(  # 924 paths: solved by the recursion, not by listing the paths
         "shortest_path-dp",
         lambda p: ipo.ShortestPathLayer.grid(7, 7, sense="max", projection=p),
-        grid_paths(7, 7),
+        monotone_paths(7, 7),
         (84,),
         "max",
     ),

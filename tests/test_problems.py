@@ -7,6 +7,7 @@ from scipy.optimize import linear_sum_assignment
 
 import idproj_or as ipo
 from idproj_or import problems
+from tests.helpers import monotone_paths
 
 
 def cpsat_solve(problem, costs, **options):
@@ -26,21 +27,6 @@ def knapsack_best(weights, caps, c):
     ys = np.array(list(itertools.product((0, 1), repeat=weights.shape[1])), float)
     ok = np.all(ys @ weights.T <= caps + 1e-9, axis=1)
     return float((ys[ok] @ c).max())
-
-
-def monotone_paths(h, w):
-    """0/1 arc vectors of every right/down path from the top-left to the bottom-right node."""
-    index = {arc: e for e, arc in enumerate(problems.grid_arcs(h, w))}
-    paths = []
-    for downs in itertools.combinations(range(h + w - 2), h - 1):
-        y = np.zeros(len(index))
-        node = 0
-        for step in range(h + w - 2):
-            nxt = node + w if step in downs else node + 1
-            y[index[(node, nxt)]] = 1
-            node = nxt
-        paths.append(y)
-    return np.array(paths)
 
 
 def tsp_best(c):

@@ -29,7 +29,7 @@ import idproj_or as ipo
 from idproj_or.batch import resident_count
 from idproj_or.solvers.base import ModelSpec
 from idproj_or.solvers.cpsat import CpSatSpec
-from tests.helpers import SignSolver, k_subset
+from tests.helpers import SignSolver, k_subset, weighted_choice
 
 N = 6
 WEIGHTS = np.array([[3, 4, 5, 2, 6, 1], [2, 2, 3, 5, 1, 4]])
@@ -555,16 +555,8 @@ def test_a_copy_solves_with_the_parameter_values_of_when_it_was_made(how):
     assert torch.equal(ipo.CvxpyLayer(problem, c, x)(VALUES), after)  # a new layer follows it again
 
 
-def equality_problem():
-    c = cp.Parameter(4)
-    x = cp.Variable(4, boolean=True)
-    a = cp.Parameter(4, value=np.ones(4))
-    k = cp.Parameter(value=2.0)
-    return cp.Problem(cp.Maximize(c @ x), [a @ x == k]), c, x, a, k
-
-
 def test_changed_equality_rows_are_followed_under_every_projection():
-    problem, c, x, a, k = equality_problem()
+    problem, c, x, a, k = weighted_choice()
     auto = ipo.CvxpyLayer(problem, c, x)
     plain = ipo.CvxpyLayer(problem, c, x, projection="none")
     assert torch.equal(auto(VALUES), plain(VALUES))

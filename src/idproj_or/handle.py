@@ -211,6 +211,10 @@ class SolveHandle:
         traces: then the solve checks the version, :meth:`check_basis`)."""
         if not torch.compiler.is_compiling():
             self.sync()
+        return self._spec_basis()
+
+    def _spec_basis(self) -> torch.Tensor:
+        """The basis of the current spec, taken once per spec; a new version when its rows differ."""
         cached = self._basis
         if cached is None or cached[0] is not self.spec:
             a = np.asarray(self.spec.equalities()[0], dtype=np.float64).reshape(-1, self.size)
@@ -227,7 +231,7 @@ class SolveHandle:
         equality rows have changed since (a compiled forward that could not follow the model)."""
         if version < 0:
             return
-        self.invariance_basis()
+        self._spec_basis()  # the model was followed just before (solve_numpy's sync)
         if version != self.basis_version:
             raise ValueError(
                 f"{self.name}: the model's equality rows over the cost variables changed after the "

@@ -117,8 +117,9 @@ class LinearSolver(ResidentSolver):
         np.add.at(self.own, inverse[len(index) :], np.asarray(spec.own_coeffs, dtype=np.float64))
         self.own_offset = spec.own_offset
         self.unique_list: list[int] = self.unique.tolist()
-        # Without repeated variables or an own objective the costs go to the solver as they are.
-        self.repeated = len(self.unique) < len(index) or len(own) > 0
+        # Without repeated variables or an own objective the costs go to the solver as they are;
+        # otherwise they are summed per variable onto the own coefficients.
+        self.aggregate = len(self.unique) < len(index) or len(own) > 0
         self.index_list: list[int] = index.tolist()
         self.backend = spec.backend
         self.parameters = _SOLVER_PARAMETERS.get(spec.backend, "")
@@ -155,7 +156,7 @@ class LinearSolver(ResidentSolver):
             active.interrupt_solve()
 
     def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        if self.repeated:
+        if self.aggregate:
             indices = self.unique_list
             coeffs = (self.own + np.bincount(self.inverse, weights=cost, minlength=len(self.unique))).tolist()
         else:
