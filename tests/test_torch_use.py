@@ -671,15 +671,13 @@ IMPORT_ORDERS = {
 
 
 @pytest.mark.parametrize("order", IMPORT_ORDERS)
-def test_no_cvxpy_probe_lines_after_idproj_or_is_imported_whatever_the_import_order(tmp_path, order):
+def test_no_cvxpy_probe_lines_whatever_the_import_order(tmp_path, order):
     script = tmp_path / "cvxpy_use.py"
     script.write_text(f"{IMPORT_ORDERS[order]}\nif __name__ == '__main__':\n{textwrap.indent(CVXPY_USE, '    ')}")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=180)
     assert proc.returncode == 0, proc.stderr
-    before, after = proc.stderr.split("MARK\n", 1)
-    assert after == ""
-    # What CVXPY's own import prints before idproj_or exists is beyond its reach.
-    assert all(line.startswith(("(CVXPY)", "RuntimeError(")) for line in before.splitlines()), before
+    # The locked CVXPY (1.9.1) accepts OR-Tools 9.15: not a line, even before idproj_or exists.
+    assert proc.stderr == "MARK\n"
 
 
 LOGGING_CONFIG_SCRIPT = """

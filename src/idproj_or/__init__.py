@@ -18,9 +18,10 @@ from .errors import SolverError, SolverWarning, WorkerError
 
 
 def _quiet_ortools_probe(record: logging.LogRecord) -> bool:
-    """CVXPY 1.8 logs, at import and at every solver probe, that its GLOP/PDLP interfaces refuse
-    OR-Tools 9.15. Those interfaces are never used here (LinearSolverLayer covers both): drop
-    that message, and only that one, from CVXPY's own logger."""
+    """A CVXPY whose GLOP/PDLP interfaces refuse the installed OR-Tools (1.8 with 9.15, 1.9 with a
+    9.16 that the ortools range allows) logs so at import and at every solver probe. Those
+    interfaces are never used here (LinearSolverLayer covers both): drop that message, and only
+    that one, from CVXPY's own logger."""
     return "Unrecognized new version of ortools" not in record.getMessage()
 
 

@@ -27,8 +27,8 @@ Resident solver:
 - any other CVXPY solver (CLARABEL, SCS, SCIPY, OSQP, GUROBI, ...): per instance the compiled
   problem is re-instantiated with the new parameter value (``solver.apply(param_prob)``, the
   step CVXPY's own DPP fast path does) and passed to ``solver.solve_via_data``. This skips
-  CVXPY's canonicalisation but not the solver's set-up. (CVXPY's GLOP and PDLP
-  interfaces (1.8, 1.9) refuse OR-Tools 9.15; use :class:`LinearSolverLayer` for those.)
+  CVXPY's canonicalisation but not the solver's set-up. (For GLOP and PDLP,
+  :class:`LinearSolverLayer` keeps the model resident instead.)
 
 ``last_info.solver_status`` is HiGHS's model status (e.g. ``"kTimeLimit"``) on the resident
 HiGHS route and CVXPY's status (``"optimal_inaccurate"``, ``"user_limit"``, ...) on the others.
