@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import idproj_or as ipo
-from idproj_or.batch import BatchSolver, _remote_chunk, get_pool, pool_pids
+from idproj_or.batch import BatchSolver, Task, _remote_chunk, get_pool, pool_pids
 from tests.helpers import SignSpec, k_subset, knapsack_32
 
 
@@ -180,11 +180,11 @@ def test_building_the_model_in_a_worker_is_not_pool_overhead():
     spec = SignSpec(delay=0.05, build_delay=0.3)
     payload = pickle.dumps(spec)
     key = hashlib.sha256(payload).hexdigest()
-    (sols, status, _, times, *_), built = _remote_chunk(key, payload, -np.ones((4, 3)), None, True)
+    (sols, status, _, times, *_), built = _remote_chunk(key, payload, Task(-np.ones((4, 3)), {}, None, True))
     assert status == ["optimal"] * 4 and np.all(sols == 1)
     assert 0.3 <= built < 0.3 + 0.05  # the build only, not the 0.2 s of solving
     assert times.sum() >= 0.2
-    _, again = _remote_chunk(key, payload, -np.ones((1, 3)), None, True)
+    _, again = _remote_chunk(key, payload, Task(-np.ones((1, 3)), {}, None, True))
     assert again < 0.05  # resident: built once per worker
     solver = BatchSolver(SignSpec(delay=0.003, build_delay=0.4), workers=2, executor=None, time_limit=None)
     for _ in range(2):
@@ -198,9 +198,9 @@ def test_one_slow_round_trip_does_not_keep_batches_off_the_pool(monkeypatch):
     settled = solver._overhead
     real = BatchSolver._run_pool
 
-    def stalled(self, pool, rest, stop):  # e.g. a worker still starting
+    def stalled(self, pool, rest):  # e.g. a worker still starting
         time.sleep(0.5)
-        return real(self, pool, rest, stop)
+        return real(self, pool, rest)
 
     monkeypatch.setattr(BatchSolver, "_run_pool", stalled)
     solver.solve(costs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import itertools
+import math
 import multiprocessing
 import os
 import pickle
@@ -30,7 +31,7 @@ import numpy as np
 
 from .errors import SolverWarning, WorkerError, user_stacklevel
 from .options import Route
-from .solvers.base import ChunkResult, ModelSpec, ResidentSolver
+from .solvers.base import ChunkResult, Data, ModelSpec, ResidentSolver
 from .statuses import NOT_SOLVED, SOLVED, cause
 
 # Models kept built per thread, bounded by their estimated memory (the resident set growth
@@ -73,23 +74,38 @@ def resident_count() -> int:
     return len(getattr(_local, "cache", ()))
 
 
-def solve_chunk(
-    key: str, payload: bytes, costs: np.ndarray, time_limit: float | None, stop_at_failure: bool
-) -> ChunkResult:
-    """Solve the rows of ``costs`` on this thread's resident solver of the spec (see
-    :meth:`ResidentSolver.solve_many`)."""
-    return _resident(key, payload).solve_many(costs, time_limit, stop_at_failure=stop_at_failure)
+class Task(NamedTuple):
+    """A chunk of instances and how to solve them: ``costs`` ``(B, n)``, ``data`` (field ->
+    ``(B, ...)``), the time limit per instance, whether to stop at the first failure, and
+    whether to report duals (:meth:`ResidentSolver.solve_many`)."""
+
+    costs: np.ndarray
+    data: Data
+    time_limit: float | None
+    stop: bool
+    duals: bool = False
+
+    def rows(self, a: int, b: int) -> Task:
+        return self._replace(costs=self.costs[a:b], data={k: v[a:b] for k, v in self.data.items()})
+
+    def run(self, solver: ResidentSolver, cancel: threading.Event | None = None) -> ChunkResult:
+        return solver.solve_many(
+            self.costs, self.time_limit, data=self.data, duals=self.duals, stop_at_failure=self.stop, cancel=cancel
+        )
 
 
-def _remote_chunk(
-    key: str, payload: bytes, costs: np.ndarray, time_limit: float | None, stop_at_failure: bool
-) -> tuple[ChunkResult, float]:
+def solve_chunk(key: str, payload: bytes, task: Task) -> ChunkResult:
+    """Solve ``task`` on this thread's resident solver of the spec."""
+    return task.run(_resident(key, payload))
+
+
+def _remote_chunk(key: str, payload: bytes, task: Task) -> tuple[ChunkResult, float]:
     """:func:`solve_chunk` in a worker, with the seconds spent building the resident solver
     there (work, not pool overhead: a cold worker must not make the pool look slow)."""
     t0 = time.perf_counter()
     solver = _resident(key, payload)
     built = time.perf_counter() - t0
-    return solver.solve_many(costs, time_limit, stop_at_failure=stop_at_failure), built
+    return task.run(solver), built
 
 
 # Seconds a Ctrl-C waits for the interrupted in-process solve to stop before it is abandoned.
@@ -99,8 +115,8 @@ _INTERRUPT_RETRIES = 100
 
 
 class _Job:
-    def __init__(self, key: str, payload: bytes, costs: np.ndarray, time_limit: float | None, stop: bool) -> None:
-        self.args = (key, payload, costs, time_limit, stop)
+    def __init__(self, key: str, payload: bytes, task: Task) -> None:
+        self.args = (key, payload, task)
         self.done = threading.Event()
         self.cancel = threading.Event()
         self.solver: ResidentSolver | None = None
@@ -108,11 +124,11 @@ class _Job:
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        key, payload, costs, time_limit, stop = self.args
+        key, payload, task = self.args
         try:
             self.solver = _resident(key, payload)
             if not self.cancel.is_set():
-                self.result = self.solver.solve_many(costs, time_limit, stop_at_failure=stop, cancel=self.cancel)
+                self.result = task.run(self.solver, self.cancel)
         except BaseException as exc:  # handed to the caller's thread
             self.error = exc
         finally:
@@ -183,12 +199,12 @@ class _InterruptWatch:
                 if self.target is not target:
                     break
 
-    def run(self, solver: ResidentSolver, costs: np.ndarray, time_limit: float | None, stop: bool) -> ChunkResult:
+    def run(self, solver: ResidentSolver, task: Task) -> ChunkResult:
         cancel = threading.Event()
         self.target = (solver, cancel)
         previous = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
         try:
-            return solver.solve_many(costs, time_limit, stop_at_failure=stop, cancel=cancel)
+            return task.run(solver, cancel)
         finally:
             signal.set_wakeup_fd(previous)
             self.target = None
@@ -197,30 +213,22 @@ class _InterruptWatch:
 _interrupt_watch: _InterruptWatch | None = None
 
 
-def run_in_process(
-    key: str,
-    payload: bytes,
-    costs: np.ndarray,
-    time_limit: float | None,
-    stop_at_failure: bool,
-    *,
-    on_caller_thread: bool,
-) -> ChunkResult:
+def run_in_process(key: str, payload: bytes, task: Task, *, on_caller_thread: bool) -> ChunkResult:
     """:func:`solve_chunk` in this process, interruptible by Ctrl-C when called from the main
     thread: on this thread with the interrupt watch (``on_caller_thread``, see
     :attr:`ModelSpec.on_caller_thread`), else on the helper thread."""
     global _solver_thread, _interrupt_watch
     handler = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or not callable(handler):
-        return solve_chunk(key, payload, costs, time_limit, stop_at_failure)
+        return solve_chunk(key, payload, task)
     if on_caller_thread and handler is signal.default_int_handler:
         # (A handler of the user's may not raise: then nothing must stop the solver.)
         if _interrupt_watch is None:
             _interrupt_watch = _InterruptWatch()
-        return _interrupt_watch.run(_resident(key, payload), costs, time_limit, stop_at_failure)
+        return _interrupt_watch.run(_resident(key, payload), task)
     if _solver_thread is None:
         _solver_thread = _SolverThread()
-    return _solver_thread.run(_Job(key, payload, costs, time_limit, stop_at_failure))
+    return _solver_thread.run(_Job(key, payload, task))
 
 
 def _init_worker() -> None:
@@ -346,6 +354,7 @@ class InstanceInfo(NamedTuple):
     objective: float
     wall_time: float
     scaling_error: float
+    bound: float
 
 
 @dataclass(frozen=True)
@@ -364,7 +373,12 @@ class BatchInfo:
     much worse than optimal the decision can be because the library scaled the costs to
     integers for the solver (CP-SAT, assignment, knapsack, TSP); 0 when the solver saw them
     exactly. A decision whose bound exceeds the float64 rounding of its objective is reported
-    ``"feasible"``, not ``"optimal"``.
+    ``"feasible"``, not ``"optimal"``. ``bound[i]`` is the solver's proven bound on
+    ``objective[i]`` (the optimum itself for exact solvers; NaN when the backend gives none).
+    After a solve with ``duals=True`` (``layer.solve(costs, duals=True)``), ``duals`` holds
+    ``(B, m)`` constraint duals, ``reduced_costs`` ``(B, n)`` those of the cost entries and
+    ``binding`` ``(B, m)`` whether each constraint is tight at the decision (NaN / False rows
+    without a decision; None when the backend has none, see its docs).
     """
 
     status: tuple[str, ...]
@@ -374,14 +388,19 @@ class BatchInfo:
     mode: str
     time_limit: float | None = None
     scaling_error: np.ndarray | None = None
+    bound: np.ndarray | None = None
+    duals: np.ndarray | None = None
+    reduced_costs: np.ndarray | None = None
+    binding: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.status)
 
     def __getitem__(self, i: int) -> InstanceInfo:
         error = 0.0 if self.scaling_error is None else float(self.scaling_error[i])
+        bound = math.nan if self.bound is None else float(self.bound[i])
         return InstanceInfo(
-            self.status[i], self.solver_status[i], float(self.objective[i]), float(self.wall_time[i]), error
+            self.status[i], self.solver_status[i], float(self.objective[i]), float(self.wall_time[i]), error, bound
         )
 
     @property
@@ -408,6 +427,10 @@ class BatchResult:
     mode: str
     fixed: np.ndarray  # the model's own objective at each decision (NaN without one)
     scaling_error: np.ndarray
+    bound: np.ndarray  # the solver's bound, in the sense it optimised (NaN: none)
+    duals: np.ndarray | None = None
+    reduced_costs: np.ndarray | None = None
+    binding: np.ndarray | None = None
 
 
 # Target seconds of solving per pool chunk, and chunks per worker at most (load balance: solve
@@ -534,34 +557,39 @@ class BatchSolver:
         k = int(np.clip(round(per_worker / _CHUNK_SECONDS), 1, _MAX_CHUNKS_PER_WORKER))
         return min(n, parallel * k)
 
-    def solve(self, costs: np.ndarray, *, stop_at_failure: bool = True) -> BatchResult:
-        """Decisions for the rows of ``costs``; with ``stop_at_failure`` the rows after a failed
-        one (within its chunk) are not attempted."""
+    def solve(
+        self, costs: np.ndarray, *, data: Data | None = None, stop_at_failure: bool = True, duals: bool = False
+    ) -> BatchResult:
+        """Decisions for the rows of ``costs`` with ``data``'s rows (field -> ``(B, ...)``); with
+        ``stop_at_failure`` the rows after a failed one (within its chunk) are not attempted;
+        with ``duals`` the backends that know them report duals (:class:`BatchInfo`)."""
         n = len(costs)
+        task = Task(costs, dict(data or {}), self.time_limit, stop_at_failure, duals)
         stop = stop_at_failure
         if self.executor is not None and self.route != "serial":
             parallel = self.executor_workers or max(1, self.executor.submit(_cluster_threads).result())
-            chunks = [c for c, _ in self._run(self.executor, costs, self._n_chunks(n, parallel), stop)]
+            chunks = [c for c, _ in self._run(self.executor, task, self._n_chunks(n, parallel))]
             mode = "executor"
         elif self._pooled():
             assert self.workers is not None
             chunks, mode = [], "serial"
-            rest = costs
+            rest = task
             if self.route == "auto" and self._per_instance is None:
                 # Probe: solve the first instance in-process to measure the solve time, so a
                 # fast model never starts a pool it does not need.
-                probe = self._local(costs[:1], stop)
+                probe = self._local(task.rows(0, 1))
                 chunks.append(probe)
-                rest = costs[1:]
+                rest = task.rows(1, n)
                 if stop and probe.status[0] not in SOLVED:  # report it, solve no more
-                    rest = rest[:0]
+                    rest = task.rows(n, n)
                     chunks.append(_unattempted(costs[1:]))
                 else:
                     self._observe(probe.wall_time)
-            if len(rest) and (self.route == "pool" or self._use_pool(len(rest))):
+            m = len(rest.costs)
+            if m and (self.route == "pool" or self._use_pool(m)):
                 pool = get_pool(self.workers)
                 t0 = time.perf_counter()
-                pooled = self._run_pool(pool, rest, stop)
+                pooled = self._run_pool(pool, rest)
                 wall = time.perf_counter() - t0
                 work = sum(float(c.wall_time.sum()) + built for c, built in pooled)
                 busy = work / min(self.workers, len(pooled))
@@ -571,27 +599,26 @@ class BatchSolver:
                 self._overhead = 0.7 * self._overhead + 0.3 * sample
                 chunks += [c for c, _ in pooled]
                 mode = "pool"
-            elif len(rest):
-                chunks.append(self._local(rest, stop))
+            elif m:
+                chunks.append(self._local(rest))
         else:
-            chunks = [self._local(costs, stop)]
+            chunks = [self._local(task)]
             mode = "serial"
         return self._gather(chunks, mode)
 
-    def _local(self, costs: np.ndarray, stop: bool) -> ChunkResult:
-        return run_in_process(
-            self.key, self.payload, costs, self.time_limit, stop, on_caller_thread=self.on_caller_thread
-        )
+    def _local(self, task: Task) -> ChunkResult:
+        return run_in_process(self.key, self.payload, task, on_caller_thread=self.on_caller_thread)
 
-    def _run_pool(self, pool: Executor, costs: np.ndarray, stop: bool) -> list[tuple[ChunkResult, float]]:
+    def _run_pool(self, pool: Executor, task: Task) -> list[tuple[ChunkResult, float]]:
         assert self.workers is not None
+        n = len(task.costs)
         try:
-            return self._run(pool, costs, self._n_chunks(len(costs), self.workers), stop)
+            return self._run(pool, task, self._n_chunks(n, self.workers))
         except BrokenProcessPool as exc:
             discard_pool(self.workers)
             raise WorkerError(
                 f"a worker of the {self.workers}-process pool died while solving a batch of "
-                f"{len(costs)} instances; the pool was discarded and the next call starts a "
+                f"{n} instances; the pool was discarded and the next call starts a "
                 "fresh one"
             ) from exc
         except KeyboardInterrupt:
@@ -600,11 +627,11 @@ class BatchSolver:
             discard_pool(self.workers, kill=True)
             raise
 
-    def _run(self, executor: Executor, costs: np.ndarray, n_chunks: int, stop: bool) -> list[tuple[ChunkResult, float]]:
-        bounds = np.linspace(0, len(costs), n_chunks + 1).round().astype(int)
+    def _run(self, executor: Executor, task: Task, n_chunks: int) -> list[tuple[ChunkResult, float]]:
+        bounds = np.linspace(0, len(task.costs), n_chunks + 1).round().astype(int)
         futures: list[Future[tuple[ChunkResult, float]]] = [
-            executor.submit(_remote_chunk, self.key, self.payload, costs[a:b], self.time_limit, stop)
-            for a, b in itertools.pairwise(bounds)
+            executor.submit(_remote_chunk, self.key, self.payload, task.rows(a, b))
+            for a, b in itertools.pairwise(bounds.tolist())
         ]
         try:
             return [f.result() for f in futures]
@@ -621,9 +648,27 @@ class BatchSolver:
         errors = np.concatenate(
             [np.zeros(len(c.status)) if c.scaling_error is None else c.scaling_error for c in chunks]
         )
+        bound = np.concatenate([np.full(len(c.status), np.nan) if c.bound is None else c.bound for c in chunks])
         solved = np.array([s in SOLVED for s in status])
         self._observe(times[solved])
-        return BatchResult(sols, status, words, times, mode, np.where(solved, fixed, np.nan), errors)
+        extras = (_stack(chunks, f) for f in ("duals", "reduced_costs", "binding"))
+        return BatchResult(sols, status, words, times, mode, np.where(solved, fixed, np.nan), errors, bound, *extras)
+
+
+def _stack(chunks: list[ChunkResult], field: str) -> np.ndarray | None:
+    """One optional per-row array of the chunks, stacked (None when no chunk has it; the rows
+    of chunks without it NaN, or False for flags)."""
+    parts = [getattr(c, field) for c in chunks]
+    like = next((p for p in parts if p is not None), None)
+    if like is None:
+        return None
+    fill = False if like.dtype == bool else np.nan
+    return np.concatenate(
+        [
+            np.full((len(c.status), like.shape[1]), fill, dtype=like.dtype) if p is None else p
+            for c, p in zip(chunks, parts)
+        ]
+    )
 
 
 def _unattempted(costs: np.ndarray) -> ChunkResult:

@@ -14,7 +14,7 @@ import numbers
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
@@ -24,11 +24,22 @@ import torch
 from .batch import BatchInfo, BatchSolver, is_dask_executor
 from .errors import SolverError, SolverWarning, user_stacklevel
 from .options import ON_FAILURE, ROUTES, OnFailure, Route
-from .solvers.base import ModelSpec, invariance_basis
+from .solvers.base import DataField, ModelSpec, invariance_basis
 from .solvers.scaling import RESOLVED_RANGE, beyond_range
 from .statuses import ERROR, cause
 
 _handles: dict[int, weakref.ref[SolveHandle]] = {}
+_REAL_DTYPES = (
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.int8,
+    torch.uint8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+)
 _keys = itertools.count(1)
 
 
@@ -65,6 +76,20 @@ def _check_executor(executor: Any, workers: int | None, executor_workers: int | 
             f"{where}: executor_workers= must say how many chunks the {type(executor).__name__} runs at once "
             "(its worker count), so that each worker gets work; only a Dask client's executor is asked for it"
         )
+
+
+# Keywords of the layers' and rules' forward and solve: no data field may take them.
+RESERVED_NAMES = frozenset({"costs", "pred_cost", "true_cost", "true_sol", "true_obj", "duals", "self"})
+
+
+def check_field_names(fields: tuple[DataField, ...], *, where: str) -> None:
+    names = [f.name for f in fields]
+    for name in names:
+        if not name.isidentifier() or name in RESERVED_NAMES or names.count(name) > 1:
+            raise ValueError(
+                f"{where}: data name {name!r} must be a Python identifier, used once, and none of "
+                f"{', '.join(sorted(RESERVED_NAMES))} (it becomes a keyword of the layer's call)"
+            )
 
 
 def _check_route(route: Any, workers: int | None, *, where: str) -> None:
@@ -115,8 +140,12 @@ class SolveHandle:
                 )
         if on_failure not in ON_FAILURE:
             raise ValueError(f"{name}: on_failure={on_failure!r} must be one of {', '.join(map(repr, ON_FAILURE))}")
+        check_field_names(spec.fields, where=name)
         self.name = name
         self.spec = spec
+        # Cost groups (a layer declared with a dict of variables): name -> shape, in the order
+        # their entries are concatenated into the flat cost vector.
+        self.groups: dict[str, tuple[int, ...]] | None = None
         self.shape: tuple[int, ...] = tuple(spec.shape)
         self.size = math.prod(self.shape)
         self.sense = spec.sense
@@ -252,9 +281,72 @@ class SolveHandle:
             executor_workers=old.executor_workers,
         )
 
+    @property
+    def fields(self) -> dict[str, DataField]:
+        """The per-instance data the model accepts, by name."""
+        return {f.name: f for f in self.spec.fields}
+
+    def check_data(self, data: Mapping[str, Any], batch: int) -> dict[str, torch.Tensor]:
+        """Per-instance data as float64 tensors of shape ``(batch, *field.shape)`` (or with a
+        trailing 2 for pairs), broadcast when given unbatched; the checks that do not read
+        values (names, types, shapes, gradients; the values are checked in :meth:`solve_numpy`)."""
+        fields = self.fields
+        out: dict[str, torch.Tensor] = {}
+        for name, value in data.items():
+            field = fields.get(name)
+            if field is None:
+                known = ", ".join(fields) if fields else "none: this layer was declared without data"
+                raise ValueError(f"{self.name}: unknown data {name!r}; the layer's data: {known}")
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                raise ValueError(
+                    f"{self.name}: data {name!r} requires grad, but the layer's gradient is with respect "
+                    "to the costs only (identity with projection differentiates the cost); pass "
+                    f"{name}=tensor.detach() if a constant was meant"
+                )
+            t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+            if t.dtype == torch.bool or t.is_complex() or t.dtype not in _REAL_DTYPES:
+                raise ValueError(f"{self.name}: data {name!r} must hold real numbers, got dtype {t.dtype}")
+            t = t.detach().to(device="cpu", dtype=torch.float64)
+            shapes = [field.shape] + ([(*field.shape, 2)] if field.pairs else [])
+            shape = tuple(t.shape)
+            if shape in shapes:
+                t = t.unsqueeze(0).expand(batch, *shape)
+            elif not (len(shape) >= 1 and shape[0] == batch and shape[1:] in shapes):
+                forms = " or ".join(f"{s} or ({batch}, {', '.join(map(str, s))})" for s in shapes)
+                raise ValueError(
+                    f"{self.name}: data {name!r} ({field.what}) must have shape {forms} for a batch of "
+                    f"{batch}, got {shape}"
+                )
+            out[name] = t
+        return out
+
+    def _check_data_values(self, data: Mapping[str, np.ndarray]) -> None:
+        fields = self.fields
+        for name, values in data.items():
+            field = fields[name]
+            bad = ~np.isfinite(values)
+            why = "is not finite"
+            if not bad.any() and field.integral:
+                bad, why = values != np.rint(values), "is not an integer"
+            if not bad.any():
+                bad, why = (values < field.low) | (values > field.high), f"is outside [{field.low:g}, {field.high:g}]"
+            if not bad.any() and values.ndim == len(field.shape) + 2:
+                bad = np.zeros(values.shape, dtype=bool)
+                bad[..., 0] = values[..., 0] > values[..., 1]
+                why = "is a lower bound above its upper bound"
+            if bad.any():
+                at = tuple(int(k) for k in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"{self.name}: data {name!r} ({field.what}) of instance {at[0]}, at position "
+                    f"{at[1:]}, {why}: {values[at]!r}"
+                )
+
     def check_costs(self, costs: Any) -> tuple[torch.Tensor, bool]:
         """``costs`` as a ``(B, n)`` float tensor and whether it was batched; the checks that do
-        not read values (those run in :meth:`solve_numpy`, so that a compiler can trace this)."""
+        not read values (those run in :meth:`solve_numpy`, so that a compiler can trace this).
+        A layer with cost groups takes a dict of tensors, one per group, concatenated here."""
+        if self.groups is not None:
+            costs = self._join_groups(costs)
         if not isinstance(costs, torch.Tensor):
             costs = torch.as_tensor(costs)
         if not costs.is_floating_point():
@@ -283,17 +375,29 @@ class SolveHandle:
                 f"{self.name}: {what}[{i}] has a non-finite entry {raw[i, j]} at index {where} (batch index {i})"
             )
 
-    def solve_numpy(self, z: np.ndarray, raw: np.ndarray, *, basis_version: int = -1) -> np.ndarray:
-        """Decisions for the solver's costs ``z`` (rows); ``raw`` are the costs the caller passed
+    def solve_numpy(
+        self,
+        z: np.ndarray,
+        raw: np.ndarray,
+        *,
+        data: Mapping[str, np.ndarray] | None = None,
+        basis_version: int = -1,
+        duals: bool = False,
+    ) -> np.ndarray:
+        """Decisions for the solver's costs ``z`` (rows) with the per-instance ``data`` (field
+        -> ``(B, ...)``, from :meth:`check_data`); ``raw`` are the costs the caller passed
         (before projection and noise), checked for non-finite entries and used for the reported
         objective. Rows without a decision are NaN with ``on_failure="nan"``; with ``"raise"``
         the first one raises :class:`SolverError`. ``basis_version``: that of the "auto" basis
-        the caller projected with (:meth:`check_basis`), or -1."""
+        the caller projected with (:meth:`check_basis`), or -1; ``duals``: ask the backend for
+        duals, reduced costs and binding constraints (in ``last_info``)."""
         self._check_finite(raw)
         self._check_finite(z, what="solver costs")
+        data = dict(data or {})
+        self._check_data_values(data)
         self.sync()
         self.check_basis(basis_version)
-        result = self.batch.solve(z, stop_at_failure=self.on_failure == "raise")
+        result = self.batch.solve(z, data=data, stop_at_failure=self.on_failure == "raise", duals=duals)
         sols = result.solutions
         objective = np.einsum("ij,ij->i", raw, sols) + result.fixed
         info = BatchInfo(
@@ -304,6 +408,10 @@ class SolveHandle:
             result.mode,
             self.batch.time_limit,
             result.scaling_error,
+            result.bound,
+            result.duals,
+            result.reduced_costs,
+            result.binding,
         )
         self._local.info = info
         failed = info.failed
@@ -355,12 +463,55 @@ class SolveHandle:
             self._warned.add(kind)
             warnings.warn(f"{self.name}: {message}. Shown once per layer.", SolverWarning, stacklevel=user_stacklevel())
 
-    def solve_tensor(self, z: torch.Tensor, raw: torch.Tensor, *, basis_version: int = -1) -> torch.Tensor:
+    def solve_tensor(
+        self,
+        z: torch.Tensor,
+        raw: torch.Tensor,
+        *,
+        data: Mapping[str, torch.Tensor] | None = None,
+        basis_version: int = -1,
+        duals: bool = False,
+    ) -> torch.Tensor:
         """:meth:`solve_numpy` on tensors: decisions on ``z``'s device, in ``z``'s dtype."""
         costs = z.detach().to(device="cpu", dtype=torch.float64).numpy()
         given = raw.detach().to(device="cpu", dtype=torch.float64).numpy()
-        sols = self.solve_numpy(costs, given, basis_version=basis_version)
+        arrays = {k: v.detach().to(device="cpu", dtype=torch.float64).numpy() for k, v in (data or {}).items()}
+        sols = self.solve_numpy(costs, given, data=arrays, basis_version=basis_version, duals=duals)
         return torch.from_numpy(sols).to(device=z.device, dtype=z.dtype)
+
+    def _join_groups(self, costs: Any) -> torch.Tensor:
+        """The costs of every group, as one ``(B, n)`` or ``(n,)`` tensor in the groups' order."""
+        assert self.groups is not None
+        if not isinstance(costs, Mapping) or set(costs) != set(self.groups):
+            got = sorted(costs) if isinstance(costs, Mapping) else type(costs).__name__
+            raise ValueError(f"{self.name}: expected a dict of costs with keys {sorted(self.groups)}, got {got}")
+        parts = []
+        batch: tuple[int, ...] | None = None
+        for name, shape in self.groups.items():
+            t = costs[name] if isinstance(costs[name], torch.Tensor) else torch.as_tensor(costs[name])
+            lead = tuple(t.shape[: t.ndim - len(shape)])
+            if tuple(t.shape[t.ndim - len(shape) :]) != shape or len(lead) > 1 or (batch is not None and lead != batch):
+                raise ValueError(
+                    f"{self.name}: costs[{name!r}] must have shape {shape} or (B, {', '.join(map(str, shape))}) "
+                    f"with the same B for every group, got {tuple(t.shape)}"
+                )
+            batch = lead
+            parts.append(t.reshape(*lead, -1))
+        dtype = functools.reduce(torch.promote_types, (p.dtype for p in parts))
+        return torch.cat([p.to(dtype) for p in parts], dim=-1)
+
+    def split_groups(self, y: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Decisions ``(B, n)`` or ``(n,)`` as they were given: one tensor, or a dict per group."""
+        if self.groups is None:
+            return y
+        out: dict[str, torch.Tensor] = {}
+        start = 0
+        lead = y.shape[:-1]
+        for name, shape in self.groups.items():
+            size = math.prod(shape)
+            out[name] = y[..., start : start + size].reshape(*lead, *shape)
+            start += size
+        return out
 
 
 def handle_for(key: int) -> SolveHandle:

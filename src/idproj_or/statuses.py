@@ -6,6 +6,7 @@ Each solve reports a common ``status`` and the backend's own word (``solver_stat
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -39,13 +40,22 @@ class Outcome(NamedTuple):
     common status and the backend's own status word; ``fixed``: the value of the model's own
     objective at the decision (0 without one), in the user's units; ``scaling_error``: how much
     worse than optimal the decision can be because of an integer scaling of the costs
-    (:mod:`idproj_or.solvers.scaling`; 0 when the solver saw the costs exactly)."""
+    (:mod:`idproj_or.solvers.scaling`; 0 when the solver saw the costs exactly); ``bound``: the
+    solver's proven bound on the objective it optimised (the total, own part included), in the
+    user's units (NaN when it gives none); with duals requested, ``duals`` (one per constraint
+    of the model, in the backend's order: d objective / d right-hand side), ``reduced_costs``
+    (one per cost entry) and ``binding`` (per constraint: tight at the decision), None when the
+    backend has none."""
 
     x: np.ndarray | None
     status: str
     solver_status: str
     fixed: float = 0.0
     scaling_error: float = 0.0
+    bound: float = math.nan
+    duals: np.ndarray | None = None
+    reduced_costs: np.ndarray | None = None
+    binding: np.ndarray | None = None
 
 
 def no_decision(status: str, solver_status: str) -> Outcome:

@@ -127,12 +127,12 @@ class TSPLayer(OptLayer):
         out[..., j, i] = y
         return out
 
-    def forward(self, costs: torch.Tensor) -> torch.Tensor:
+    def forward(self, costs: Any, **data: Any) -> Any:
         edges, matrix = self._as_edges(costs)
-        y = super().forward(edges)
+        y = super().forward(edges, **data)
         return self._as_matrix(y) if matrix else y
 
-    def solve(self, costs: torch.Tensor) -> torch.Tensor:
+    def solve(self, costs: Any, *, duals: bool = False, **data: Any) -> Any:
         edges, matrix = self._as_edges(costs)
-        y = super().solve(edges)
+        y = super().solve(edges, duals=duals, **data)
         return self._as_matrix(y) if matrix else y

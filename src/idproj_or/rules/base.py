@@ -26,21 +26,25 @@ class Frame(NamedTuple):
     """Where a batch of costs came from, so that the solver sees them at the raw cost's scale
     (:func:`~idproj_or.rules.projection.solver_costs`): the ``(B, n)`` raw costs (checked and
     reported by the handle), their projection ``P(raw)`` (detached) and the ``(B, 1)`` float64
-    norm that the projection divided out."""
+    norm that the projection divided out; and the instances' data (field -> ``(B, ...)``
+    float64, from :meth:`~idproj_or.handle.SolveHandle.check_data`), which every solve of these
+    instances uses."""
 
     raw: torch.Tensor
     anchor: torch.Tensor
     scale: torch.Tensor
+    data: dict[str, torch.Tensor] = {}  # noqa: RUF012 (never mutated: a fresh dict per frame)
 
     @classmethod
-    def plain(cls, costs: torch.Tensor) -> Frame:
+    def plain(cls, costs: torch.Tensor, data: dict[str, torch.Tensor] | None = None) -> Frame:
         """Costs solved as they are (e.g. SPO+'s ``2 c_hat - c``)."""
         costs = costs.detach()
-        return cls(costs, costs, torch.ones(len(costs), 1, dtype=torch.float64, device=costs.device))
+        return cls(costs, costs, torch.ones(len(costs), 1, dtype=torch.float64, device=costs.device), data or {})
 
     def repeat(self, k: int) -> Frame:
         """Each row ``k`` times in a row (``K`` samples per instance)."""
-        return Frame(*(t.repeat_interleave(k, dim=0) for t in self))
+        raw, anchor, scale = (t.repeat_interleave(k, dim=0) for t in self[:3])
+        return Frame(raw, anchor, scale, {n: v.repeat_interleave(k, dim=0) for n, v in self.data.items()})
 
 
 def failed_rows(y: torch.Tensor) -> torch.Tensor:
@@ -161,14 +165,18 @@ class Rule(torch.nn.Module):
         w, batched = self._handle.check_costs(costs)
         return w.to(torch.promote_types(w.dtype, torch.float32)), batched, w.dtype
 
-    def unflat(self, y: torch.Tensor, batched: bool, dtype: torch.dtype) -> torch.Tensor:
-        """``(B, n)`` decisions back to ``(B, *shape)`` (or ``shape``) in ``dtype``."""
+    def unflat(self, y: torch.Tensor, batched: bool, dtype: torch.dtype) -> Any:
+        """``(B, n)`` decisions back to ``(B, *shape)`` (or ``shape``) in ``dtype``; a dict of
+        them per group for a layer with cost groups."""
         y = y.to(dtype).reshape(len(y), *self.shape)
-        return y if batched else y[0]
+        return self._handle.split_groups(y if batched else y[0])
 
     def labels(self, value: Any, like: torch.Tensor, name: str) -> torch.Tensor:
         """A label (true cost or solution) for the ``(B, n)`` predictions ``like``: ``(B, n)``
-        in their dtype and device; a ValueError names it when its shape does not match."""
+        in their dtype and device (a dict per group for a layer with cost groups); a ValueError
+        names it when its shape does not match."""
+        if self._handle.groups is not None:
+            value = self._handle.check_costs(value)[0]
         t = torch.as_tensor(value)
         batch = len(like)
         if tuple(t.shape) == (batch, *self.shape) or (batch == 1 and tuple(t.shape) == self.shape):
@@ -178,12 +186,22 @@ class Rule(torch.nn.Module):
             f"like the predictions, got {tuple(t.shape)}"
         )
 
-    def prepare(self, w: torch.Tensor) -> tuple[torch.Tensor, Frame]:
+    def instance_data(self, data: dict[str, Any], batch: int) -> dict[str, torch.Tensor]:
+        """The per-instance data passed to a call (:meth:`SolveHandle.check_data`)."""
+        if data and self.cache is not None:
+            raise ValueError(
+                f"{type(self).__name__}: per-instance data cannot go with solve_ratio < 1 or a "
+                "solution pool: a pooled solution of one instance may be infeasible for another's data"
+            )
+        return self._handle.check_data(data, batch)
+
+    def prepare(self, w: torch.Tensor, data: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, Frame]:
         """``z = P(w)``, plus the noise margin in training mode (differentiable in ``w``), and the
-        frame that maps ``z`` and costs near it back to the raw cost's scale for the solver."""
+        frame that maps ``z`` and costs near it back to the raw cost's scale for the solver
+        (with the instances' checked ``data``)."""
         basis = self.basis
         z, scale = project_scaled(w, self.projection, None if basis is None else basis.to(w))
-        frame = Frame(w.detach(), z.detach(), scale)
+        frame = Frame(w.detach(), z.detach(), scale, data or {})
         if self.training and self._noise > 0:
             z = z + sign_noise(z.shape, self._noise, dtype=z.dtype, device=z.device, generator=self.generator)
         return z, frame
@@ -198,11 +216,13 @@ class Rule(torch.nn.Module):
         detached, in ``z``'s dtype: solved through the handle at the raw scale, or with
         probability ``1 - solve_ratio`` the pool's best member. Rows without a decision are NaN
         (``on_failure="nan"``)."""
-        costs = solver_costs(z, *frame)
+        costs = solver_costs(z, *frame[:3])
         cache = self.cache
         if cache is not None and cache.skip(self.solve_ratio, self.generator):
             return cache.best(costs).to(z.dtype)
-        y = torch.ops.idproj_or.solve(costs, frame.raw, self._handle.key, self.basis_version).to(z.dtype)
+        names, values = pack_data(frame.data)
+        y = torch.ops.idproj_or.solve(costs, frame.raw, values, names, self._handle.key, self.basis_version)
+        y = y.to(z.dtype)
         if cache is not None:
             cache.add(y)
         return y
@@ -238,14 +258,27 @@ def check_reduction(reduction: str, *, where: str) -> str:
 # Defined with torch.library.Library rather than torch.library.custom_op, whose first call
 # imports torch._dynamo (~2 s) even in plain eager code.
 _LIB = torch.library.Library("idproj_or", "FRAGMENT")
-_LIB.define("solve(Tensor costs, Tensor raw, int key, int version) -> Tensor")
+_LIB.define("solve(Tensor costs, Tensor raw, Tensor[] data, str names, int key, int version) -> Tensor")
 
 
-def _solve(costs: torch.Tensor, raw: torch.Tensor, key: int, version: int) -> torch.Tensor:
-    return handle_for(key).solve_tensor(costs, raw, basis_version=version)
+def pack_data(data: dict[str, torch.Tensor]) -> tuple[str, list[torch.Tensor]]:
+    """Data as an operator takes it: the names joined by commas, and the tensors in their order."""
+    return ",".join(data), list(data.values())
 
 
-def _fake(costs: torch.Tensor, raw: torch.Tensor, key: int, version: int) -> torch.Tensor:
+def unpack_data(names: str, values: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    return dict(zip(names.split(","), values)) if names else {}
+
+
+def _solve(
+    costs: torch.Tensor, raw: torch.Tensor, data: list[torch.Tensor], names: str, key: int, version: int
+) -> torch.Tensor:
+    return handle_for(key).solve_tensor(costs, raw, data=unpack_data(names, data), basis_version=version)
+
+
+def _fake(
+    costs: torch.Tensor, raw: torch.Tensor, data: list[torch.Tensor], names: str, key: int, version: int
+) -> torch.Tensor:
     return torch.empty_like(costs)
 
 

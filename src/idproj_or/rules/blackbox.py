@@ -56,28 +56,28 @@ class Blackbox(Rule):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, lambd={self.lambd}"
 
-    def forward(self, pred_cost: torch.Tensor) -> torch.Tensor:
+    def forward(self, pred_cost: Any, **data: Any) -> Any:
         w, batched, dtype = self.flat(pred_cost)
-        z, frame = self.prepare(w)
-        y = _Interpolate.apply(z, self, *frame)
+        z, frame = self.prepare(w, self.instance_data(data, len(w)))
+        y = _Interpolate.apply(z, self, frame)
         return self.unflat(y, batched, dtype)
 
 
 class _Interpolate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, rule: Blackbox, *frame: torch.Tensor) -> torch.Tensor:
-        y = rule.decide(z, Frame(*frame))
-        ctx.save_for_backward(z, y, *frame)
-        ctx.rule = rule
+    def forward(ctx: Any, z: torch.Tensor, rule: Blackbox, frame: Frame) -> torch.Tensor:
+        y = rule.decide(z, frame)
+        ctx.save_for_backward(z, y)
+        ctx.rule, ctx.frame = rule, frame
         return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        z, y, *frame = ctx.saved_tensors
+        z, y = ctx.saved_tensors
         rule: Blackbox = ctx.rule
         s = rule.sign
-        shifted = rule.decide(z + s * rule.lambd * grad, Frame(*frame))
+        shifted = rule.decide(z + s * rule.lambd * grad, ctx.frame)
         # No gradient where either solve has no decision (on_failure="nan").
         failed = failed_rows(y) | failed_rows(shifted)
         out = zero_failed(s * (torch.nan_to_num(shifted) - torch.nan_to_num(y)) / rule.lambd, failed)
-        return out, None, None, None, None
+        return out, None, None

@@ -21,7 +21,7 @@ from ..batch import BatchInfo
 from ..handle import SolveHandle, handle_for
 from ..options import LayerOptions, OnFailure, Route, RuleOptions, with_defaults
 from ..solvers.base import ModelSpec
-from .base import Rule, as_handle, failed_rows, rule_options, zero_failed
+from .base import Rule, as_handle, failed_rows, pack_data, rule_options, unpack_data, zero_failed
 from .projection import solver_costs
 
 if TYPE_CHECKING:
@@ -56,13 +56,16 @@ class Identity(Rule):
         options = {"projection": "auto", **options}
         super().__init__(as_handle(layer, where=name), rule_options(options, where=name))
 
-    def forward(self, costs: torch.Tensor) -> torch.Tensor:
+    def forward(self, costs: Any, **data: Any) -> Any:
+        """Decisions for ``costs`` (``shape`` or ``(B, *shape)``; a dict per group for a layer
+        with cost groups) with the instances' ``data`` (keywords declared with the layer)."""
         w, batched, dtype = self.flat(costs)
-        z, frame = self.prepare(w)
+        z, frame = self.prepare(w, self.instance_data(data, len(w)))
         if self.cache is None:
-            costs64 = solver_costs(z, *frame)
+            costs64 = solver_costs(z, *frame[:3])
+            names, values = pack_data(frame.data)
             y = torch.ops.idproj_or.identity_solve(
-                z, costs64, frame.raw, self._handle.key, -self.sign, self.basis_version
+                z, costs64, frame.raw, values, names, self._handle.key, -self.sign, self.basis_version
             )
         else:
             # Straight-through: the value of the decision, the gradient of -+z (0 where it failed).
@@ -151,13 +154,17 @@ class OptLayer(Identity):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, workers={self.workers}, route={self.route!r}, on_failure={self.on_failure!r}"
 
-    def solve(self, costs: torch.Tensor) -> torch.Tensor:
-        """Exact decisions for ``costs`` as given: no projection, no noise, no graph."""
+    def solve(self, costs: Any, *, duals: bool = False, **data: Any) -> Any:
+        """Exact decisions for ``costs`` as given, with the instances' ``data``: no projection,
+        no noise, no graph. ``duals=True`` asks the backend for constraint duals, reduced costs
+        and binding constraints (in :attr:`last_info`, where it has them)."""
         w, batched = self._handle.check_costs(costs)
+        checked = self._handle.check_data(data, len(w))
         with torch.no_grad():
             w64 = w.to(torch.float64)
-            y = self._handle.solve_tensor(w64, w64).to(w.dtype).reshape(len(w), *self.shape)
-        return y if batched else y[0]
+            y = self._handle.solve_tensor(w64, w64, data=checked, duals=duals)
+            y = y.to(w.dtype).reshape(len(w), *self.shape)
+        return self._handle.split_groups(y if batched else y[0])
 
 
 # Defined with torch.library.Library rather than torch.library.custom_op, whose first call
@@ -165,16 +172,36 @@ class OptLayer(Identity):
 _LIB = torch.library.Library("idproj_or", "FRAGMENT")
 # z: the projected (noisy) cost, which receives the gradient; costs: what the solver solves (z at
 # the raw scale); raw: the caller's cost (checked, and used for the reported objective).
-_LIB.define("identity_solve(Tensor z, Tensor costs, Tensor raw, int key, float sign, int version) -> Tensor")
+_LIB.define(
+    "identity_solve(Tensor z, Tensor costs, Tensor raw, Tensor[] data, str names, int key, float sign, "
+    "int version) -> Tensor"
+)
 
 
 def _solve(
-    z: torch.Tensor, costs: torch.Tensor, raw: torch.Tensor, key: int, sign: float, version: int
+    z: torch.Tensor,
+    costs: torch.Tensor,
+    raw: torch.Tensor,
+    data: list[torch.Tensor],
+    names: str,
+    key: int,
+    sign: float,
+    version: int,
 ) -> torch.Tensor:
-    return handle_for(key).solve_tensor(costs, raw, basis_version=version).to(z.dtype)
+    found = unpack_data(names, data)
+    return handle_for(key).solve_tensor(costs, raw, data=found, basis_version=version).to(z.dtype)
 
 
-def _fake(z: torch.Tensor, costs: torch.Tensor, raw: torch.Tensor, key: int, sign: float, version: int) -> torch.Tensor:
+def _fake(
+    z: torch.Tensor,
+    costs: torch.Tensor,
+    raw: torch.Tensor,
+    data: list[torch.Tensor],
+    names: str,
+    key: int,
+    sign: float,
+    version: int,
+) -> torch.Tensor:
     return torch.empty_like(z)
 
 
@@ -183,13 +210,15 @@ torch.library.register_fake("idproj_or::identity_solve", _fake, lib=_LIB)
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-    ctx.sign = inputs[4]
+    ctx.sign = inputs[6]
+    ctx.n_data = len(inputs[3])
     ctx.save_for_backward(failed_rows(output))
 
 
-def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
+def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
     (failed,) = ctx.saved_tensors
-    return zero_failed(grad if ctx.sign > 0 else -grad, failed), None, None, None, None, None
+    data_grads = [None] * ctx.n_data  # data carries no gradient (a Tensor[] input wants a list back)
+    return zero_failed(grad if ctx.sign > 0 else -grad, failed), None, None, data_grads, None, None, None, None
 
 
 torch.library.register_autograd("idproj_or::identity_solve", _backward, setup_context=_setup_context, lib=_LIB)

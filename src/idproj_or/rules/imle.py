@@ -111,28 +111,28 @@ class IMLE(Perturbed):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, lambd={self.lambd}, kappa={self.kappa}, two_sides={self.two_sides}"
 
-    def forward(self, pred_cost: torch.Tensor) -> torch.Tensor:
+    def forward(self, pred_cost: Any, **data: Any) -> Any:
         w, batched, dtype = self.flat(pred_cost)
-        z, frame = self.prepare(w)
+        z, frame = self.prepare(w, self.instance_data(data, len(w)))
         eps = sum_of_gamma((len(z), self.n_samples, z.shape[1]), kappa=self.kappa, generator=self.generator, like=z)
         costs, sols = self.perturb(z.detach(), frame, eps)
-        y = _TargetDistribution.apply(z, costs, sols, self, *frame)
+        y = _TargetDistribution.apply(z, costs, sols, self, frame)
         return self.unflat(y, batched, dtype)
 
 
 class _TargetDistribution(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx: Any, z: torch.Tensor, costs: torch.Tensor, sols: torch.Tensor, rule: IMLE, *frame: torch.Tensor
+        ctx: Any, z: torch.Tensor, costs: torch.Tensor, sols: torch.Tensor, rule: IMLE, frame: Frame
     ) -> torch.Tensor:
-        ctx.save_for_backward(costs, sols, *frame)
-        ctx.rule = rule
+        ctx.save_for_backward(costs, sols)
+        ctx.rule, ctx.frame = rule, frame
         return sols.mean(dim=1)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        costs, sols, *parts = ctx.saved_tensors
-        frame = Frame(*parts)
+        costs, sols = ctx.saved_tensors
+        frame: Frame = ctx.frame
         rule: IMLE = ctx.rule
         s = costs.shape[1]
         delta = rule.lambd * torch.nan_to_num(grad).unsqueeze(1)
@@ -145,4 +145,4 @@ class _TargetDistribution(torch.autograd.Function):
             failed = failed_rows(moved) | failed_rows(sols)
             out = rule.sign * (moved - sols).mean(dim=1) / rule.lambd
         # No gradient where a solve has no decision (on_failure="nan").
-        return (zero_failed(torch.nan_to_num(out), failed), None, None, None, None, None, None)
+        return zero_failed(torch.nan_to_num(out), failed), None, None, None, None

@@ -103,9 +103,9 @@ class PerturbedOpt(Perturbed):
         super().__init__(layer, n_samples=n_samples, sigma=sigma, options=options)
         self.variance_reduction = bool(variance_reduction)
 
-    def forward(self, pred_cost: torch.Tensor) -> torch.Tensor:
+    def forward(self, pred_cost: Any, **data: Any) -> Any:
         w, batched, dtype = self.flat(pred_cost)
-        z, frame = self.prepare(w)
+        z, frame = self.prepare(w, self.instance_data(data, len(w)))
         noises = self.samples((len(z), self.n_samples, z.shape[1]), z)
         _, sols = self.perturb(z.detach(), frame, noises)
         y = _ScoreFunction.apply(z, sols, noises, self)
@@ -170,10 +170,10 @@ class FenchelYoung(Perturbed):
         super().__init__(layer, n_samples=n_samples, sigma=sigma, options=options)
         self.reduction = check_reduction(reduction, where=type(self).__name__)
 
-    def forward(self, pred_cost: torch.Tensor, true_sol: torch.Tensor) -> torch.Tensor:
+    def forward(self, pred_cost: Any, true_sol: Any, **data: Any) -> torch.Tensor:
         w, _, dtype = self.flat(pred_cost)
         y_star = self.labels(true_sol, w, "true_sol")
-        z, frame = self.prepare(w)
+        z, frame = self.prepare(w, self.instance_data(data, len(w)))
         noises = self.samples((len(z), self.n_samples, z.shape[1]), z)
         costs, sols = self.perturb(z, frame, noises)
         failed = failed_rows(sols)

@@ -59,9 +59,7 @@ class SPOPlus(Rule):
         super().__init__(as_handle(layer, where=name), rule_options(options, where=name))
         self.reduction = check_reduction(reduction, where=name)
 
-    def forward(
-        self, pred_cost: torch.Tensor, true_cost: torch.Tensor, true_sol: torch.Tensor, true_obj: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, pred_cost: Any, true_cost: Any, true_sol: Any, true_obj: Any, **data: Any) -> torch.Tensor:
         name = type(self).__name__
         w, _, dtype = self.flat(pred_cost)
         c = self.labels(true_cost, w, "true_cost")
@@ -69,9 +67,9 @@ class SPOPlus(Rule):
         z_star = torch.as_tensor(true_obj, device=w.device).to(w.dtype).reshape(-1)
         if len(z_star) != len(w):
             raise ValueError(f"{name}: true_obj has {len(z_star)} entries for {len(w)} instances")
-        z, _ = self.prepare(w)
+        z, frame = self.prepare(w, self.instance_data(data, len(w)))
         q = 2 * z - c
-        w_q = self.decide(q, Frame.plain(q))
+        w_q = self.decide(q, Frame.plain(q, frame.data))
         failed = failed_rows(w_q)
         w_q = torch.nan_to_num(w_q)
         # The solve's objective <q, w_q> with w_q constant: its gradient is 2 w_q (Danskin).

@@ -31,7 +31,7 @@ from ortools.graph.python import linear_sum_assignment
 from .. import statuses
 from ..checks import Sense
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver
+from .base import NO_DATA, Data, ModelSpec, ResidentSolver
 from .scaling import EPS, choice_error, integer_costs, proven, scale_exponent
 
 _OPTIMAL = linear_sum_assignment.SimpleLinearSumAssignment.OPTIMAL
@@ -87,7 +87,7 @@ class AssignmentSolver(ResidentSolver):
         self.sign = -1.0 if spec.sense == "max" else 1.0
         self.bits = headroom_bits(self.size)
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         # time_limit is not used: the algorithm is polynomial and always runs to optimality.
         c = self.sign * cost
         first = self._solve_rounded(c)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import abc
+import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -13,11 +15,41 @@ import numpy as np
 from ..checks import Sense
 from ..statuses import INFEASIBLE, INFEASIBLE_OR_UNBOUNDED, NOT_SOLVED, OPTIMAL, SOLVED, UNBOUNDED, Outcome
 
+# One instance's data: field name -> that instance's values (only the fields the caller gave).
+Data = Mapping[str, np.ndarray]
+NO_DATA: Data = {}
+
+
+@dataclass(frozen=True)
+class DataField:
+    """One named piece of per-instance data that a spec accepts (e.g. the capacities of named
+    constraints). The caller passes ``shape`` (broadcast to every instance) or ``(B, *shape)``;
+    with ``pairs`` also ``(*shape, 2)`` or ``(B, *shape, 2)``: explicit (lower, upper) pairs.
+
+    Args:
+        name: the keyword the layer takes.
+        shape: one instance's values.
+        what: what the values set, in words (for messages).
+        integral: values must be integers (CP-SAT, a count, an index).
+        pairs: a trailing dimension of 2 gives (lower, upper) pairs, checked ``lower <= upper``.
+        low, high: the range the values must lie in.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    what: str
+    integral: bool = False
+    pairs: bool = False
+    low: float = -math.inf
+    high: float = math.inf
+
 
 class ChunkResult(NamedTuple):
     """The rows of a chunk: decisions (NaN rows where there is none), common statuses, the
     backend's statuses and the seconds spent on each row; per row, the model's own objective at
-    the decision and the scaling error (:class:`~idproj_or.statuses.Outcome`; None: all 0)."""
+    the decision, the scaling error and the solver's bound (:class:`~idproj_or.statuses.Outcome`;
+    None: all 0, bound NaN); with duals requested, ``(B, m)`` constraint duals and binding
+    flags and ``(B, n)`` reduced costs of the cost variables (None: the backend has none)."""
 
     solutions: np.ndarray
     status: list[str]
@@ -25,13 +57,35 @@ class ChunkResult(NamedTuple):
     wall_time: np.ndarray
     fixed: np.ndarray | None = None
     scaling_error: np.ndarray | None = None
+    bound: np.ndarray | None = None
+    duals: np.ndarray | None = None
+    reduced_costs: np.ndarray | None = None
+    binding: np.ndarray | None = None
 
     def outcome(self, i: int) -> Outcome:
         """Row ``i`` as an :class:`~idproj_or.statuses.Outcome` (a single solve of a chunk solver)."""
         solved = self.status[i] in SOLVED
         fixed = 0.0 if self.fixed is None or not solved else float(self.fixed[i])
         error = 0.0 if self.scaling_error is None else float(self.scaling_error[i])
-        return Outcome(self.solutions[i] if solved else None, self.status[i], self.solver_status[i], fixed, error)
+        bound = math.nan if self.bound is None else float(self.bound[i])
+        extras = (None if a is None else a[i] for a in (self.duals, self.reduced_costs, self.binding))
+        x = self.solutions[i] if solved else None
+        return Outcome(x, self.status[i], self.solver_status[i], fixed, error, bound, *extras)
+
+
+def _rows(outcomes: Sequence[Outcome | None], field: str, dtype: type) -> np.ndarray | None:
+    """Stack one optional per-row vector of the outcomes: None when no row has it; rows without
+    it are NaN (False for flags)."""
+    values = [None if o is None else getattr(o, field) for o in outcomes]
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    m = len(present[0])
+    out = np.zeros((len(values), m), dtype=dtype) if dtype is bool else np.full((len(values), m), np.nan)
+    for i, v in enumerate(values):
+        if v is not None:
+            out[i] = v
+    return out
 
 
 class ResidentSolver(abc.ABC):
@@ -41,31 +95,42 @@ class ResidentSolver(abc.ABC):
     # says INFEASIBLE for an unbounded LP); such verdicts are checked once with a zero cost.
     check_unbounded = False
     _feasible: bool | None = None
+    _probe_data: Data = NO_DATA
+
+    # Whether the caller asked for duals, reduced costs and binding constraints (set by
+    # solve_many for its chunk; backends that have none ignore it).
+    duals_requested = False
 
     @abc.abstractmethod
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        """Optimise ``sum(cost * x)`` over the model.
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
+        """Optimise ``sum(cost * x)`` over the model with this instance's data.
 
         Args:
             cost: float64 vector of length ``prod(spec.shape)``.
             time_limit: seconds for this instance, or None for no limit.
+            data: this instance's values of the spec's :class:`DataField` s that the caller
+                gave (checked); the others keep the model's own values. The solver rewrites
+                what differs from the previous instance only.
 
         Returns:
             an :class:`~idproj_or.statuses.Outcome`: the flattened decision (float64) or None,
-            the common status and the solver's own status word.
+            the common status and the solver's own status word, and what else the backend knows.
         """
 
     def interrupt(self) -> None:  # noqa: B027 (optional: a no-op for solvers that cannot stop)
         """Ask the solve running on another thread to stop soon (thread-safe). Backends that
         cannot be stopped mid-solve finish the instance; the next one is not started."""
 
-    def verdict(self, outcome: Outcome, cost: np.ndarray) -> Outcome:
+    def verdict(self, outcome: Outcome, cost: np.ndarray, data: Data = NO_DATA) -> Outcome:
         """Tell an infeasible model from an unbounded objective when the backend cannot: the
-        model is feasible (checked once, with a zero cost) iff the verdict means unbounded."""
+        model is feasible (checked with a zero cost, once per instance data) iff the verdict
+        means unbounded."""
         if not self.check_unbounded or outcome.status not in (INFEASIBLE, INFEASIBLE_OR_UNBOUNDED):
             return outcome
+        if data or self._probe_data:  # data may change feasibility: probe with this instance's
+            self._feasible, self._probe_data = None, data
         if self._feasible is None:
-            probe = self.solve(np.zeros_like(cost), None)
+            probe = self._solve_with(np.zeros_like(cost), None, self._probe_data)
             if probe.status in SOLVED:
                 self._feasible = True
             elif probe.status == INFEASIBLE:
@@ -74,40 +139,64 @@ class ResidentSolver(abc.ABC):
             return outcome
         return outcome._replace(status=UNBOUNDED if self._feasible else INFEASIBLE)
 
+    def _solve_with(self, cost: np.ndarray, time_limit: float | None, data: Data) -> Outcome:
+        # A solver of a spec without data fields may define solve(cost, time_limit) only.
+        return self.solve(cost, time_limit, data) if data else self.solve(cost, time_limit)
+
     def solve_many(
         self,
         costs: np.ndarray,
         time_limit: float | None,
         *,
+        data: Data = NO_DATA,
+        duals: bool = False,
         stop_at_failure: bool = False,
         cancel: threading.Event | None = None,
     ) -> ChunkResult:
-        """Solve the rows of ``costs`` in order.
+        """Solve the rows of ``costs`` in order, row ``i`` with ``data``'s row ``i`` of each field.
 
         Rows without a decision are NaN. With ``stop_at_failure`` the rows after the first
-        failure are not attempted (``not_solved``), nor are any once ``cancel`` is set. Solvers
-        that can treat a whole chunk at once (vectorised over rows) override this; each row's
-        answer must not depend on the other rows, so that any chunking gives the same results.
+        failure are not attempted (``not_solved``), nor are any once ``cancel`` is set. With
+        ``duals`` the backends that know them report duals, reduced costs and binding
+        constraints. Solvers that can treat a whole chunk at once (vectorised over rows)
+        override this; each row's answer must not depend on the other rows, so that any
+        chunking gives the same results.
         """
         n = len(costs)
         sols = np.full_like(costs, np.nan)
         times = np.zeros(n)
         fixed = np.full(n, np.nan)
         errors = np.zeros(n)
+        bounds = np.full(n, np.nan)
         statuses = [NOT_SOLVED] * n
         words = [""] * n
+        outcomes: list[Outcome | None] = [None] * n
+        self.duals_requested = duals
         for i, cost in enumerate(costs):
             if cancel is not None and cancel.is_set():
                 break
+            row = {name: values[i] for name, values in data.items()}
             t0 = time.perf_counter()
-            out = self.verdict(self.solve(cost, time_limit), cost)
+            out = self.verdict(self._solve_with(cost, time_limit, row), cost, row)
             times[i] = time.perf_counter() - t0
-            statuses[i], words[i] = out.status, out.solver_status
+            statuses[i], words[i], bounds[i] = out.status, out.solver_status, out.bound
             if out.x is not None:
                 sols[i], fixed[i], errors[i] = out.x, out.fixed, out.scaling_error
+                outcomes[i] = out
             elif stop_at_failure:
                 break
-        return ChunkResult(sols, statuses, words, times, fixed, errors)
+        return ChunkResult(
+            sols,
+            statuses,
+            words,
+            times,
+            fixed,
+            errors,
+            bounds,
+            _rows(outcomes, "duals", float),
+            _rows(outcomes, "reduced_costs", float),
+            _rows(outcomes, "binding", bool),
+        )
 
 
 class ExactChunkSolver(ResidentSolver):
@@ -115,25 +204,29 @@ class ExactChunkSolver(ResidentSolver):
     ignores ``time_limit`` and ``cancel``. Each row's decision depends on that row alone."""
 
     @abc.abstractmethod
-    def decide_chunk(self, costs: np.ndarray) -> np.ndarray:
-        """Optimal decisions ``(B, n)`` for the rows of ``costs``."""
+    def decide_chunk(self, costs: np.ndarray, data: Data = NO_DATA) -> np.ndarray:
+        """Optimal decisions ``(B, n)`` for the rows of ``costs`` (``data``: ``(B, ...)`` per field)."""
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        return self.solve_many(cost[None, :], time_limit).outcome(0)
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
+        rows = {name: values[None] for name, values in data.items()}
+        return self.solve_many(cost[None, :], time_limit, data=rows).outcome(0)
 
     def solve_many(
         self,
         costs: np.ndarray,
         time_limit: float | None,
         *,
+        data: Data = NO_DATA,
+        duals: bool = False,
         stop_at_failure: bool = False,
         cancel: threading.Event | None = None,
     ) -> ChunkResult:
         t0 = time.perf_counter()
         n = len(costs)
-        sols = self.decide_chunk(costs)
+        sols = self.decide_chunk(costs, data)
         times = np.full(n, (time.perf_counter() - t0) / max(n, 1))
-        return ChunkResult(sols, [OPTIMAL] * n, ["OPTIMAL"] * n, times)
+        objective = np.einsum("ij,ij->i", costs, sols)
+        return ChunkResult(sols, [OPTIMAL] * n, ["OPTIMAL"] * n, times, bound=objective)
 
 
 class ModelSpec(abc.ABC):
@@ -154,6 +247,8 @@ class ModelSpec(abc.ABC):
     stops_at_time_limit: ClassVar[bool] = True
     # The resident solver that :meth:`build` makes from this spec.
     resident_solver: ClassVar[type[ResidentSolver]]
+    # The per-instance data the spec accepts (a dataclass field in specs that take data).
+    fields: tuple[DataField, ...] = ()
 
     def build(self) -> ResidentSolver:
         """Rebuild the model and its solver (once per worker)."""

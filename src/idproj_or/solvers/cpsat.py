@@ -23,7 +23,7 @@ from ortools.sat.python import cp_model
 from .. import statuses
 from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver, dense_rows, repeat_rows
+from .base import NO_DATA, Data, ModelSpec, ResidentSolver, dense_rows, repeat_rows
 from .scaling import integer_costs, proven, scale_exponent, scaling_error, sum_error
 
 
@@ -83,7 +83,7 @@ class CpSatSolver(ResidentSolver):
         self._interrupted = True
         self.solver.stop_search()
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         size = len(self.vars)
         summed = np.bincount(self.inverse, weights=cost, minlength=size)
         total = self.own + summed

@@ -52,7 +52,7 @@ from cvxpy.utilities import scopes
 from .. import statuses
 from ..checks import ObjectiveMode, Sense, check_objective_mode
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver
+from .base import NO_DATA, Data, ModelSpec, ResidentSolver
 from .scaling import beyond_range
 
 # HiGHS model status -> common status; the others are "error".
@@ -229,7 +229,7 @@ class HighsSolver(CompiledSolver):
     def interrupt(self) -> None:
         self._stop = True
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         highs = self.highs
         highs.changeColsCost(len(self.cols), self.cols, self.base + self.sign * cost)
         # Forget the previous basis and solution: a warm start would make the optimum returned
@@ -262,7 +262,7 @@ class GenericSolver(CompiledSolver):
         self.spec = spec
         self.param = spec.cost_parameter()
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         t0 = time.perf_counter()
         self.param.value = cost.reshape(self.spec.shape)
         data, inverse = self.spec.interface.apply(self.spec.param_prob)

@@ -27,7 +27,7 @@ import numpy as np
 from .. import statuses
 from ..checks import Sense
 from ..statuses import Outcome
-from .base import ChunkResult, ModelSpec, ResidentSolver
+from .base import NO_DATA, ChunkResult, Data, ModelSpec, ResidentSolver
 from .scaling import EPS
 
 # How the kernel ended each instance (its ``ends`` codes 0-3): proven optimal, time limit (the
@@ -120,14 +120,22 @@ class KnapsackBranchAndBound(ResidentSolver):
         self.abort = np.zeros(1, dtype=np.int8)  # set by interrupt(), read by the search
         self.solve_many(np.zeros((1, self.weights.shape[1])), None)  # load the code before timed solves
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
-        return self.solve_many(cost[None, :], time_limit).outcome(0)
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
+        rows = {name: values[None] for name, values in data.items()}
+        return self.solve_many(cost[None, :], time_limit, data=rows).outcome(0)
 
     def interrupt(self) -> None:
         self.abort[0] = 1
 
     def solve_many(
-        self, costs: np.ndarray, time_limit: float | None, *, stop_at_failure: bool = False, cancel: Any = None
+        self,
+        costs: np.ndarray,
+        time_limit: float | None,
+        *,
+        data: Data = NO_DATA,
+        duals: bool = False,
+        stop_at_failure: bool = False,
+        cancel: Any = None,
     ) -> ChunkResult:
         t0 = time.perf_counter()
         values = costs * self.sign

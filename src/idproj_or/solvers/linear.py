@@ -45,7 +45,7 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 from .. import statuses
 from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver, dense_rows, repeat_rows
+from .base import NO_DATA, Data, ModelSpec, ResidentSolver, dense_rows, repeat_rows
 from .scaling import beyond_range
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
@@ -155,7 +155,7 @@ class LinearSolver(ResidentSolver):
         elif active is not None:
             active.interrupt_solve()
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         if self.aggregate:
             indices = self.unique_list
             coeffs = (self.own + np.bincount(self.inverse, weights=cost, minlength=len(self.unique))).tolist()

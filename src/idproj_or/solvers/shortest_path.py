@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import Sense, check_sense
-from .base import ExactChunkSolver, ModelSpec
+from .base import NO_DATA, Data, ExactChunkSolver, ModelSpec
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
 ENUMERATE_WORK = 4096
@@ -128,7 +128,7 @@ class DagPathSolver(ExactChunkSolver):
             if len(arcs):
                 self.steps.append((v, arcs, tails[arcs]))
 
-    def decide_chunk(self, costs: np.ndarray) -> np.ndarray:
+    def decide_chunk(self, costs: np.ndarray, data: Data = NO_DATA) -> np.ndarray:
         # The recursion is linear in the arcs and always exact.
         n = len(costs)
         c = costs * self.sign

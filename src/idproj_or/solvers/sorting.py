@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..checks import Sense
-from .base import ExactChunkSolver, ModelSpec
+from .base import NO_DATA, Data, ExactChunkSolver, ModelSpec
 
 
 class _SortSolver(ExactChunkSolver):
@@ -37,7 +37,7 @@ class _SortSolver(ExactChunkSolver):
     def decide(self, order: np.ndarray) -> np.ndarray:
         """Decisions ``(B, n)`` from each row's positions in sorted order."""
 
-    def decide_chunk(self, costs: np.ndarray) -> np.ndarray:
+    def decide_chunk(self, costs: np.ndarray, data: Data = NO_DATA) -> np.ndarray:
         return self.decide(np.argsort(costs * self.sign, axis=1, kind="stable"))
 
 

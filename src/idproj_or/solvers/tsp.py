@@ -52,7 +52,7 @@ from ortools.sat.python import cp_model
 from .. import statuses
 from ..checks import Sense, check_sense, check_size
 from ..statuses import Outcome
-from .base import ModelSpec, ResidentSolver
+from .base import NO_DATA, Data, ModelSpec, ResidentSolver
 from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
 from .scaling import choice_error, integer_costs, proven, scale_exponent
 
@@ -102,7 +102,7 @@ class TspCpSatSolver(CpSatSolver):
         n = spec.shape[0]
         self.diagonal = np.arange(n) * (n + 1)
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         # Zero the ignored diagonal so that it cannot coarsen the integer scaling.
         cost = cost.copy()
         cost[self.diagonal] = 0.0
@@ -151,7 +151,7 @@ class HeldKarpSolver(ResidentSolver):
     def interrupt(self) -> None:
         self.abort[0] = 1
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         c = np.zeros((self.n, self.n))
         c[self.iu, self.ju] = c[self.ju, self.iu] = self.sign * cost
         self.abort[0] = 0
@@ -215,7 +215,7 @@ class RoutingTspSolver(ResidentSolver):
         matrix[self.off_diagonal] = scaled.coeffs
         return matrix, scaled.residual + lost
 
-    def solve(self, cost: np.ndarray, time_limit: float | None) -> Outcome:
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         seconds = ROUTING_TIME_LIMIT if time_limit is None else time_limit
         self.params.time_limit.FromNanoseconds(max(int(seconds * 1e9), 1))
         manager = pywrapcp.RoutingIndexManager(self.n, 1, 0)
