@@ -215,7 +215,7 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> N
     ctx.save_for_backward(failed_rows(output))
 
 
-def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+def _backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
     (failed,) = ctx.saved_tensors
     data_grads = [None] * ctx.n_data  # data carries no gradient (a Tensor[] input wants a list back)
     return zero_failed(grad if ctx.sign > 0 else -grad, failed), None, None, data_grads, None, None, None, None
