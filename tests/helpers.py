@@ -12,7 +12,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from idproj_or.problems import grid_arcs
-from idproj_or.solvers.base import ModelSpec, ResidentSolver
+from idproj_or.solvers.base import DataField, ModelSpec, ResidentSolver
 from idproj_or.statuses import Outcome
 
 
@@ -119,3 +119,53 @@ def weighted_choice():
     a = cp.Parameter(4, value=np.ones(4))
     k = cp.Parameter(value=2.0)
     return cp.Problem(cp.Maximize(c @ x), [a @ x == k]), c, x, a, k
+
+
+@dataclass(frozen=True)
+class ChooseSpec(ModelSpec):
+    """min sum(c * y) over y in {0, 1}^n with sum(y) == k, item i bounded to [lo_i, hi_i]:
+    the per-instance data ``k`` (integral) and ``bounds`` (pairs, or an upper bound alone).
+    Infeasible when more than k items are forced in or fewer than k are allowed. Counts the
+    instances whose data it applied, to show that an unchanged instance rewrites nothing."""
+
+    shape: tuple[int, ...] = (4,)
+    sense: str = "min"
+    k: int = 2
+    fields: tuple[DataField, ...] = (
+        DataField("k", (), "the number of items chosen", integral=True, low=0, high=4),
+        DataField("bounds", (4,), "the items' bounds", pairs=True, low=0, high=1),
+    )
+
+    def build(self) -> ResidentSolver:
+        return ChooseSolver(self)
+
+    def equalities(self):
+        return np.ones((1, 4)), np.array([float(self.k)])
+
+
+class ChooseSolver(ResidentSolver):
+    def __init__(self, spec: ChooseSpec) -> None:
+        self.spec = spec
+
+    def solve(self, cost, time_limit, data=None):
+        data = data or {}
+        k = int(data.get("k", self.spec.k))
+        bounds = np.asarray(data.get("bounds", np.ones(4)), dtype=float)
+        lo, hi = (bounds[:, 0], bounds[:, 1]) if bounds.ndim == 2 else (np.zeros(4), bounds)
+        forced, allowed = lo > 0.5, hi > 0.5
+        if forced.sum() > k or allowed.sum() < k:
+            return Outcome(None, "infeasible", "INFEASIBLE")
+        order = [i for i in np.argsort(cost, kind="stable") if allowed[i] and not forced[i]]
+        y = forced.astype(float)
+        y[order[: k - int(forced.sum())]] = 1.0
+        return Outcome(y, "optimal", "OPTIMAL", bound=float(cost @ y))
+
+
+def choose_brute(cost: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """The optimum of :class:`ChooseSpec`'s model by enumeration (None when infeasible)."""
+    best_y, best_v = None, np.inf
+    for y in itertools.product((0.0, 1.0), repeat=len(cost)):
+        y = np.array(y)
+        if y.sum() == k and np.all(y >= lo) and np.all(y <= hi) and cost @ y < best_v - 1e-12:
+            best_y, best_v = y, cost @ y
+    return best_y

@@ -16,8 +16,9 @@ that both share one ground truth.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -291,28 +292,37 @@ def edge_vector(matrices: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OptDataset(torch.utils.data.Dataset):
-    """Features, true costs, optimal decisions and optimal objectives, as tensors.
+    """Features, true costs, optimal decisions and optimal objectives, as tensors, and the
+    per-instance data the layer was solved with (``data``: name -> ``(N, ...)``; empty for a
+    layer without data).
 
     ``dataset[i]`` is ``(features[i], costs[i], solutions[i], objectives[i])``, so a
-    ``torch.utils.data.DataLoader`` over it yields batches of the four.
+    ``torch.utils.data.DataLoader`` over it yields batches of the four; with data, a fifth
+    item, the dict of the instances' data (which the loader batches per name too).
     """
 
     features: torch.Tensor
     costs: torch.Tensor
     solutions: torch.Tensor
     objectives: torch.Tensor
+    data: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.features)
 
-    def __getitem__(
-        self, i: int | slice | torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.features[i], self.costs[i], self.solutions[i], self.objectives[i]
+    def __getitem__(self, i: int | slice | torch.Tensor) -> tuple[Any, ...]:
+        items = (self.features[i], self.costs[i], self.solutions[i], self.objectives[i])
+        return (*items, self.data_of(i)) if self.data else items
+
+    def data_of(self, index: int | slice | np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+        """The data of the instances at ``index``, to pass on as ``layer(costs, **data)``."""
+        return {name: values[index] for name, values in self.data.items()}
 
     def subset(self, index: slice | np.ndarray | torch.Tensor) -> OptDataset:
         """The instances at ``index`` (e.g. ``slice(0, 1000)``) as a new data set."""
-        return OptDataset(self.features[index], self.costs[index], self.solutions[index], self.objectives[index])
+        return OptDataset(
+            self.features[index], self.costs[index], self.solutions[index], self.objectives[index], self.data_of(index)
+        )
 
 
 def solve_dataset(
@@ -324,6 +334,7 @@ def solve_dataset(
     progress: bool = True,
     desc: str = "solving true costs",
     dtype: torch.dtype = torch.float32,
+    data: Mapping[str, Any] | None = None,
 ) -> OptDataset:
     """Solve every true cost once through ``layer`` (its pool when it has ``workers=``).
 
@@ -335,6 +346,8 @@ def solve_dataset(
         progress: show a tqdm progress bar.
         desc: the progress bar's label.
         dtype: floating dtype of the returned features, costs and solutions.
+        data: per-instance data of the layer (name -> ``(N, ...)``), stored with the data set
+            and passed on by :func:`idproj_or.training.fit` and the metrics.
 
     Returns:
         :class:`OptDataset`; ``objectives[i] = sum(costs[i] * solutions[i])`` in float64, of the
@@ -359,11 +372,19 @@ def solve_dataset(
         )
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"solve_dataset: chunk={chunk!r} must be a positive int")
+    given: dict[str, Any] = {name: torch.as_tensor(np.asarray(values)) for name, values in (data or {}).items()}
+    for name, values in given.items():
+        if values.ndim == 0 or len(values) != len(true):
+            raise ValueError(
+                f"solve_dataset: data {name!r} must have one row per instance ({len(true)}), got shape "
+                f"{tuple(values.shape)}"
+            )
     parts = []
     with tqdm(total=len(true), desc=desc, disable=not progress, leave=False) as bar:
         for start in range(0, len(true), chunk):
-            parts.append(layer.solve(true[start : start + chunk]))
+            rows = {name: values[start : start + chunk] for name, values in given.items()}
+            parts.append(layer.solve(true[start : start + chunk], **rows))
             bar.update(len(parts[-1]))
     sols = torch.cat(parts)
     objectives = (true * sols).reshape(len(true), -1).sum(dim=1)
-    return OptDataset(feats.to(dtype), true.to(dtype), sols.to(dtype), objectives)
+    return OptDataset(feats.to(dtype), true.to(dtype), sols.to(dtype), objectives, given)

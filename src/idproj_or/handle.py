@@ -312,7 +312,7 @@ class SolveHandle:
             if shape in shapes:
                 t = t.unsqueeze(0).expand(batch, *shape)
             elif not (len(shape) >= 1 and shape[0] == batch and shape[1:] in shapes):
-                forms = " or ".join(f"{s} or ({batch}, {', '.join(map(str, s))})" for s in shapes)
+                forms = " or ".join(f"{s} or {(batch, *s)}" for s in shapes)
                 raise ValueError(
                     f"{self.name}: data {name!r} ({field.what}) must have shape {forms} for a batch of "
                     f"{batch}, got {shape}"

@@ -11,7 +11,8 @@ layer's pool when it has ``workers=``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,11 +39,13 @@ def _as_batch(layer: OptLayer, costs: Costs, name: str, where: str) -> torch.Ten
     return t
 
 
-def _optimal(layer: OptLayer, true: torch.Tensor, optimal: Costs | None, where: str) -> torch.Tensor:
+def _optimal(
+    layer: OptLayer, true: torch.Tensor, optimal: Costs | None, where: str, data: Mapping[str, Any]
+) -> torch.Tensor:
     """``(B,)`` float64 optimal objectives on the CPU: as given, or solved for ``true``."""
     if optimal is None:
         flat = true.to("cpu").reshape(len(true), -1)
-        return (flat * layer.solve(true.to("cpu")).reshape(len(true), -1)).sum(dim=1)
+        return (flat * layer.solve(true.to("cpu"), **data).reshape(len(true), -1)).sum(dim=1)
     best = torch.as_tensor(optimal, dtype=torch.float64).to("cpu").reshape(-1)
     if len(best) != len(true):
         raise ValueError(f"{where}: optimal has {len(best)} entries for {len(true)} instances")
@@ -50,7 +53,13 @@ def _optimal(layer: OptLayer, true: torch.Tensor, optimal: Costs | None, where: 
 
 
 def regret(
-    layer: OptLayer, pred_costs: Costs, true_costs: Costs, *, optimal: Costs | None = None, reduction: str = "none"
+    layer: OptLayer,
+    pred_costs: Costs,
+    true_costs: Costs,
+    *,
+    optimal: Costs | None = None,
+    reduction: str = "none",
+    data: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
     """Regret of ``layer``'s decisions for ``pred_costs``, measured on ``true_costs``.
 
@@ -61,6 +70,8 @@ def regret(
         optimal: ``(B,)`` optimal objectives for the true costs, when known (e.g.
             ``OptDataset.objectives``); otherwise solved here.
         reduction: ``"none"`` (per instance, shape ``(B,)``), ``"sum"`` or ``"mean"``.
+        data: the instances' per-instance data (name -> ``(B, ...)``), for a layer declared
+            with data: both decisions are taken with it.
 
     Returns:
         float64 tensor of regrets (``>= 0`` up to solver tolerance).
@@ -81,9 +92,10 @@ def regret(
     true = _as_batch(layer, true_costs, "true_costs", "regret").to(torch.float64)
     if len(pred) != len(true):
         raise ValueError(f"regret: {len(pred)} predicted and {len(true)} true cost vectors; they must match")
-    decisions = layer.solve(pred.detach().to("cpu")).to(torch.float64)
+    data = dict(data or {})
+    decisions = layer.solve(pred.detach().to("cpu"), **data).to(torch.float64)
     achieved = (true.to("cpu").reshape(len(true), -1) * decisions.reshape(len(true), -1)).sum(dim=1)
-    best = _optimal(layer, true, optimal, "regret")
+    best = _optimal(layer, true, optimal, "regret", data)
     r = best - achieved if layer.sense == "max" else achieved - best
     # Instances without a decision (on_failure="nan") are NaN here and skipped by the reductions.
     if reduction == "sum":
@@ -93,7 +105,14 @@ def regret(
     return r
 
 
-def normalized_regret(layer: OptLayer, pred_costs: Costs, true_costs: Costs, *, optimal: Costs | None = None) -> float:
+def normalized_regret(
+    layer: OptLayer,
+    pred_costs: Costs,
+    true_costs: Costs,
+    *,
+    optimal: Costs | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> float:
     """``sum_i regret_i / sum_i |z*_i|`` over a batch (see :func:`regret` for the arguments).
 
     Raises:
@@ -107,11 +126,12 @@ def normalized_regret(layer: OptLayer, pred_costs: Costs, true_costs: Costs, *, 
         0.125
     """
     true = _as_batch(layer, true_costs, "true_costs", "normalized_regret").to(torch.float64)
-    best = _optimal(layer, true, optimal, "normalized_regret")
+    data = dict(data or {})
+    best = _optimal(layer, true, optimal, "normalized_regret", data)
     denominator = float(best.abs().sum())
     if denominator == 0.0:
         raise ValueError("normalized_regret: every optimal objective is 0; the normalized regret is undefined")
-    return float(regret(layer, pred_costs, true, optimal=best, reduction="sum")) / denominator
+    return float(regret(layer, pred_costs, true, optimal=best, reduction="sum", data=data)) / denominator
 
 
 @torch.no_grad()
@@ -126,6 +146,7 @@ def evaluate(
 
     The predictor runs in ``eval()`` mode without gradients; its previous mode is restored.
     ``predictor(features)`` must return ``(B, *layer.shape)`` costs (or ``(B, prod(shape))``).
+    The decisions are taken with the data set's per-instance ``data``.
 
     Example:
         >>> import idproj_or as ipo
@@ -147,4 +168,4 @@ def evaluate(
     finally:
         predictor.train(was_training)
     pred = torch.cat(preds).reshape(len(dataset), *layer.shape)
-    return normalized_regret(layer, pred, dataset.costs, optimal=dataset.objectives)
+    return normalized_regret(layer, pred, dataset.costs, optimal=dataset.objectives, data=dataset.data)

@@ -132,7 +132,8 @@ def fit(
     Args:
         predictor: maps ``(B, p)`` features to ``(B, *layer.shape)`` (or flat) costs.
         layer: the optimisation layer (its projection and noise apply in training).
-        train: training data (:func:`idproj_or.data.solve_dataset`).
+        train: training data (:func:`idproj_or.data.solve_dataset`); its per-instance ``data``
+            goes to the layer with each batch.
         test: test data, for the normalized regret.
         loss: ``"regret"`` or ``"hamming"`` (see :func:`decision_loss`).
         epochs: passes over ``train``.
@@ -179,8 +180,8 @@ def fit(
                 layer.noise = alpha if epoch <= noise_epochs else 0.0
             epoch_regret = 0.0
             for index in _batches(len(train), batch_size, generator):
-                x, c, w, z = train[index]
-                y = layer(predictor(x).reshape(len(x), *layer.shape))
+                x, c, w, z = train[index][:4]
+                y = layer(predictor(x).reshape(len(x), *layer.shape), **train.data_of(index))
                 value = decision_loss(loss, y, c, w, sense=layer.sense)
                 optimizer.zero_grad()
                 value.backward()
@@ -250,6 +251,6 @@ def oracle(layer: OptLayer, expected: torch.Tensor, test: OptDataset, *, seed: i
     """
     history = History("oracle E[c|x]", seed)
     start = time.perf_counter()
-    history.test_regret.append(normalized_regret(layer, expected, test.costs, optimal=test.objectives))
+    history.test_regret.append(normalized_regret(layer, expected, test.costs, optimal=test.objectives, data=test.data))
     history.seconds = time.perf_counter() - start
     return history
