@@ -187,7 +187,7 @@ def test_metrics_data_sets_and_training_take_the_data():
     layer = OptLayer(ChooseSpec())
     ds = solve_dataset(layer, features, costs, data={"k": ks}, progress=False, dtype=torch.float64)
     assert torch.equal(ds.solutions.sum(1), torch.as_tensor(ks, dtype=torch.float64))
-    x, c, w, z, d = ds[torch.arange(5)]
+    *_, d = ds[torch.arange(5)]
     assert torch.equal(d["k"], torch.as_tensor(ks[:5]))
     assert torch.equal(ds.subset(slice(0, 5)).data["k"], torch.as_tensor(ks[:5]))
     loader = torch.utils.data.DataLoader(ds, batch_size=8)
