@@ -28,6 +28,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PIP) -q -e ".[bench]"
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/instance_data.py
 	$(BIN)/python benchmarks/compile.py
 	$(BIN)/python benchmarks/compare_pyepo.py
 	$(BIN)/python benchmarks/rules.py

@@ -71,6 +71,17 @@ def test_knapsack_shapes_ranges_and_capacity():
     assert data.knapsack(5, 3, 7, dim=3, capacity=0.25, seed=1).capacities.shape == (3,)
 
 
+def test_knapsack_capacities_per_instance_keep_the_values_and_weights_of_the_seed():
+    fixed = data.knapsack(400, 5, 16, dim=3, deg=2, noise_width=0.5, seed=4)
+    drawn = data.knapsack(400, 5, 16, dim=3, deg=2, noise_width=0.5, capacity=(0.2, 0.6), seed=4)
+    np.testing.assert_array_equal(drawn.costs, fixed.costs)
+    np.testing.assert_array_equal(drawn.weights, fixed.weights)
+    assert drawn.capacities.shape == (400, 3)
+    fraction = drawn.capacities / drawn.weights.sum(axis=1)
+    assert fraction.min() >= 0.2 - 1e-3 and fraction.max() <= 0.6 and fraction.std() > 0.1
+    np.testing.assert_allclose(drawn.capacities * 100, np.round(drawn.capacities * 100), atol=1e-6)
+
+
 def test_expected_ceil_matches_monte_carlo_and_edges():
     m = np.array([0.3, 1.0, 2.7, 10.0, -1.6, 0.0])
     eps = np.random.default_rng(0).uniform(0.5, 1.5, (400_000, 1))
@@ -138,6 +149,7 @@ def test_edge_matrix_roundtrip():
         (lambda: data.knapsack(5, 5, 0), "knapsack: num_items=0"),
         (lambda: data.knapsack(5, 5, dim=0), "knapsack: dim=0"),
         (lambda: data.knapsack(5, 5, capacity=0.0), "knapsack: capacity=0.0"),
+        (lambda: data.knapsack(5, 5, capacity=(0.6, 0.2)), r"knapsack: capacity=\(0.6, 0.2\) .* lo <= hi"),
         (lambda: data.tsp(5, 5, 2), "tsp: num_nodes=2"),
         (lambda: data.tsp(5, 5, noise_width=-0.1), "tsp: noise_width=-0.1"),
         (lambda: data.edge_matrix(np.zeros(4), 4), r"edge_matrix: last axis 4 != n\(n-1\)/2 = 6"),

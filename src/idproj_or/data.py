@@ -42,10 +42,11 @@ class Synthetic(NamedTuple):
 
 
 class KnapsackData(NamedTuple):
-    """A multi-dimensional knapsack data set: fixed weights and capacities, feature-driven values.
+    """A multi-dimensional knapsack data set: fixed weights, feature-driven values, capacities
+    fixed or one per instance.
 
     ``weights`` is ``(dim, num_items)`` (multiples of 0.01 in ``[3, 8)``), ``capacities`` is
-    ``(dim,)``, ``features`` is ``(num_data, num_features)`` and ``costs`` (item values) is
+    ``(dim,)`` or, per instance, ``(num_data, dim)`` (multiples of 0.01), ``features`` is ``(num_data, num_features)`` and ``costs`` (item values) is
     ``(num_data, num_items)``; ``expected`` is ``E[costs | features]`` (exact, rounding included).
     """
 
@@ -137,7 +138,7 @@ def knapsack(
     dim: int = 2,
     deg: int = 1,
     noise_width: float = 0.0,
-    capacity: float = 0.5,
+    capacity: float | tuple[float, float] = 0.5,
     seed: int = 135,
 ) -> KnapsackData:
     """Item values of a multi-dimensional knapsack (PyEPO ``knapsack.genData``).
@@ -145,7 +146,9 @@ def knapsack(
     Weights ``W`` are drawn once, uniformly from ``{3.00, 3.01, ..., 7.99}`` (``dim x m``).
     Values ``c = ceil(5 ((x B^T / sqrt(p) + 3)^deg + 1) / 3.5^deg * eps)`` with
     ``x ~ N(0, I_p)``, ``B ~ Bernoulli(0.5)^(m x p)``, ``eps ~ U[1 - noise_width, 1 + noise_width]``.
-    Capacities are ``capacity * sum_i W[k, i]`` per dimension ``k``.
+    Capacities are ``capacity * sum_i W[k, i]`` per dimension ``k``; with ``capacity=(lo, hi)``
+    each instance draws its own fraction per dimension, uniformly in ``[lo, hi]`` (rounded down
+    to a multiple of 0.01): per-instance data for ``layer(values, cap=data.capacities)``.
 
     Args:
         num_data: number of instances.
@@ -154,7 +157,8 @@ def knapsack(
         dim: number of capacity constraints.
         deg: polynomial degree.
         noise_width: half-width of the multiplicative noise.
-        capacity: each capacity as a fraction of that dimension's total weight, in ``(0, 1]``.
+        capacity: each capacity as a fraction of that dimension's total weight, in ``(0, 1]``,
+            or a range ``(lo, hi)`` of such fractions to draw one per instance.
         seed: seed of the numpy ``Generator``.
 
     Returns:
@@ -164,13 +168,23 @@ def knapsack(
         >>> data = knapsack(3, 5, 32, dim=2, deg=4, noise_width=0.5, seed=0)
         >>> data.weights.shape, data.capacities.shape, data.costs.shape
         ((2, 32), (2,), (3, 32))
+        >>> knapsack(3, 5, 32, capacity=(0.2, 0.6), seed=0).capacities.shape
+        (3, 2)
     """
     _check("knapsack", num_data, num_features, deg, noise_width)
     for name, value in (("num_items", num_items), ("dim", dim)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"knapsack: {name}={value!r} must be a positive int")
-    if not (isinstance(capacity, (int, float)) and 0.0 < capacity <= 1.0):
-        raise ValueError(f"knapsack: capacity={capacity!r} must be a fraction in (0, 1]")
+    fractions = capacity if isinstance(capacity, tuple) else (capacity,)
+    if not (
+        len(fractions) in (1, 2)
+        and all(isinstance(f, (int, float)) and 0.0 < f <= 1.0 for f in fractions)
+        and fractions[0] <= fractions[-1]
+    ):
+        raise ValueError(
+            f"knapsack: capacity={capacity!r} must be a fraction in (0, 1] or a range (lo, hi) of such "
+            "fractions with lo <= hi"
+        )
     rng = np.random.default_rng(seed)
     weights = rng.integers(300, 800, (dim, num_items)) / 100.0
     b = rng.binomial(1, 0.5, (num_items, num_features)).astype(np.float64)
@@ -178,7 +192,12 @@ def knapsack(
     eps = rng.uniform(1.0 - noise_width, 1.0 + noise_width, (num_data, num_items))
     mean = 5.0 * (_polynomial(x, b, deg) + 1.0) / 3.5**deg
     c = np.ceil(mean * eps)
-    capacities = capacity * weights.sum(axis=1)
+    if isinstance(capacity, tuple):
+        # drawn after everything else, so that the values and weights are those of a fixed capacity
+        drawn = rng.uniform(capacity[0], capacity[1], (num_data, dim)) * weights.sum(axis=1)
+        capacities = np.floor(drawn * 100.0) / 100.0
+    else:
+        capacities = capacity * weights.sum(axis=1)
     return KnapsackData(weights, capacities, x, c, expected_ceil(mean, noise_width))
 
 
