@@ -155,7 +155,7 @@ def main() -> None:
     runs = []
     for _ in range(args.repeats):
         hand = fresh()
-        t_hand = timed(lambda: hand_loop(hand, x, rows, costs.numpy(), caps.numpy()))  # noqa: B023
+        t_hand = timed(lambda: hand_loop(hand, x, rows, costs.numpy(), caps.numpy()))
         w = costs.clone().requires_grad_(True)
 
         def step(w: torch.Tensor = w) -> torch.Tensor:
