@@ -56,17 +56,20 @@ def knapsack():
 gen = torch.Generator().manual_seed(0)
 costs = torch.rand(256, 32, generator=gen, dtype=torch.float64)
 layers = {"topk": ipo.TopKLayer(32, 8), "cpsat_knapsack": ipo.CpSatLayer(*knapsack(), sense="max")}
-rounds = {"topk": 200, "cpsat_knapsack": 3}
+rounds = {"topk": 100, "cpsat_knapsack": 2}
 out = {}
 for name, layer in layers.items():
     def step():
         w = costs.clone().requires_grad_(True)
         layer(w).sum().backward()
     step()
-    t0 = time.perf_counter()
-    for _ in range(rounds[name]):
-        step()
-    out[name] = (time.perf_counter() - t0) / rounds[name]
+    blocks = []
+    for _ in range(5):  # the fastest of 5 blocks: the least disturbed by anything else running
+        t0 = time.perf_counter()
+        for _ in range(rounds[name]):
+            step()
+        blocks.append((time.perf_counter() - t0) / rounds[name])
+    out[name] = min(blocks)
 print(json.dumps(out))
 """
 
