@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..checks import ObjectiveMode, Sense
+from ortools.sat.python import cp_model
+
+from ..checks import ObjectiveMode, Sense, as_variable_groups
 from ..rules.identity import OptLayer
 from ..solvers.cpsat import cpsat_spec
 
 if TYPE_CHECKING:
-    from ortools.sat.python import cp_model
     from typing_extensions import Unpack
 
     from ..options import LayerOptions
@@ -25,14 +27,31 @@ class CpSatLayer(OptLayer):
     CP-SAT optimises integers: see :mod:`idproj_or.solvers.scaling` for how the costs are scaled
     and when a decision is reported ``"feasible"`` with its ``scaling_error``.
 
+    Per-instance data: ``data={"cap": [ct0, ct1]}`` names linear constraints (``model.add(expr
+    <= k)``, enforced or not) or variables of the model, with interval domains; the layer then
+    takes ``layer(costs, cap=values)``, integers of shape ``(2,)`` or ``(B, 2)``. A single value
+    sets a ``<=`` row's upper bound, a ``>=`` row's lower bound, both ends of an equality (and
+    the upper end of any other row); a variable's upper bound. A trailing dimension of 2 gives
+    ``(lower, upper)`` pairs. Names an instance does not give keep the model's own bounds. The
+    bounds are those of the constraint's linear part as CP-SAT stores it (constants moved to the
+    right-hand side). Bounds that cross make the instance ``"infeasible"``.
+
+    Outcomes: ``last_info.bound`` is CP-SAT's proven bound on the total objective, in the
+    costs' units (widened by what the integer scaling can move it); with ``solve(costs,
+    duals=True)``, ``last_info.binding`` flags, per constraint of the model in its order, the
+    linear constraints (enforced ones only when enforced) whose activity is at an end of their
+    domain; every other constraint is False. CP-SAT has no duals.
+
     Args:
         model: the declared model (left untouched).
         variables: array-like of the model's variables (bool or integer); its shape is the cost
-            shape.
+            shape. A dict of array-likes (cost groups, e.g. ``{"open": y, "assign": x}``) makes
+            the layer take and return a dict of tensors, one per group.
         sense: ``"min"`` or ``"max"``; default: the model's declared objective sense, else min.
             With the model's objective kept, it must agree with that objective's direction.
         objective: ``"keep"`` (default): the model's own objective plus the predicted term;
             ``"replace"``: the predicted term alone.
+        data: per-instance bounds: name -> array-like of linear constraints or of variables.
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
             ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
@@ -55,7 +74,11 @@ class CpSatLayer(OptLayer):
         sense: Sense | None = None,
         *,
         objective: ObjectiveMode = "keep",
+        data: Mapping[str, Any] | None = None,
         **options: Unpack[LayerOptions],
     ) -> None:
-        spec = cpsat_spec(model, variables, sense, objective=objective, where=type(self).__name__)
+        where = type(self).__name__
+        flat, groups = as_variable_groups(variables, cp_model.IntVar, where=where)
+        spec = cpsat_spec(model, flat, sense, objective=objective, data=data, where=where)
         super().__init__(spec, **options)
+        self._handle.groups = groups

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..checks import ObjectiveMode, Sense
+from ortools.linear_solver import pywraplp
+
+from ..checks import ObjectiveMode, Sense, as_variable_groups
 from ..rules.identity import OptLayer
 from ..solvers.linear import linear_spec
 
 if TYPE_CHECKING:
-    from ortools.linear_solver import pywraplp
     from typing_extensions import Unpack
 
     from ..options import LayerOptions
@@ -33,13 +35,31 @@ class LinearSolverLayer(OptLayer):
     ``last_info.objective`` is the total. BOP (Boolean models only) and SAT (continuous variables
     solved approximately) refuse a model with a continuous variable.
 
+    Per-instance data: ``data={"cap": [ct0, ct1]}`` names constraints or variables of the
+    solver; the layer then takes ``layer(costs, cap=values)``, values of shape ``(2,)`` or
+    ``(B, 2)``. A single value sets a ``<=`` row's upper bound, a ``>=`` row's lower bound, both
+    ends of an equality (and the upper end of any other row); a variable's upper bound. A
+    trailing dimension of 2 gives ``(lower, upper)`` pairs. Names an instance does not give keep
+    the solver's own bounds. The bounds are those pywraplp stores (constants moved to the
+    right-hand side). Bounds that cross make the instance ``"infeasible"``.
+
+    Outcomes: ``last_info.bound`` is the backend's bound on the total objective (a MIP's best
+    bound, an LP's objective). With ``solve(costs, duals=True)``: GLOP, CLP and PDLP report
+    ``last_info.duals`` (per constraint of the solver, in its order, as the backend gives them:
+    d objective / d bound, in the objective's own sense) and ``last_info.reduced_costs`` (per
+    cost entry); the MIP backends and HiGHS LP report ``last_info.binding`` (per constraint: its
+    activity within ``1e-9`` of its scale of a bound).
+
     Args:
         solver: the declared model (left untouched).
-        variables: array-like of the solver's variables; its shape is the cost shape.
+        variables: array-like of the solver's variables; its shape is the cost shape. A dict of
+            array-likes (cost groups, e.g. ``{"open": y, "assign": x}``) makes the layer take and
+            return a dict of tensors, one per group.
         sense: ``"min"`` or ``"max"``; default: the solver's declared objective sense. With the
             solver's objective kept, it must agree with that objective's direction.
         objective: ``"keep"`` (default): the solver's own objective plus the predicted term;
             ``"replace"``: the predicted term alone.
+        data: per-instance bounds: name -> array-like of constraints or of variables.
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
             ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
@@ -62,7 +82,11 @@ class LinearSolverLayer(OptLayer):
         sense: Sense | None = None,
         *,
         objective: ObjectiveMode = "keep",
+        data: Mapping[str, Any] | None = None,
         **options: Unpack[LayerOptions],
     ) -> None:
-        spec = linear_spec(solver, variables, sense, objective=objective, where=type(self).__name__)
+        where = type(self).__name__
+        flat, groups = as_variable_groups(variables, pywraplp.Variable, where=where)
+        spec = linear_spec(solver, flat, sense, objective=objective, data=data, where=where)
         super().__init__(spec, **options)
+        self._handle.groups = groups

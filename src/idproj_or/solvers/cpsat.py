@@ -13,6 +13,7 @@ when that bound is within the float64 rounding of its objective.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,8 @@ from ortools.sat.python import cp_model
 from .. import statuses
 from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
 from ..statuses import Outcome
-from .base import NO_DATA, Data, ModelSpec, ResidentSolver, dense_rows, repeat_rows
+from .base import NO_DATA, Data, DataField, ModelSpec, ResidentSolver, dense_rows, repeat_rows
+from .bounds import INFEASIBLE_BOUNDS, UPPER, BoundField, Bounds, Change, bound_fields, side_of
 from .scaling import integer_costs, proven, scale_exponent, scaling_error, sum_error
 
 
@@ -62,10 +64,16 @@ class CpSatSolver(ResidentSolver):
         self.terms = np.bincount(self.inverse, minlength=len(self.vars))
         self.repeated = bool((self.terms > 1).any())
         domains = [list(self.model.proto.variables[v].domain) for v in self.vars.tolist()]
-        low = np.array([d[0] for d in domains], dtype=np.float64)
-        high = np.array([d[-1] for d in domains], dtype=np.float64)
-        self.peaks = np.maximum(np.abs(low), np.abs(high))
-        self.spans = high - low
+        self.low = np.array([d[0] for d in domains], dtype=np.float64)
+        self.high = np.array([d[-1] for d in domains], dtype=np.float64)
+        self._domains_changed()
+        self.bounds = Bounds(spec.bounds, [self._own_bounds(f) for f in spec.bounds]) if spec.bounds else None
+        # Where each variable named in data stands among the objective's variables (-1: not there).
+        self.objective_position = {
+            f.name: np.where(np.isin(f.index, self.vars), np.searchsorted(self.vars, f.index), -1)
+            for f in spec.bounds
+            if f.variables
+        }
         objective = self.model.proto.objective
         objective.vars.extend(self.vars.tolist())
         self.coeffs = objective.coeffs
@@ -79,11 +87,44 @@ class CpSatSolver(ResidentSolver):
         self._time_limit: float | None = None
         self._interrupted = False
 
+    def _domains_changed(self) -> None:
+        self.peaks = np.maximum(np.abs(self.low), np.abs(self.high))
+        self.spans = self.high - self.low
+
+    def _own_bounds(self, field: BoundField) -> tuple[np.ndarray, np.ndarray]:
+        proto = self.model.proto
+        if field.variables:
+            domains = [proto.variables[i].domain for i in field.index]
+        else:
+            domains = [proto.constraints[i].linear.domain for i in field.index]
+        return np.array([d[0] for d in domains], dtype=np.int64), np.array([d[1] for d in domains], dtype=np.int64)
+
+    def _write(self, change: Change) -> None:
+        """Set the domains of the entries that change (intervals, checked by the spec)."""
+        proto = self.model.proto
+        field = change.field
+        for pos, lo, hi in zip(change.positions.tolist(), change.lower.tolist(), change.upper.tolist()):
+            i = field.index[pos]
+            domain = proto.variables[i].domain if field.variables else proto.constraints[i].linear.domain
+            domain[0], domain[1] = lo, hi
+        if field.variables:
+            at = self.objective_position[field.name][change.positions]
+            inside = at >= 0
+            if inside.any():  # the integer scaling's headroom follows the domains
+                self.low[at[inside]] = change.lower[inside]
+                self.high[at[inside]] = change.upper[inside]
+                self._domains_changed()
+
     def interrupt(self) -> None:
         self._interrupted = True
         self.solver.stop_search()
 
     def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
+        if self.bounds is not None:
+            for change in self.bounds.update(data):
+                self._write(change)
+            if self.bounds.crossed():  # CP-SAT refuses an empty domain as an invalid model
+                return statuses.no_decision(statuses.INFEASIBLE, INFEASIBLE_BOUNDS)
         size = len(self.vars)
         summed = np.bincount(self.inverse, weights=cost, minlength=size)
         total = self.own + summed
@@ -113,7 +154,30 @@ class CpSatSolver(ResidentSolver):
         x = values[self.vars]
         common = statuses.OPTIMAL if status == cp_model.OPTIMAL and proven(error, total, x) else statuses.FEASIBLE
         fixed = float(self.own @ x) + self.own_offset
-        return Outcome(values[self.index], common, name, fixed, error)
+        # The solver's bound is on the rounded objective, sum(t x) / S: within what the rounding
+        # can move any objective value, sum(r |x|) <= sum(r peaks), of the bound on the true one.
+        slack = float((scaled.residual + rounding) @ self.peaks)
+        bound = self.sign * (self.solver.best_objective_bound / scaled.scale - slack) + self.own_offset
+        binding = binding_rows(self.model.proto, self.solver.response_proto.solution) if self.duals_requested else None
+        return Outcome(values[self.index], common, name, fixed, error, bound, binding=binding)
+
+
+def binding_rows(proto: Any, values: Sequence[int]) -> np.ndarray:
+    """Per constraint of the model: a linear constraint (enforced, if it has enforcement literals)
+    whose activity at the solution ``values`` equals a finite end of its domain (exact integer
+    arithmetic); other constraints False."""
+
+    def value(ref: int) -> int:
+        return int(values[ref]) if ref >= 0 else 1 - int(values[-ref - 1])
+
+    out = np.zeros(len(proto.constraints), dtype=bool)
+    for k, ct in enumerate(proto.constraints):
+        if not ct.has_linear() or not all(value(lit) == 1 for lit in ct.enforcement_literal):
+            continue
+        lin = ct.linear
+        activity = sum(c * value(v) for v, c in zip(lin.vars, lin.coeffs))
+        out[k] = any(activity == end for end in lin.domain if cp_model.INT_MIN < end < cp_model.INT_MAX)
+    return out
 
 
 @dataclass(frozen=True)
@@ -128,22 +192,30 @@ class CpSatSpec(ModelSpec):
     own_vars: tuple[int, ...] = ()
     own_coeffs: tuple[float, ...] = ()
     own_offset: float = 0.0
+    # Per-instance bounds of named linear constraints and variables (:mod:`.bounds`).
+    bounds: tuple[BoundField, ...] = ()
+    fields: tuple[DataField, ...] = ()
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         model = cp_model.CpModel()
         model.proto.parse_text_format(self.proto_text)
-        return cpsat_equalities(model.proto, np.asarray(self.var_index))
+        return cpsat_equalities(model.proto, np.asarray(self.var_index), self.bounds)
 
 
-def cpsat_equalities(proto: Any, var_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cpsat_equalities(
+    proto: Any, var_index: np.ndarray, bounds: Sequence[BoundField] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """Equalities over cost variables that the CP-SAT model states.
 
     Sources: linear constraints with a single-value domain, ``exactly_one``, the in/out degree
     rows of ``circuit``, fixed variables, and repeated cost variables (``y_j = y_k``). Rows with an
-    enforcement literal, or touching a variable that is not a cost variable, are skipped.
+    enforcement literal, or touching a variable that is not a cost variable, are skipped, as are
+    the constraints and variables named in ``bounds`` (an instance's data may make them ranges).
     """
     n = len(var_index)
     first, rows = repeat_rows(var_index)
+    data_rows = {i for f in bounds if not f.variables for i in f.index}
+    data_vars = {i for f in bounds if f.variables for i in f.index}
 
     def literal_row(literals: Sequence[int]) -> tuple[dict[int, float], float] | None:
         row: dict[int, float] = {}
@@ -159,10 +231,10 @@ def cpsat_equalities(proto: Any, var_index: np.ndarray) -> tuple[np.ndarray, np.
 
     for v, pos in first.items():
         dom = list(proto.variables[v].domain)
-        if len(dom) == 2 and dom[0] == dom[1]:
+        if len(dom) == 2 and dom[0] == dom[1] and v not in data_vars:
             rows.append(({pos: 1.0}, float(dom[0])))
-    for ct in proto.constraints:
-        if len(ct.enforcement_literal):
+    for k, ct in enumerate(proto.constraints):
+        if len(ct.enforcement_literal) or k in data_rows:
             continue
         if ct.has_linear():
             lin = ct.linear
@@ -197,6 +269,7 @@ def cpsat_spec(
     sense: str | None,
     *,
     objective: ObjectiveMode = "keep",
+    data: Any = None,
     where: str,
 ) -> CpSatSpec:
     if not isinstance(model, cp_model.CpModel):
@@ -222,6 +295,7 @@ def cpsat_spec(
             "a constraint"
         )
     resolved = resolve_sense(sense, declared, has_own=bool(terms), where=where)
+    bounds = bound_fields(data, functools.partial(_identify, proto, where=where), where=where)
     clean = model.clone()
     clean.proto.clear_objective()
     clean.proto.clear_floating_point_objective()
@@ -233,4 +307,40 @@ def cpsat_spec(
         tuple(terms),
         tuple(terms.values()),
         offset,
+        bounds,
+        tuple(f.field(integral=True, low=-DATA_LIMIT, high=DATA_LIMIT) for f in bounds),
+    )
+
+
+# Largest magnitude of a bound given as data: CP-SAT's domains stay well inside int64 (its
+# validator refuses variable domains near the int64 ends).
+DATA_LIMIT = float(2**62)
+
+
+def _identify(proto: Any, name: str, pos: int, item: Any, *, where: str) -> tuple[bool, int, int]:
+    """A data entry as (a variable?, proto index, side): a linear constraint of this model with an
+    interval domain (``add(expr <= k)``, with or without enforcement literals) or a variable of
+    this model with an interval domain."""
+    at = f"{where}: data {name!r}[{pos}]"
+    if isinstance(item, cp_model.IntVar):
+        if item.model_proto is not proto or not 0 <= item.index < len(proto.variables):
+            raise ValueError(f"{at} ({item.name!r}) is not a variable of this model")
+        if len(proto.variables[item.index].domain) != 2:
+            raise ValueError(f"{at} ({item.name!r}) has a domain with holes; data sets a variable's (lower, upper)")
+        return True, item.index, UPPER
+    if isinstance(item, cp_model.Constraint):
+        if item.model_proto is not proto or not 0 <= item.index < len(proto.constraints):
+            raise ValueError(f"{at} is not a constraint of this model")
+        ct = proto.constraints[item.index]
+        if not ct.has_linear():
+            raise ValueError(f"{at} is not a linear constraint; data sets the bounds of linear ones (model.add(expr <= k))")
+        domain = list(ct.linear.domain)
+        if len(domain) != 2:
+            raise ValueError(
+                f"{at} has a domain with holes (e.g. add(expr != k)); data sets the (lower, upper) of "
+                "a linear constraint with an interval domain"
+            )
+        return False, item.index, side_of(*domain, low_inf=cp_model.INT_MIN, high_inf=cp_model.INT_MAX)
+    raise ValueError(
+        f"{at} is a {type(item).__name__}; expected a linear constraint (model.add(...)) or a variable of the model"
     )

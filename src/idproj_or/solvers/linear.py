@@ -31,12 +31,14 @@ of 1e-4).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from ortools.linear_solver import linear_solver_pb2, pywraplp
@@ -45,7 +47,8 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 from .. import statuses
 from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
 from ..statuses import Outcome
-from .base import NO_DATA, Data, ModelSpec, ResidentSolver, dense_rows, repeat_rows
+from .base import NO_DATA, Data, DataField, ModelSpec, ResidentSolver, dense_rows, repeat_rows
+from .bounds import INFEASIBLE_BOUNDS, UPPER, BoundField, Bounds, Change, bound_fields, side_of
 from .scaling import beyond_range
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
@@ -79,6 +82,24 @@ _VERDICT = {
 }
 # Words for a solve that stopped without a verdict (a limit, an interrupt, a failure).
 _UNSETTLED = ("NOT_SOLVED", "UNKNOWN_STATUS", "ABNORMAL", "FEASIBLE", "OPTIMAL")
+# LP backends whose duals and reduced costs OR-Tools 9.15 reports: its HiGHS interface gives row
+# activities in place of HiGHS LP's duals (and model_builder no reduced costs), so HiGHS LP,
+# like the MIP backends, reports binding constraints instead.
+_DUAL_BACKENDS = ("GLOP", "CLP", "PDLP")
+# A constraint is binding when its activity is within this fraction of its scale of a bound.
+BINDING_TOLERANCE = 1e-9
+
+
+class _Raw(NamedTuple):
+    """What one route's solve gives: all variable values (or None), the backend's word, its
+    bound on its own objective (NaN if none), and with duals requested, duals and reduced costs
+    of every variable (None where the backend has none)."""
+
+    values: np.ndarray | None
+    word: str
+    bound: float = math.nan
+    duals: np.ndarray | None = None
+    reduced_costs: np.ndarray | None = None
 
 
 def detect_backend(solver: pywraplp.Solver, *, where: str) -> str:
@@ -123,8 +144,18 @@ class LinearSolver(ResidentSolver):
         self.index_list: list[int] = index.tolist()
         self.backend = spec.backend
         self.parameters = _SOLVER_PARAMETERS.get(spec.backend, "")
-        integer = np.array([proto.variable[i].is_integer for i in index.tolist()], dtype=bool)
-        self.round = integer if spec.is_mip else np.zeros(len(index), dtype=bool)
+        integer = np.array([var.is_integer for var in proto.variable], dtype=bool) & spec.is_mip
+        self.integer = integer
+        self.round = integer[index]
+        self.is_mip = spec.is_mip
+        self.has_duals = spec.backend in _DUAL_BACKENDS
+        # The rows as (row of each entry, variable, coefficient), and their current bounds.
+        self.rows = np.repeat(np.arange(len(proto.constraint)), [len(ct.var_index) for ct in proto.constraint])
+        self.cols = np.array([v for ct in proto.constraint for v in ct.var_index], dtype=np.int64)
+        self.coefs = np.array([a for ct in proto.constraint for a in ct.coefficient], dtype=np.float64)
+        self.row_lower = np.array([ct.lower_bound for ct in proto.constraint], dtype=np.float64)
+        self.row_upper = np.array([ct.upper_bound for ct in proto.constraint], dtype=np.float64)
+        self.bounds = Bounds(spec.bounds, [_own_bounds(proto, f) for f in spec.bounds]) if spec.bounds else None
         self.helper: Any = None
         self._active: Any = None  # the model_builder solver of the solve in progress
         self._interrupted = False
@@ -155,7 +186,45 @@ class LinearSolver(ResidentSolver):
         elif active is not None:
             active.interrupt_solve()
 
+    def _write(self, change: Change) -> None:
+        """Set the bounds of the entries that change, in the resident model of the route."""
+        field = change.field
+        index = np.asarray(field.index)[change.positions]
+        if not field.variables:
+            self.row_lower[index], self.row_upper[index] = change.lower, change.upper
+        if self.helper is not None:
+            set_lower = self.helper.set_var_lower_bound if field.variables else self.helper.set_constraint_lower_bound
+            set_upper = self.helper.set_var_upper_bound if field.variables else self.helper.set_constraint_upper_bound
+            for i, lo, hi in zip(index.tolist(), change.lower.tolist(), change.upper.tolist()):
+                set_lower(i, lo)
+                set_upper(i, hi)
+        else:
+            entries = self.model.variable if field.variables else self.model.constraint
+            for i, lo, hi in zip(index.tolist(), change.lower.tolist(), change.upper.tolist()):
+                entries[i].lower_bound, entries[i].upper_bound = lo, hi
+
+    def binding(self, values: np.ndarray) -> np.ndarray:
+        """Per constraint: its activity at ``values`` (integer variables rounded) is within
+        ``BINDING_TOLERANCE`` times its scale (1, the bound, the sum of its terms' magnitudes)
+        of a finite bound."""
+        x = np.where(self.integer, np.rint(values), values)
+        terms = self.coefs * x[self.cols]
+        m = len(self.row_lower)
+        activity = np.bincount(self.rows, weights=terms, minlength=m)
+        magnitude = np.bincount(self.rows, weights=np.abs(terms), minlength=m)
+        out = np.zeros(m, dtype=bool)
+        for bound in (self.row_lower, self.row_upper):
+            finite = np.isfinite(bound)
+            scale = np.maximum(np.maximum(1.0, magnitude), np.abs(np.where(finite, bound, 0.0)))
+            out |= finite & (np.abs(activity - bound) <= BINDING_TOLERANCE * scale)
+        return out
+
     def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
+        if self.bounds is not None:
+            for change in self.bounds.update(data):
+                self._write(change)
+            if self.bounds.crossed():  # pywraplp refuses to load crossed bounds
+                return statuses.no_decision(statuses.INFEASIBLE, INFEASIBLE_BOUNDS)
         if self.aggregate:
             indices = self.unique_list
             coeffs = (self.own + np.bincount(self.inverse, weights=cost, minlength=len(self.unique))).tolist()
@@ -164,28 +233,32 @@ class LinearSolver(ResidentSolver):
         self._interrupted = False
         t0 = time.perf_counter()
         if self.helper is not None:
-            x, word = self._solve_model_builder(indices, coeffs, time_limit)
+            raw = self._solve_model_builder(indices, coeffs, time_limit)
         else:
-            x, word = self._solve_pywraplp(indices, coeffs, time_limit)
+            raw = self._solve_pywraplp(indices, coeffs, time_limit)
         elapsed = time.perf_counter() - t0
+        word = raw.word
         if self._interrupted:
             return statuses.no_decision(statuses.INTERRUPTED, word)
         common = _VERDICT.get(word, statuses.ERROR)
-        if common in statuses.SOLVED and x is not None:
-            fixed = float(self.own @ x[self.unique]) + self.own_offset if len(self.own) else 0.0
-            x = x[self.index]
+        values = raw.values
+        if common in statuses.SOLVED and values is not None:
+            fixed = float(self.own @ values[self.unique]) + self.own_offset if len(self.own) else 0.0
+            x = values[self.index]
             # "+ 0.0" turns the -0.0 some solvers report into 0.0.
             x[self.round] = np.rint(x[self.round]) + 0.0
+            error = 0.0
             if common == statuses.OPTIMAL and beyond_range(np.asarray(coeffs)):
-                return Outcome(x, statuses.FEASIBLE, word, fixed, math.inf)
-            return Outcome(x, common, word, fixed)
+                common, error = statuses.FEASIBLE, math.inf
+            reduced = None if raw.reduced_costs is None else raw.reduced_costs[self.index]
+            binding = self.binding(values) if self.duals_requested and not self.has_duals else None
+            bound = raw.bound + self.own_offset
+            return Outcome(x, common, word, fixed, error, bound, raw.duals, reduced, binding)
         if word in _UNSETTLED:
             common = statuses.unsolved(time_limit, elapsed)
         return statuses.no_decision(common, word)
 
-    def _solve_model_builder(
-        self, indices: list[int], coeffs: list[float], time_limit: float | None
-    ) -> tuple[np.ndarray | None, str]:
+    def _solve_model_builder(self, indices: list[int], coeffs: list[float], time_limit: float | None) -> _Raw:
         helper = self.helper
         # set_objective_coefficients skips zero coefficients (keeps the previous value), so
         # clear first.
@@ -206,13 +279,17 @@ class LinearSolver(ResidentSolver):
             self._active = None
         status = solver.status().name
         if not solver.has_solution():
-            return None, status
-        # variable_values() is a view into the solver's memory: copy it while it lives.
-        return np.array(solver.variable_values(), dtype=np.float64), status
+            return _Raw(None, status)
+        # The arrays are views into the solver's memory: copy them while it lives.
+        values = np.array(solver.variable_values(), dtype=np.float64)
+        # An LP's bound is its objective (model_builder reports 0 for GLOP and PDLP).
+        bound = solver.best_objective_bound() if self.is_mip else solver.objective_value()
+        if not (self.duals_requested and self.has_duals):
+            return _Raw(values, status, bound)
+        duals = np.array(solver.dual_values(), dtype=np.float64)
+        return _Raw(values, status, bound, duals, np.array(solver.reduced_costs(), dtype=np.float64))
 
-    def _solve_pywraplp(
-        self, indices: list[int], coeffs: list[float], time_limit: float | None
-    ) -> tuple[np.ndarray | None, str]:
+    def _solve_pywraplp(self, indices: list[int], coeffs: list[float], time_limit: float | None) -> _Raw:
         variables = self.variables
         for i, c in zip(indices, coeffs):
             variables[i].objective_coefficient = c
@@ -235,8 +312,13 @@ class LinearSolver(ResidentSolver):
         solver.FillSolutionResponseProto(response)
         status = linear_solver_pb2.MPSolverResponseStatus.Name(response.status).removeprefix("MPSOLVER_")
         if not len(response.variable_value):
-            return None, status
-        return np.array(response.variable_value, dtype=np.float64), status
+            return _Raw(None, status)
+        values = np.array(response.variable_value, dtype=np.float64)
+        bound = response.best_objective_bound if self.is_mip else response.objective_value
+        if not (self.duals_requested and self.has_duals):
+            return _Raw(values, status, bound)
+        duals = np.array(response.dual_value, dtype=np.float64)
+        return _Raw(values, status, bound, duals, np.array(response.reduced_cost, dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -254,6 +336,9 @@ class LinearSpec(ModelSpec):
     own_vars: tuple[int, ...] = ()
     own_coeffs: tuple[float, ...] = ()
     own_offset: float = 0.0
+    # Per-instance bounds of named constraints and variables (:mod:`.bounds`).
+    bounds: tuple[BoundField, ...] = ()
+    fields: tuple[DataField, ...] = ()
 
     def proto(self) -> linear_solver_pb2.MPModelProto:
         proto = linear_solver_pb2.MPModelProto()
@@ -261,23 +346,29 @@ class LinearSpec(ModelSpec):
         return proto
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        return linear_equalities(self.proto(), np.asarray(self.var_index))
+        return linear_equalities(self.proto(), np.asarray(self.var_index), self.bounds)
 
 
-def linear_equalities(proto: linear_solver_pb2.MPModelProto, var_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def linear_equalities(
+    proto: linear_solver_pb2.MPModelProto, var_index: np.ndarray, bounds: Sequence[BoundField] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """Equalities over cost variables that the model states.
 
     Sources: constraints with ``lower_bound == upper_bound`` whose variables are all cost
-    variables, fixed cost variables (``lb == ub``), and repeated cost variables (``y_j = y_k``).
+    variables, fixed cost variables (``lb == ub``), and repeated cost variables (``y_j = y_k``);
+    not the constraints and variables named in ``bounds`` (an instance's data may make them
+    ranges).
     """
     n = len(var_index)
     first, rows = repeat_rows(var_index)
+    data_rows = {i for f in bounds if not f.variables for i in f.index}
+    data_vars = {i for f in bounds if f.variables for i in f.index}
     for v, pos in first.items():
         var = proto.variable[v]
-        if var.lower_bound == var.upper_bound:
+        if var.lower_bound == var.upper_bound and v not in data_vars:
             rows.append(({pos: 1.0}, float(var.lower_bound)))
-    for ct in proto.constraint:
-        if ct.lower_bound != ct.upper_bound or not np.isfinite(ct.lower_bound):
+    for k, ct in enumerate(proto.constraint):
+        if ct.lower_bound != ct.upper_bound or not np.isfinite(ct.lower_bound) or k in data_rows:
             continue
         row: dict[int, float] = {}
         for var, coef in zip(ct.var_index, ct.coefficient):
@@ -295,6 +386,7 @@ def linear_spec(
     sense: str | None,
     *,
     objective: ObjectiveMode = "keep",
+    data: Any = None,
     where: str,
 ) -> LinearSpec:
     if not isinstance(solver, pywraplp.Solver):
@@ -315,6 +407,7 @@ def linear_spec(
     is_mip = bool(solver.IsMip())
     proto = linear_solver_pb2.MPModelProto()
     solver.ExportModelToProto(proto)
+    bounds = bound_fields(data, functools.partial(_identify, solver, proto, where=where), where=where)
     _check_backend_takes_the_variables(proto, backend, where=where)
     if objective == "keep" and proto.HasField("quadratic_objective") and len(proto.quadratic_objective.coefficient):
         raise ValueError(
@@ -349,7 +442,35 @@ def linear_spec(
         tuple(terms),
         tuple(float(c) for c in terms.values()),
         float(offset),
+        bounds,
+        tuple(f.field(integral=False, low=-math.inf, high=math.inf) for f in bounds),
     )
+
+
+def _identify(
+    solver: pywraplp.Solver, proto: linear_solver_pb2.MPModelProto, name: str, pos: int, item: Any, *, where: str
+) -> tuple[bool, int, int]:
+    """A data entry as (a variable?, proto index, side): a constraint or variable of ``solver``."""
+    at = f"{where}: data {name!r}[{pos}]"
+    # An object of another solver can have a valid index: compare the C++ objects.
+    if isinstance(item, pywraplp.Variable):
+        i = item.index()
+        if not (0 <= i < solver.NumVariables() and int(solver.variable(i).this) == int(item.this)):
+            raise ValueError(f"{at} ({item.name()!r}) is not a variable of this solver")
+        return True, i, UPPER
+    if isinstance(item, pywraplp.Constraint):
+        i = item.index()
+        if not (0 <= i < solver.NumConstraints() and int(solver.constraint(i).this) == int(item.this)):
+            raise ValueError(f"{at} ({item.name()!r}) is not a constraint of this solver")
+        ct = proto.constraint[i]
+        return False, i, side_of(ct.lower_bound, ct.upper_bound, low_inf=-math.inf, high_inf=math.inf)
+    raise ValueError(f"{at} is a {type(item).__name__}; expected a constraint (solver.Add(...)) or a variable of the solver")
+
+
+def _own_bounds(proto: linear_solver_pb2.MPModelProto, field: BoundField) -> tuple[np.ndarray, np.ndarray]:
+    entries = proto.variable if field.variables else proto.constraint
+    lower = np.array([entries[i].lower_bound for i in field.index], dtype=np.float64)
+    return lower, np.array([entries[i].upper_bound for i in field.index], dtype=np.float64)
 
 
 def _check_backend_takes_the_variables(proto: linear_solver_pb2.MPModelProto, backend: str, *, where: str) -> None:
