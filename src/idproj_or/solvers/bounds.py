@@ -39,13 +39,12 @@ class BoundField:
     side: tuple[int, ...]
 
     def field(self, *, integral: bool, low: float, high: float) -> DataField:
-        n = len(self.index)
         what = (
-            f"upper bounds of {n} variables"
+            "upper bounds of variables"
             if self.variables
-            else f"bounds of {n} constraints (upper for <= rows, lower for >= rows, both for equalities)"
+            else "bounds of constraints (upper for <= rows, lower for >= rows, both for equalities)"
         )
-        return DataField(self.name, (n,), f"{what}, or (lower, upper) pairs", integral, True, low, high)
+        return DataField(self.name, (len(self.index),), f"{what}, or (lower, upper) pairs", integral, True, low, high)
 
 
 def side_of(lower: float, upper: float, *, low_inf: float, high_inf: float) -> int:

@@ -14,6 +14,7 @@ when that bound is within the float64 rounding of its objective.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,8 +157,14 @@ class CpSatSolver(ResidentSolver):
         fixed = float(self.own @ x) + self.own_offset
         # The solver's bound is on the rounded objective, sum(t x) / S: within what the rounding
         # can move any objective value, sum(r |x|) <= sum(r peaks), of the bound on the true one.
+        # Read as the exact integer (best_objective_bound is that integer through float
+        # arithmetic, which can land on the wrong side of it), rounded down to a float.
+        inner = self.solver.response_proto.inner_objective_lower_bound
+        low = float(inner)
+        if int(low) > inner:
+            low = math.nextafter(low, -math.inf)
         slack = float((scaled.residual + rounding) @ self.peaks)
-        bound = self.sign * (self.solver.best_objective_bound / scaled.scale - slack) + self.own_offset
+        bound = self.sign * (low / scaled.scale - slack) + self.own_offset
         binding = binding_rows(self.model.proto, self.solver.response_proto.solution) if self.duals_requested else None
         return Outcome(values[self.index], common, name, fixed, error, bound, binding=binding)
 
