@@ -341,7 +341,9 @@ def test_bad_values_are_refused_before_any_solve():
         layer(costs, cap=torch.tensor([2.0**63]))
     with pytest.raises(ValueError, match=r"data 'cap' .* is a lower bound above its upper bound"):
         layer(costs, cap=torch.tensor([[3.0, 2.0]]))
-    with pytest.raises(ValueError, match=r"data 'cap' .* must have shape \(1,\) or \(2, 1\) or \(1, 2\) or \(2, 1, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"data 'cap' .* must have shape \(1,\) or \(2, 1\) or \(1, 2\) or \(2, 1, 2\)"
+    ):
         layer(costs, cap=torch.ones(3))
     with pytest.raises(ValueError, match=r"unknown data 'caps'; the layer's data: cap"):
         layer(costs, caps=torch.ones(1))

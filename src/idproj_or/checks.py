@@ -55,14 +55,18 @@ def as_variable_array(variables: Any, var_type: type, *, where: str) -> np.ndarr
     return arr
 
 
-def as_variable_groups(variables: Any, var_type: type, *, where: str) -> tuple[np.ndarray, dict[str, tuple[int, ...]] | None]:
+def as_variable_groups(
+    variables: Any, var_type: type, *, where: str
+) -> tuple[np.ndarray, dict[str, tuple[int, ...]] | None]:
     """``variables`` as :func:`as_variable_array`; a dict of array-likes (cost groups) as their
     concatenation, flattened in the dict's order, with each group's shape."""
     if not isinstance(variables, Mapping):
         return as_variable_array(variables, var_type, where=where), None
     if not variables or not all(isinstance(k, str) for k in variables):
         raise ValueError(f"{where}: variables as a dict needs at least one group, each named by a str")
-    arrays = {name: as_variable_array(group, var_type, where=f"{where} (group {name!r})") for name, group in variables.items()}
+    arrays = {
+        name: as_variable_array(group, var_type, where=f"{where} (group {name!r})") for name, group in variables.items()
+    }
     flat = np.concatenate([a.reshape(-1) for a in arrays.values()])
     return flat, {name: tuple(a.shape) for name, a in arrays.items()}
 

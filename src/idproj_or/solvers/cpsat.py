@@ -340,7 +340,9 @@ def _identify(proto: Any, name: str, pos: int, item: Any, *, where: str) -> tupl
             raise ValueError(f"{at} is not a constraint of this model")
         ct = proto.constraints[item.index]
         if not ct.has_linear():
-            raise ValueError(f"{at} is not a linear constraint; data sets the bounds of linear ones (model.add(expr <= k))")
+            raise ValueError(
+                f"{at} is not a linear constraint; data sets the bounds of linear ones (model.add(expr <= k))"
+            )
         domain = list(ct.linear.domain)
         if len(domain) != 2:
             raise ValueError(

@@ -464,7 +464,9 @@ def _identify(
             raise ValueError(f"{at} ({item.name()!r}) is not a constraint of this solver")
         ct = proto.constraint[i]
         return False, i, side_of(ct.lower_bound, ct.upper_bound, low_inf=-math.inf, high_inf=math.inf)
-    raise ValueError(f"{at} is a {type(item).__name__}; expected a constraint (solver.Add(...)) or a variable of the solver")
+    raise ValueError(
+        f"{at} is a {type(item).__name__}; expected a constraint (solver.Add(...)) or a variable of the solver"
+    )
 
 
 def _own_bounds(proto: linear_solver_pb2.MPModelProto, field: BoundField) -> tuple[np.ndarray, np.ndarray]:
