@@ -323,6 +323,10 @@ def test_construction_refuses_bad_data():
         make({"c": [~b]})
     with pytest.raises(ValueError, match=r"data must be a dict"):
         make([le])
+    with pytest.raises(ValueError, match=r"variables as a dict needs at least one group"):
+        ipo.CpSatLayer(m, {})
+    with pytest.raises(ValueError, match=r"CpSatLayer \(group 'open'\): variables\[1\] is a Constraint"):
+        ipo.CpSatLayer(m, {"assign": x, "open": [b, le]})
     with pytest.raises(ValueError, match=r"data name 'costs' must be a Python identifier, used once, and none of"):
         make({"costs": [le]})
     with pytest.raises(ValueError, match=r"data name 'a b' must be a Python identifier"):

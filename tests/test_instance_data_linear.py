@@ -401,3 +401,20 @@ def test_parity_serial_pool_and_dask_with_data(force_pool):
         assert remote.last_info.mode == "executor"
     np.testing.assert_array_equal(remote.last_info.reduced_costs, serial.last_info.reduced_costs)
     np.testing.assert_array_equal(remote.last_info.bound, serial.last_info.bound)
+
+
+@pytest.mark.parametrize("backend", ["GLOP", "SCIP", "CBC"])
+def test_bound_includes_the_solvers_own_objective(backend):
+    rng = np.random.default_rng(13)
+    rows = random_rows(rng, integer=backend not in LP)
+    solver, x, cts = layer_model(backend, rows)
+    solver.Maximize(3 * x[0] - x[4] + 2.5)  # kept: the bound is on the total
+    layer = ipo.LinearSolverLayer(solver, x[:4], data={"cap": cts[:3]})
+    costs = torch.from_numpy(rng.uniform(-10, 10, (6, 4)))
+    cap = torch.from_numpy(np.where(np.isfinite(rows.lo), rows.lo, rows.hi)[:3])
+    layer.solve(costs, cap=cap)
+    info = layer.last_info
+    assert info.status == ("optimal",) * 6
+    for i, cost in enumerate(costs.numpy()):
+        ref = reference(backend, rows, *instance_bounds(rows), np.append(cost, 0.0) + [3, 0, 0, 0, -1], "max")
+        np.testing.assert_allclose([info.objective[i], info.bound[i]], ref.objective + 2.5, rtol=1e-9)
