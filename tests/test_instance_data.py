@@ -143,10 +143,13 @@ def test_every_rule_passes_the_data_to_its_solves(rule):
         torch.testing.assert_close(y.sum(1), torch.as_tensor(ks, dtype=y.dtype))
         assert torch.all(y >= data["bounds"][..., 0] - 1e-12) and torch.all(y <= data["bounds"][..., 1] + 1e-12)
         loss = (y * c).sum()
-    if rule in ("spo", "fy"):
+    if rule == "spo":
         assert torch.all(loss >= -1e-12)  # >= 0 when the solves inside took each instance's data
     loss.sum().backward()
     assert torch.isfinite(w.grad).all()
+    if rule == "fy":
+        # the gradient is (mean perturbed decision - true decision) per row: each with sum k
+        torch.testing.assert_close(w.grad.sum(1), torch.zeros(len(w), dtype=w.dtype))
 
 
 def test_rules_refuse_data_with_a_solution_pool():
@@ -207,3 +210,17 @@ def test_metrics_data_sets_and_training_take_the_data():
     torch.manual_seed(0)
     history = fit(torch.nn.Linear(3, 4).double(), layer, ds, ds, epochs=3, batch_size=10, progress=False)
     assert history.final <= history.untrained
+
+
+def test_a_batch_of_two_single_values_for_two_rows_is_read_batched_not_as_pairs():
+    from ortools.sat.python import cp_model
+
+    m = cp_model.CpModel()
+    x = [m.new_int_var(0, 10, f"x{i}") for i in range(2)]
+    rows = [m.add(x[0] <= 10), m.add(x[1] <= 10)]
+    layer = ipo.CpSatLayer(m, x, sense="max", data={"cap": rows})
+    # (2, 2) fits both (B, rows) and unbatched (rows, 2) pairs: the batch dimension wins
+    y = layer(torch.ones(2, 2), cap=torch.tensor([[3, 4], [5, 6]]))
+    assert y.tolist() == [[3.0, 4.0], [5.0, 6.0]]
+    pairs = layer(torch.ones(2, 2), cap=torch.tensor([[[0, 3], [0, 4]]] * 2))
+    assert pairs.tolist() == [[3.0, 4.0], [3.0, 4.0]]

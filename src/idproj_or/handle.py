@@ -309,7 +309,11 @@ class SolveHandle:
             t = t.detach().to(device="cpu", dtype=torch.float64)
             shapes = [field.shape] + ([(*field.shape, 2)] if field.pairs else [])
             shape = tuple(t.shape)
-            if shape in shapes:
+            # (B, *shape) before unbatched pairs: with B == 2 == shape[-1] both readings fit, and
+            # the leading batch dimension is the rule (pairs then go as (B, *shape, 2))
+            if shape == (batch, *field.shape):
+                pass
+            elif shape in shapes:
                 t = t.unsqueeze(0).expand(batch, *shape)
             elif not (len(shape) >= 1 and shape[0] == batch and shape[1:] in shapes):
                 forms = " or ".join(f"{s} or {(batch, *s)}" for s in shapes)
@@ -338,7 +342,7 @@ class SolveHandle:
                 at = tuple(int(k) for k in np.argwhere(bad)[0])
                 raise ValueError(
                     f"{self.name}: data {name!r} ({field.what}) of instance {at[0]}, at position "
-                    f"{at[1:]}, {why}: {values[at]!r}"
+                    f"{at[1:]}, {why}: {float(values[at]):g}"
                 )
 
     def check_costs(self, costs: Any) -> tuple[torch.Tensor, bool]:
