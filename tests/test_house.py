@@ -164,3 +164,16 @@ def test_cp_sat_pool_workers_map_neither_libtorch_nor_cvxpy(tmp_path):
     assert len(rows) == 2, out.stdout
     # each worker: no libtorch, no CVXPY, and OR-Tools (the maps are real)
     assert all(row[1:] == ["False", "False", "True"] for row in rows), out.stdout
+
+
+def test_the_architecture_page_names_every_module():
+    page = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    table = page[page.index("## The pieces") : page.index("## Who runs where")]
+    missing = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.name != "__main__.py"
+        and (p.name != "__init__.py" or p.parent == SRC)
+        and not any(f"`{name}`" in table for name in (str(p.relative_to(SRC)), p.name, f"{p.parent.relative_to(SRC)}/"))
+    ]
+    assert missing == []
