@@ -111,6 +111,9 @@ class SolveLog:
     graph holds the int, never the object)."""
 
     def __init__(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
         self._local = threading.local()
         self.key = next(_log_keys)
         _logs[self.key] = weakref.ref(self, functools.partial(_drop_log, self.key))
@@ -119,7 +122,7 @@ class SolveLog:
         return {}  # a copy has solved nothing yet
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()  # type: ignore[misc]
+        self._start()
 
     @property
     def info(self) -> BatchInfo | None:
