@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import idproj_or as ipo
-from idproj_or.batch import BatchSolver, Task, _remote_chunk, get_pool, pool_pids
+from idproj_or.batch import BatchSolver, Task, get_pool, pool_pids
+from idproj_or.batch.resident import remote_chunk
 from tests.helpers import SignSpec, k_subset, knapsack_32
 
 
@@ -49,7 +50,7 @@ def test_dask_executor_gives_identical_results_and_work_to_every_worker():
         with get_task_stream(client) as stream:
             assert torch.equal(layer(costs), expected)
         assert layer.last_info.mode == "executor"
-        chunks = [t for t in stream.data if t["key"].startswith("_remote_chunk")]
+        chunks = [t for t in stream.data if t["key"].startswith("remote_chunk")]
         # The first call of a layer cuts 2 chunks per thread of the cluster (2 threads here).
         assert len(chunks) == 4
         assert {t["worker"] for t in chunks} == set(client.nthreads())
@@ -57,7 +58,7 @@ def test_dask_executor_gives_identical_results_and_work_to_every_worker():
         explicit = ipo.CpSatLayer(m, x, sense="max", executor=client.get_executor(), executor_workers=3)
         with get_task_stream(client) as stream:
             assert torch.equal(explicit(costs), expected)
-        assert sorted(t["key"].split("-")[0] for t in stream.data) == ["_remote_chunk"] * 6
+        assert sorted(t["key"].split("-")[0] for t in stream.data) == ["remote_chunk"] * 6
 
 
 class CountingExecutor(ThreadPoolExecutor):
@@ -180,11 +181,11 @@ def test_building_the_model_in_a_worker_is_not_pool_overhead():
     spec = SignSpec(delay=0.05, build_delay=0.3)
     payload = pickle.dumps(spec)
     key = hashlib.sha256(payload).hexdigest()
-    (sols, status, _, times, *_), built = _remote_chunk(key, payload, Task(-np.ones((4, 3)), {}, None, True))
+    (sols, status, _, times, *_), built = remote_chunk(key, payload, Task(-np.ones((4, 3)), {}, None, True))
     assert status == ["optimal"] * 4 and np.all(sols == 1)
     assert 0.3 <= built < 0.3 + 0.05  # the build only, not the 0.2 s of solving
     assert times.sum() >= 0.2
-    _, again = _remote_chunk(key, payload, Task(-np.ones((1, 3)), {}, None, True))
+    _, again = remote_chunk(key, payload, Task(-np.ones((1, 3)), {}, None, True))
     assert again < 0.05  # resident: built once per worker
     solver = BatchSolver(SignSpec(delay=0.003, build_delay=0.4), workers=2, executor=None, time_limit=None)
     for _ in range(2):

@@ -21,21 +21,31 @@ FAILED = 1
 TRUE_SOL = torch.ones(3, 3, dtype=torch.float64)
 
 
+def summed(m, w):
+    return m(w).sum()
+
+
 def rules(layer):
+    """Per rule: how to make it over ``layer``, and its loss for costs ``w``."""
     gen = torch.Generator().manual_seed(0)
     return {
-        "layer": lambda w: layer(w).sum(),
-        "identity_cached": lambda w: ipo.Identity(layer, projection="none", solutions=TRUE_SOL[:1])(w).sum(),
-        "spo": lambda w: ipo.SPOPlus(layer, reduction="none")(w, -COSTS.abs(), TRUE_SOL, torch.full((3,), -6.0)),
-        "blackbox": lambda w: ipo.Blackbox(layer, lambd=0.01)(w).sum(),
-        "perturbed": lambda w: ipo.PerturbedOpt(layer, n_samples=4, sigma=0.01, generator=gen)(w).sum(),
-        "fenchel_young": lambda w: ipo.FenchelYoung(layer, n_samples=4, sigma=0.01, generator=gen, reduction="none")(
-            w, TRUE_SOL
+        "layer": (lambda: layer, summed),
+        "identity_cached": (lambda: ipo.ProjectedIdentity(layer, projection="none", solutions=TRUE_SOL[:1]), summed),
+        "spo": (
+            lambda: ipo.SPOPlus(layer, reduction="none"),
+            lambda m, w: m(w, -COSTS.abs(), TRUE_SOL, torch.full((3,), -6.0)),
         ),
-        "imle": lambda w: ipo.IMLE(layer, n_samples=4, sigma=0.01, lambd=0.01, generator=gen)(w).sum(),
-        "imle_two_sides": lambda w: ipo.IMLE(layer, n_samples=4, sigma=0.01, lambd=0.01, two_sides=True, generator=gen)(
-            w
-        ).sum(),
+        "blackbox": (lambda: ipo.Blackbox(layer, lambd=0.01), summed),
+        "perturbed": (lambda: ipo.PerturbedOpt(layer, n_samples=4, sigma=0.01, generator=gen), summed),
+        "fenchel_young": (
+            lambda: ipo.FenchelYoung(layer, n_samples=4, sigma=0.01, generator=gen, reduction="none"),
+            lambda m, w: m(w, TRUE_SOL),
+        ),
+        "imle": (lambda: ipo.IMLE(layer, n_samples=4, sigma=0.01, lambd=0.01, generator=gen), summed),
+        "imle_two_sides": (
+            lambda: ipo.IMLE(layer, n_samples=4, sigma=0.01, lambd=0.01, two_sides=True, generator=gen),
+            summed,
+        ),
     }
 
 
@@ -43,10 +53,12 @@ def rules(layer):
 @pytest.mark.parametrize("projection", ["none", "norm"])
 def test_failed_rows_get_exactly_zero_gradient(rule, projection):
     layer = half_bounded_lp(projection=projection)
+    make, loss = rules(layer)[rule]
+    module = make()
     w = COSTS.clone().requires_grad_(True)
     with pytest.warns(ipo.SolverWarning, match="have no decision"):
-        out = rules(layer)[rule](w)
-    assert "unbounded" in layer.last_info.status
+        out = loss(module, w)
+    assert "unbounded" in module.last_info.status
     if out.ndim:  # per-instance losses: NaN for the failed instance only
         assert torch.isnan(out[FAILED]) and torch.isfinite(out[[0, 2]]).all()
         out = out[[0, 2]].sum() + 0 * out[FAILED].nan_to_num()

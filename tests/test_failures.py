@@ -214,8 +214,8 @@ UNGUARDED = textwrap.dedent(
     print("script runs", flush=True)
     if sys.argv[1:] == ["spawn"]:  # as on a platform without a fork server
         import multiprocessing
-        import idproj_or.batch
-        idproj_or.batch._context = lambda: multiprocessing.get_context("spawn")
+        import idproj_or.batch.pool
+        idproj_or.batch.pool._context = lambda: multiprocessing.get_context("spawn")
     m = cp_model.CpModel()
     x = [m.new_bool_var(f"x{i}") for i in range(6)]
     m.add(sum(x) == 2)

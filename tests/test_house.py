@@ -20,7 +20,6 @@ LAYERS = {
     "checks": 0,
     "options": 0,
     "_quiet_sigint": 0,
-    "_forkserver": 0,
     "solvers": 1,
     "batch": 2,
     "handle": 3,
@@ -57,9 +56,23 @@ def _imports(path: Path) -> list[str]:
     return [f for f in found if f]
 
 
+# The batch package's own floors, one module per job: what a worker runs (a resident solver and
+# its task, the results) knows nothing of where batches are routed.
+BATCH_LAYERS = {
+    "results": 0,
+    "resident": 0,
+    "forkserver": 0,
+    "interrupts": 1,
+    "pool": 1,
+    "routing": 2,
+}
+BATCH = sorted((SRC / "batch").glob("*.py"))
+
+
 def test_every_module_has_a_place_in_the_house():
     parts = {p.relative_to(SRC).with_suffix("").parts[0] for p in SRC.rglob("*.py")} - {"__init__", "__main__"}
     assert parts <= set(LAYERS), parts - set(LAYERS)
+    assert {p.stem for p in BATCH} - {"__init__"} == set(BATCH_LAYERS)
 
 
 @pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
@@ -71,8 +84,46 @@ def test_no_module_imports_from_a_layer_above_its_own(path):
         assert LAYERS[_part(target)] <= LAYERS[own], f"{path.relative_to(SRC)} imports {target}"
 
 
+def test_no_batch_module_imports_from_a_batch_module_above_its_own():
+    edges = [
+        (p.stem, t.split(".")[1])
+        for p in BATCH
+        if p.stem != "__init__"
+        for t in _imports(p)
+        if _part(t) == "batch" and "." in t
+    ]
+    assert ("routing", "pool") in edges and ("interrupts", "resident") in edges  # the check reads them
+    assert [(a, b) for a, b in edges if BATCH_LAYERS[b] > BATCH_LAYERS[a]] == []
+
+
+@pytest.mark.parametrize("path", [p for p in BATCH if p.stem != "forkserver"], ids=lambda p: p.stem)
+def test_batch_modules_read_no_private_attribute_of_another_object(path):
+    # e.g. a pool's ``_processes``: the pools are tracked by their own bookkeeping. (forkserver.py
+    # is the one exception: it subclasses multiprocessing's fork-server Popen.)
+    private = [
+        f"{ast.unparse(node)} (line {node.lineno})"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    ]
+    private += [
+        f"{ast.unparse(node)} (line {node.lineno})"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) in ("getattr", "setattr", "hasattr")
+        and len(node.args) > 1
+        and isinstance(node.args[1], ast.Constant)
+        and str(node.args[1].value).startswith("_")
+        and not str(node.args[1].value).startswith("__")
+    ]
+    assert private == []
+
+
 def test_the_worker_side_imports_neither_torch_nor_cvxpy():
     modules = [f"idproj_or.solvers.{p.stem}" for p in (SRC / "solvers").glob("*.py") if p.stem != "cvxpy"]
+    modules += [f"idproj_or.batch.{p.stem}" for p in BATCH if p.stem != "__init__"]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules + ["idproj_or.batch"])
     code += "print(sorted(m for m in ('torch', 'cvxpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -113,3 +164,16 @@ def test_cp_sat_pool_workers_map_neither_libtorch_nor_cvxpy(tmp_path):
     assert len(rows) == 2, out.stdout
     # each worker: no libtorch, no CVXPY, and OR-Tools (the maps are real)
     assert all(row[1:] == ["False", "False", "True"] for row in rows), out.stdout
+
+
+def test_the_architecture_page_names_every_module():
+    page = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    table = page[page.index("## The pieces") : page.index("## Who runs where")]
+    missing = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if p.name != "__main__.py"
+        and (p.name != "__init__.py" or p.parent == SRC)
+        and not any(f"`{name}`" in table for name in (str(p.relative_to(SRC)), p.name, f"{p.parent.relative_to(SRC)}/"))
+    ]
+    assert missing == []

@@ -65,6 +65,39 @@ def test_spo_plus_is_zero_at_the_truth_up_to_scale():
     torch.testing.assert_close(loss, torch.zeros(len(true), dtype=torch.float64))
 
 
+def test_a_rule_over_a_layer_keeps_its_own_last_info_and_leaves_the_layers():
+    layer, feasible = _subset_layer("min")
+    pred, true, g = _data()
+    y = layer(true)
+    info = layer.last_info
+    np.testing.assert_array_equal(info.objective, (true * _brute(feasible, true, "min")).sum(1).numpy())
+    assert torch.equal(y, _brute(feasible, true, "min"))
+
+    spo = ipo.SPOPlus(layer)
+    assert spo.last_info is None  # nothing solved through the rule yet
+    w_star = _brute(feasible, true, "min")
+    spo(pred, true, w_star, (true * w_star).sum(1))
+    assert layer.last_info is info  # the rule's solve is not the layer's
+    q = 2 * pred - true  # SPO+ solves 2 pred - true, as given
+    np.testing.assert_allclose(spo.last_info.objective, (q * _brute(feasible, q, "min")).sum(1).numpy(), rtol=1e-12)
+
+    bb = ipo.Blackbox(layer, lambd=3.0)
+    p = pred.clone().requires_grad_(True)
+    (bb(p) * g).sum().backward()  # backward solves pred + 3 g, reported at the caller's pred
+    shifted = _brute(feasible, pred + 3.0 * g, "min")
+    np.testing.assert_allclose(bb.last_info.objective, (pred * shifted).sum(1).numpy(), rtol=1e-12)
+    assert layer.last_info is info and len(spo.last_info) == len(pred)
+
+    layer.solve(pred[:2])  # only calling the layer changes its last_info
+    np.testing.assert_allclose(
+        layer.last_info.objective, (pred[:2] * _brute(feasible, pred[:2], "min")).sum(1).numpy(), rtol=1e-12
+    )
+
+
+def test_identity_is_the_projected_identity_rule_under_its_first_name():
+    assert ipo.Identity is ipo.ProjectedIdentity
+
+
 @pytest.mark.parametrize("sense", SENSES)
 def test_blackbox_is_the_interpolation_gradient(sense):
     layer, feasible = _subset_layer(sense)
@@ -289,10 +322,11 @@ def test_rules_are_identical_serial_in_the_pool_and_on_an_executor(name, force_p
             if "workers" in options:
                 force_pool(layer)
             p = pred.clone().requires_grad_(True)
-            out = _call(name, RULES[name](layer, projection="std"), p, true, w_star, g)
+            rule = RULES[name](layer, projection="std")
+            out = _call(name, rule, p, true, w_star, g)
             out.backward()
             if "workers" in options:
-                assert layer.last_info.mode == "pool"
+                assert rule.last_info.mode == "pool"
             results.append((out.detach(), p.grad))
     for out, grad in results[1:]:
         assert torch.equal(out, results[0][0])

@@ -54,14 +54,19 @@ else:
 # public name -> (module, attribute); attribute None means the module itself
 _LAZY: dict[str, tuple[str, str | None]] = {
     "OptLayer": ("rules.identity", "OptLayer"),
-    "Identity": ("rules.identity", "Identity"),
+    "ProjectedIdentity": ("rules.identity", "ProjectedIdentity"),
+    "Identity": ("rules.identity", "ProjectedIdentity"),  # the same class, under its first name
     "SPOPlus": ("rules.spo", "SPOPlus"),
     "Blackbox": ("rules.blackbox", "Blackbox"),
     "PerturbedOpt": ("rules.perturbed", "PerturbedOpt"),
     "FenchelYoung": ("rules.perturbed", "FenchelYoung"),
     "IMLE": ("rules.imle", "IMLE"),
-    "BatchInfo": ("batch", "BatchInfo"),
+    "BatchInfo": ("batch.results", "BatchInfo"),
     "STATUSES": ("statuses", "STATUSES"),
+    "ModelSpec": ("solvers.base", "ModelSpec"),
+    "ResidentSolver": ("solvers.base", "ResidentSolver"),
+    "DataField": ("solvers.base", "DataField"),
+    "Outcome": ("statuses", "Outcome"),
     "CpSatLayer": ("layers.cpsat", "CpSatLayer"),
     "LinearSolverLayer": ("layers.linear", "LinearSolverLayer"),
     "CvxpyLayer": ("layers.cvxpy", "CvxpyLayer"),
@@ -80,7 +85,7 @@ __all__ = ["SolverError", "SolverWarning", "WorkerError", *_LAZY]
 
 if TYPE_CHECKING:
     from . import data, metrics, problems
-    from .batch import BatchInfo
+    from .batch.results import BatchInfo
     from .layers.assignment import AssignmentLayer
     from .layers.cpsat import CpSatLayer
     from .layers.cvxpy import CvxpyLayer
@@ -90,10 +95,13 @@ if TYPE_CHECKING:
     from .layers.sorting import RankingLayer, TopKLayer
     from .layers.tsp import TSPLayer
     from .rules.blackbox import Blackbox
-    from .rules.identity import Identity, OptLayer
+    from .rules.identity import OptLayer, ProjectedIdentity
+    from .rules.identity import ProjectedIdentity as Identity
     from .rules.imle import IMLE
     from .rules.perturbed import FenchelYoung, PerturbedOpt
     from .rules.spo import SPOPlus
+    from .solvers.base import DataField, ModelSpec, ResidentSolver
+    from .statuses import Outcome
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,9 @@
 """Gradient rules: each one module over a :class:`~idproj_or.handle.SolveHandle`.
 
-Identity with projection (:mod:`.identity`) is the rule of every layer; :mod:`.spo` (SPO+),
-:mod:`.blackbox` (DBB), :mod:`.perturbed` (perturbed optimiser, Fenchel-Young) and :mod:`.imle`
-(I-MLE) take any layer. :mod:`.base` holds what they share (cost preparation, the solve,
-:mod:`.cache` for ``solve_ratio``); :mod:`.generators` makes their random draws opaque operators.
+Identity with projection (:mod:`.identity`) is what every layer applies (:class:`.identity.OptLayer`
+owns its handle; it is not a rule) and, as :class:`.identity.ProjectedIdentity`, a rule over any
+layer; :mod:`.spo` (SPO+), :mod:`.blackbox` (DBB), :mod:`.perturbed` (perturbed optimiser,
+Fenchel-Young) and :mod:`.imle` (I-MLE) take any layer. :mod:`.base` holds what they share (cost
+preparation, each module's own ``last_info``, the solve, :mod:`.cache` for ``solve_ratio``);
+:mod:`.generators` makes their random draws opaque operators.
 """

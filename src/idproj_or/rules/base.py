@@ -1,6 +1,7 @@
-"""What every gradient rule shares: the solve handle, the cost preparation (checks, projection,
-training-only noise), the sign convention, and the solve itself (through the solution cache when
-``solve_ratio < 1``).
+"""What every gradient rule and every layer shares (:class:`HandleModule`): the solve handle,
+the cost preparation (checks, projection, training-only noise), the sign convention and its own
+``last_info`` (:class:`SolveLog`); and what the rules add (:class:`Rule`): the solve itself,
+through the solution cache when ``solve_ratio < 1``.
 
 A rule never knows which backend solves: it hands ``(B, n)`` costs to the handle's batch solver,
 in-process, in the pool or on an executor, through the opaque operator ``idproj_or::solve``
@@ -9,11 +10,16 @@ in-process, in the pool or on an executor, through the opaque operator ``idproj_
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import threading
+import weakref
 from typing import Any, NamedTuple
 
 import torch
 
+from ..batch import BatchInfo
 from ..handle import SolveHandle, handle_for, real_scalar
 from ..options import RULE_DEFAULTS, CostOptions, RuleOptions, with_defaults
 from .cache import SolutionCache
@@ -90,17 +96,69 @@ def positive_int(value: Any, *, where: str, name: str) -> int:
     return value
 
 
-class Rule(torch.nn.Module):
-    """Base of the gradient rules: owns a handle and prepares costs for it.
+_logs: dict[int, weakref.ref[SolveLog]] = {}
+_log_keys = itertools.count()
+
+
+def _drop_log(key: int, _: object) -> None:
+    _logs.pop(key, None)
+
+
+class SolveLog:
+    """What the handle reported for the last batch that one rule or layer solved, per thread (two
+    threads sharing a module each see their own): a rule over a layer shares the layer's handle
+    but not its ``last_info``. The opaque solve operators take the log's ``key`` (a compiled
+    graph holds the int, never the object)."""
+
+    def __init__(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
+        self._local = threading.local()
+        self.key = next(_log_keys)
+        _logs[self.key] = weakref.ref(self, functools.partial(_drop_log, self.key))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # a copy has solved nothing yet
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._start()
+
+    @property
+    def info(self) -> BatchInfo | None:
+        return getattr(self._local, "info", None)
+
+    def solve(self, handle: SolveHandle, costs: torch.Tensor, raw: torch.Tensor, **options: Any) -> torch.Tensor:
+        """``handle.solve_tensor(costs, raw, **options)``, with the batch's info recorded here
+        (also when it raises for a failed instance; not when it refuses the input unsolved)."""
+        before = handle.last_info
+        try:
+            return handle.solve_tensor(costs, raw, **options)
+        finally:
+            info = handle.last_info
+            if info is not before:
+                self._local.info = info
+
+
+def log_for(key: int) -> SolveLog:
+    ref = _logs.get(key)
+    log = ref() if ref is not None else None
+    if log is None:
+        raise RuntimeError(f"idproj_or: the rule or layer of solve log {key} no longer exists")
+    return log
+
+
+class HandleModule(torch.nn.Module):
+    """A torch module over a solve handle (every layer and every rule): checks the costs,
+    projects them and adds the training-only noise margin, and keeps its own ``last_info``.
 
     Args:
-        handle: the solve handle (a layer's ``.handle``).
-        options: ``projection``, ``noise``, ``generator`` and, for rules over a layer,
-            ``solve_ratio``, ``solutions`` (:mod:`idproj_or.options`), already completed with
-            their defaults.
+        handle: the solve handle (its own for a layer, the layer's ``.handle`` for a rule).
+        options: ``projection``, ``noise``, ``generator`` (:mod:`idproj_or.options`), already
+            completed with their defaults.
     """
 
-    def __init__(self, handle: SolveHandle, options: CostOptions | RuleOptions) -> None:
+    def __init__(self, handle: SolveHandle, options: CostOptions) -> None:
         super().__init__()
         name = type(self).__name__
         projection = options["projection"]
@@ -109,20 +167,24 @@ class Rule(torch.nn.Module):
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
         self._handle = handle
+        self._log = SolveLog()
         self.shape: tuple[int, ...] = tuple(handle.shape)
         self.sense = handle.sense
         self.noise = options["noise"]
         self.generator = check_generator(options["generator"], where=name)
         if projection == "auto":
             handle.invariance_basis()  # a model whose rows cannot be read fails here, not later
-        ratio = real_scalar(options.get("solve_ratio", 1.0), where=name, name="solve_ratio")
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"{name}: solve_ratio={ratio!r} must be in [0, 1]")
-        self.solve_ratio = ratio
-        solutions = options.get("solutions")
-        self.cache: SolutionCache | None = None
-        if ratio < 1.0 or solutions is not None:
-            self.cache = SolutionCache(self.shape, self.sense, solutions, where=name)
+
+    @property
+    def solve_log(self) -> SolveLog:
+        return self._log
+
+    @property
+    def last_info(self) -> BatchInfo | None:
+        """What the solver reported for the last batch this thread solved through this module
+        (per thread: two threads sharing it each see their own; a rule's solves are its own, a
+        layer's last_info changes only when the layer is called)."""
+        return self._log.info
 
     @property
     def handle(self) -> SolveHandle:
@@ -171,28 +233,8 @@ class Rule(torch.nn.Module):
         y = y.to(dtype).reshape(len(y), *self.shape)
         return self._handle.split_groups(y if batched else y[0])
 
-    def labels(self, value: Any, like: torch.Tensor, name: str) -> torch.Tensor:
-        """A label (true cost or solution) for the ``(B, n)`` predictions ``like``: ``(B, n)``
-        in their dtype and device (a dict per group for a layer with cost groups); a ValueError
-        names it when its shape does not match."""
-        if self._handle.groups is not None:
-            value = self._handle.check_costs(value)[0]
-        t = torch.as_tensor(value)
-        batch = len(like)
-        if tuple(t.shape) == (batch, *self.shape) or (batch == 1 and tuple(t.shape) == self.shape):
-            return t.reshape(batch, -1).to(like)
-        raise ValueError(
-            f"{type(self).__name__}: {name} must have shape ({batch}, {', '.join(map(str, self.shape))}) "
-            f"like the predictions, got {tuple(t.shape)}"
-        )
-
     def instance_data(self, data: dict[str, Any], batch: int) -> dict[str, torch.Tensor]:
         """The per-instance data passed to a call (:meth:`SolveHandle.check_data`)."""
-        if data and self.cache is not None:
-            raise ValueError(
-                f"{type(self).__name__}: per-instance data cannot go with solve_ratio < 1 or a "
-                "solution pool: a pooled solution of one instance may be infeasible for another's data"
-            )
         return self._handle.check_data(data, batch)
 
     def prepare(self, w: torch.Tensor, data: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, Frame]:
@@ -208,8 +250,54 @@ class Rule(torch.nn.Module):
 
     @property
     def basis_version(self) -> int:
-        """Version of the "auto" basis this rule projects with (-1 for other projections)."""
+        """Version of the "auto" basis this module projects with (-1 for other projections)."""
         return self._handle.basis_version if self.projection == "auto" else -1
+
+
+class Rule(HandleModule):
+    """Base of the gradient rules over a layer: a :class:`HandleModule` that solves through the
+    layer's handle, or the solution cache (``solve_ratio``, ``solutions``).
+
+    Args:
+        handle: the solve handle (a layer's ``.handle``).
+        options: ``projection``, ``noise``, ``generator``, ``solve_ratio``, ``solutions``
+            (:mod:`idproj_or.options`), already completed with their defaults.
+    """
+
+    def __init__(self, handle: SolveHandle, options: RuleOptions) -> None:
+        super().__init__(handle, options)
+        name = type(self).__name__
+        ratio = real_scalar(options.get("solve_ratio", 1.0), where=name, name="solve_ratio")
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"{name}: solve_ratio={ratio!r} must be in [0, 1]")
+        self.solve_ratio = ratio
+        solutions = options.get("solutions")
+        self.cache: SolutionCache | None = None
+        if ratio < 1.0 or solutions is not None:
+            self.cache = SolutionCache(self.shape, self.sense, solutions, where=name)
+
+    def instance_data(self, data: dict[str, Any], batch: int) -> dict[str, torch.Tensor]:
+        if data and self.cache is not None:
+            raise ValueError(
+                f"{type(self).__name__}: per-instance data cannot go with solve_ratio < 1 or a "
+                "solution pool: a pooled solution of one instance may be infeasible for another's data"
+            )
+        return super().instance_data(data, batch)
+
+    def labels(self, value: Any, like: torch.Tensor, name: str) -> torch.Tensor:
+        """A label (true cost or solution) for the ``(B, n)`` predictions ``like``: ``(B, n)``
+        in their dtype and device (a dict per group for a layer with cost groups); a ValueError
+        names it when its shape does not match."""
+        if self._handle.groups is not None:
+            value = self._handle.check_costs(value)[0]
+        t = torch.as_tensor(value)
+        batch = len(like)
+        if tuple(t.shape) == (batch, *self.shape) or (batch == 1 and tuple(t.shape) == self.shape):
+            return t.reshape(batch, -1).to(like)
+        raise ValueError(
+            f"{type(self).__name__}: {name} must have shape ({batch}, {', '.join(map(str, self.shape))}) "
+            f"like the predictions, got {tuple(t.shape)}"
+        )
 
     def decide(self, z: torch.Tensor, frame: Frame) -> torch.Tensor:
         """Decisions ``y(z)`` for the ``(B, n)`` costs ``z`` (in ``frame``'s projected space),
@@ -221,7 +309,9 @@ class Rule(torch.nn.Module):
         if cache is not None and cache.skip(self.solve_ratio, self.generator):
             return cache.best(costs).to(z.dtype)
         names, values = pack_data(frame.data)
-        y = torch.ops.idproj_or.solve(costs, frame.raw, values, names, self._handle.key, self.basis_version)
+        y = torch.ops.idproj_or.solve(
+            costs, frame.raw, values, names, self._handle.key, self.basis_version, self._log.key
+        )
         y = y.to(z.dtype)
         if cache is not None:
             cache.add(y)
@@ -258,7 +348,8 @@ def check_reduction(reduction: str, *, where: str) -> str:
 # Defined with torch.library.Library rather than torch.library.custom_op, whose first call
 # imports torch._dynamo (~2 s) even in plain eager code.
 _LIB = torch.library.Library("idproj_or", "FRAGMENT")
-_LIB.define("solve(Tensor costs, Tensor raw, Tensor[] data, str names, int key, int version) -> Tensor")
+# key: the handle's; log: the solving rule's (:class:`SolveLog`).
+_LIB.define("solve(Tensor costs, Tensor raw, Tensor[] data, str names, int key, int version, int log) -> Tensor")
 
 
 def pack_data(data: dict[str, torch.Tensor]) -> tuple[str, list[torch.Tensor]]:
@@ -271,13 +362,14 @@ def unpack_data(names: str, values: list[torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def _solve(
-    costs: torch.Tensor, raw: torch.Tensor, data: list[torch.Tensor], names: str, key: int, version: int
+    costs: torch.Tensor, raw: torch.Tensor, data: list[torch.Tensor], names: str, key: int, version: int, log: int
 ) -> torch.Tensor:
-    return handle_for(key).solve_tensor(costs, raw, data=unpack_data(names, data), basis_version=version)
+    found = unpack_data(names, data)
+    return log_for(log).solve(handle_for(key), costs, raw, data=found, basis_version=version)
 
 
 def _fake(
-    costs: torch.Tensor, raw: torch.Tensor, data: list[torch.Tensor], names: str, key: int, version: int
+    costs: torch.Tensor, raw: torch.Tensor, data: list[torch.Tensor], names: str, key: int, version: int, log: int
 ) -> torch.Tensor:
     return torch.empty_like(costs)
 

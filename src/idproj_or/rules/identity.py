@@ -1,4 +1,7 @@
-"""Identity with projection (Sahoo et al., ICLR 2023), the rule of every layer.
+"""Identity with projection (Sahoo et al., ICLR 2023): what every layer applies
+(:class:`OptLayer`, over its own handle) and the same as a rule over an existing layer
+(:class:`ProjectedIdentity`, for the options only rules take); both run
+:func:`identity_forward`.
 
 Forward: check -> project (differentiable torch ops, per instance) -> training-only noise margin
 -> exact batch solve through the handle, of the raw cost plus the margin at the raw cost's scale
@@ -12,28 +15,70 @@ the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..batch import BatchInfo
 from ..handle import SolveHandle, handle_for
 from ..options import LayerOptions, OnFailure, Route, RuleOptions, with_defaults
 from ..solvers.base import ModelSpec
-from .base import Rule, as_handle, failed_rows, pack_data, rule_options, unpack_data, zero_failed
+from .base import (
+    Frame,
+    HandleModule,
+    Rule,
+    as_handle,
+    failed_rows,
+    log_for,
+    pack_data,
+    rule_options,
+    unpack_data,
+    zero_failed,
+)
 from .projection import solver_costs
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class Identity(Rule):
-    """Identity with projection as a rule over an existing layer (the rule every layer applies
-    in its own forward), for the options only rules take: ``solve_ratio`` and ``solutions``.
+def identity_forward(
+    module: HandleModule,
+    costs: Any,
+    data: dict[str, Any],
+    decide: Callable[[torch.Tensor, Frame], torch.Tensor] | None = None,
+) -> Any:
+    """Identity with projection of ``costs`` (``shape`` or ``(B, *shape)``; a dict per group for
+    a model with cost groups) with the instances' ``data``: check, project, add the training
+    noise margin, and solve through the opaque ``idproj_or::identity_solve`` (backward ``-+I``),
+    or through ``decide`` (straight-through: the decision's value, the gradient of ``-+z``)."""
+    w, batched, dtype = module.flat(costs)
+    z, frame = module.prepare(w, module.instance_data(data, len(w)))
+    if decide is None:
+        costs64 = solver_costs(z, *frame[:3])
+        names, values = pack_data(frame.data)
+        handle = module.handle
+        y = torch.ops.idproj_or.identity_solve(
+            z, costs64, frame.raw, values, names, handle.key, -module.sign, module.basis_version, module.solve_log.key
+        )
+    else:
+        y = decide(z, frame)
+        step = z - z.detach()
+        y = y - module.sign * torch.where(failed_rows(y)[:, None], torch.zeros_like(step), step)
+    return module.unflat(y, batched, dtype)
 
-    ``y = identity(pred)`` returns ``y(P(pred) + xi)``; backward ``-P'^T dL/dy`` for minimisation,
+
+class ProjectedIdentity(Rule):
+    """Identity with projection as a rule over an existing layer (what every layer applies in
+    its own forward), for the options only rules take: ``solve_ratio`` and ``solutions``.
+
+    ``y = rule(pred)`` returns ``y(P(pred) + xi)``; backward ``-P'^T dL/dy`` for minimisation,
     ``+P'^T dL/dy`` for maximisation, with no solver call. ``projection="none"`` is PyEPO's NID.
+
+    Named for what it does, the identity Jacobian taken through the projection: a plain
+    ``Identity`` reads as a no-op module to PyTorch users (``torch.nn.Identity``), and
+    ``IdentityProjection`` as a projection that leaves the costs as they are.
+    ``ipo.Identity``, the rule's first name, is this same class.
 
     Args:
         layer: any idproj_or layer, or its ``.handle``.
@@ -43,7 +88,7 @@ class Identity(Rule):
     Example:
         >>> import torch, idproj_or as ipo
         >>> layer = ipo.KnapsackLayer([[3, 4, 5]], [7])
-        >>> nid = ipo.Identity(layer, projection="none")
+        >>> nid = ipo.ProjectedIdentity(layer, projection="none")
         >>> pred = torch.tensor([1.0, 2.0, 2.5], requires_grad=True)
         >>> y = nid(pred); y.tolist()
         [1.0, 1.0, 0.0]
@@ -59,27 +104,16 @@ class Identity(Rule):
     def forward(self, costs: Any, **data: Any) -> Any:
         """Decisions for ``costs`` (``shape`` or ``(B, *shape)``; a dict per group for a layer
         with cost groups) with the instances' ``data`` (keywords declared with the layer)."""
-        w, batched, dtype = self.flat(costs)
-        z, frame = self.prepare(w, self.instance_data(data, len(w)))
-        if self.cache is None:
-            costs64 = solver_costs(z, *frame[:3])
-            names, values = pack_data(frame.data)
-            y = torch.ops.idproj_or.identity_solve(
-                z, costs64, frame.raw, values, names, self._handle.key, -self.sign, self.basis_version
-            )
-        else:
-            # Straight-through: the value of the decision, the gradient of -+z (0 where it failed).
-            y = self.decide(z, frame)
-            step = z - z.detach()
-            y = y - self.sign * torch.where(failed_rows(y)[:, None], torch.zeros_like(step), step)
-        return self.unflat(y, batched, dtype)
+        return identity_forward(self, costs, data, None if self.cache is None else self.decide)
 
 
-class OptLayer(Identity):
+class OptLayer(HandleModule):
     """A declared optimisation model as a differentiable layer (identity with projection).
 
     ``forward(costs)`` maps costs of shape ``shape`` or ``(B, *shape)`` to optimal decisions of the
     same shape, dtype and device. Subclasses only turn a user's model into a :class:`ModelSpec`.
+    The layer owns its solve handle and is not a rule: a rule over it (``ipo.SPOPlus(layer)``)
+    solves through the same handle but keeps its own ``last_info``.
 
     Args:
         spec: the picklable model recipe.
@@ -101,17 +135,16 @@ class OptLayer(Identity):
             time_limit=opts["time_limit"],
             on_failure=opts["on_failure"],
         )
-        Rule.__init__(self, handle, opts)
+        super().__init__(handle, opts)
+
+    def forward(self, costs: Any, **data: Any) -> Any:
+        """Decisions for ``costs`` (``shape`` or ``(B, *shape)``; a dict per group for a layer
+        with cost groups) with the instances' ``data`` (keywords declared with the layer)."""
+        return identity_forward(self, costs, data)
 
     @property
     def spec(self) -> ModelSpec:
         return self._handle.spec
-
-    @property
-    def last_info(self) -> BatchInfo | None:
-        """What the solver reported for the last batch this thread solved through the layer
-        (per thread: two threads sharing a layer each see their own)."""
-        return self._handle.last_info
 
     @property
     def workers(self) -> int | None:
@@ -162,7 +195,7 @@ class OptLayer(Identity):
         checked = self._handle.check_data(data, len(w))
         with torch.no_grad():
             w64 = w.to(torch.float64)
-            y = self._handle.solve_tensor(w64, w64, data=checked, duals=duals)
+            y = self._log.solve(self._handle, w64, w64, data=checked, duals=duals)
             y = y.to(w.dtype).reshape(len(w), *self.shape)
         return self._handle.split_groups(y if batched else y[0])
 
@@ -172,9 +205,10 @@ class OptLayer(Identity):
 _LIB = torch.library.Library("idproj_or", "FRAGMENT")
 # z: the projected (noisy) cost, which receives the gradient; costs: what the solver solves (z at
 # the raw scale); raw: the caller's cost (checked, and used for the reported objective).
+# key: the handle's; log: the solving module's (:class:`~idproj_or.rules.base.SolveLog`).
 _LIB.define(
     "identity_solve(Tensor z, Tensor costs, Tensor raw, Tensor[] data, str names, int key, float sign, "
-    "int version) -> Tensor"
+    "int version, int log) -> Tensor"
 )
 
 
@@ -187,9 +221,10 @@ def _solve(
     key: int,
     sign: float,
     version: int,
+    log: int,
 ) -> torch.Tensor:
     found = unpack_data(names, data)
-    return handle_for(key).solve_tensor(costs, raw, data=found, basis_version=version).to(z.dtype)
+    return log_for(log).solve(handle_for(key), costs, raw, data=found, basis_version=version).to(z.dtype)
 
 
 def _fake(
@@ -201,6 +236,7 @@ def _fake(
     key: int,
     sign: float,
     version: int,
+    log: int,
 ) -> torch.Tensor:
     return torch.empty_like(z)
 
@@ -218,7 +254,8 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> N
 def _backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
     (failed,) = ctx.saved_tensors
     data_grads = [None] * ctx.n_data  # data carries no gradient (a Tensor[] input wants a list back)
-    return zero_failed(grad if ctx.sign > 0 else -grad, failed), None, None, data_grads, None, None, None, None
+    grad = zero_failed(grad if ctx.sign > 0 else -grad, failed)
+    return grad, None, None, data_grads, None, None, None, None, None
 
 
 torch.library.register_autograd("idproj_or::identity_solve", _backward, setup_context=_setup_context, lib=_LIB)
