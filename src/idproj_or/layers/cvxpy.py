@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..checks import ObjectiveMode
@@ -32,21 +33,36 @@ class CvxpyLayer(OptLayer):
     projection): ``fixed`` does not depend on the costs. ``last_info.objective`` is the total,
     the problem's value at the decision.
 
-    The values of the problem's other parameters are read again before each solve: a changed
-    capacity is followed. A copy of the layer (``copy.deepcopy``, ``pickle``, ``torch.save``)
+    Per-instance data: ``data={"cap": cap}`` declares parameters of the problem (not the costs)
+    whose values each call may give, ``layer(costs, cap=caps)`` with ``caps`` of the parameter's
+    shape (every instance) or ``(B, *shape)`` (one per instance); an instance without it uses the
+    parameter's value when the layer was built. The problem is compiled once (DPP): each
+    instance's values are applied to the compiled data, never recompiled. A parameter's
+    attributes check the values (``nonneg``, ``nonpos``, ``integer``, ``boolean``, scalar
+    ``bounds``; ``pos`` and ``neg`` as their closed ranges).
+
+    Cost groups: dicts with the same keys for ``parameter`` and ``variable`` (one parameter per
+    variable, each ``sum(parameter * variable)`` in the objective); the layer then takes and
+    returns dicts of tensors, ``layer({"open": w1, "assign": w2})``.
+
+    The values of the problem's other parameters (neither costs nor data) are read again before
+    each solve: a changed capacity is followed (by compiling the problem again). A copy of the layer (``copy.deepcopy``, ``pickle``, ``torch.save``)
     carries its own copies of those parameters, with the values they had when it was made: it
     no longer follows your ``Parameter`` objects. To follow them after loading a checkpoint,
     build a new layer from the problem.
 
     Args:
         problem: the declared ``cp.Problem`` (DPP).
-        parameter: the cost ``cp.Parameter``, same shape as ``variable``, without attributes.
-        variable: the ``cp.Variable`` the layer returns; its shape is the cost shape.
+        parameter: the cost ``cp.Parameter``, same shape as ``variable``, without attributes; or a
+            dict of them, one per cost group.
+        variable: the ``cp.Variable`` the layer returns; its shape is the cost shape; or a dict
+            of them with the keys of ``parameter``.
         solver: a CVXPY conic solver name; default ``"HIGHS"`` (``"CLARABEL"`` for a continuous
             problem HiGHS cannot take).
         objective: ``"keep"`` (default): the problem's objective, predicted term and fixed part;
             ``"replace"``: the predicted term alone (the fixed part is left out of the solve and
             of ``last_info.objective``).
+        data: per-instance data, ``{name: cp.Parameter}`` (keywords of the layer's call).
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
             ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
@@ -75,23 +91,18 @@ class CvxpyLayer(OptLayer):
     def __init__(
         self,
         problem: cp.Problem,
-        parameter: cp.Parameter,
-        variable: cp.Variable,
+        parameter: cp.Parameter | Mapping[str, cp.Parameter],
+        variable: cp.Variable | Mapping[str, cp.Variable],
         solver: str | None = None,
         *,
         objective: ObjectiveMode = "keep",
+        data: Mapping[str, cp.Parameter] | None = None,
         **options: Unpack[LayerOptions],
     ) -> None:
         name = type(self).__name__
         time_limit = options.get("time_limit")
-        spec = cvxpy_spec(problem, parameter, variable, solver, time_limit, objective=objective, where=name)
+        args = (problem, parameter, variable, solver, time_limit)
+        spec, groups = cvxpy_spec(*args, objective=objective, data=data, where=name)
         super().__init__(spec, **options)
-        self._handle.refresh = ParameterWatch(
-            problem,
-            parameter,
-            variable,
-            solver,
-            time_limit,
-            objective=objective,
-            where=name,
-        )
+        self._handle.groups = groups
+        self._handle.refresh = ParameterWatch(*args, objective=objective, data=data, where=name)

@@ -1,11 +1,16 @@
 """CVXPY adapter: a ``cp.Problem``, LP or MIP, whose objective is ``sum(parameter * variable)``
-plus the model's own fixed part, any affine expression of its variables (kept unless
-``objective="replace"``; the cost parameter stays out of it).
+(one such term per cost group) plus the model's own fixed part, any affine expression of its
+variables (kept unless ``objective="replace"``; the cost parameters stay out of it).
 
-Spec: the compiled problem CVXPY builds once (``problem.get_problem_data(solver)``): its
-``param_prob`` (a ``ParamConeProg``: ``min q(p)'x s.t. A x + b in K`` with ``q`` linear in the
-parameters) and the solver interface, plus the compiled column of each cost entry. The
-``Problem`` itself never reaches a worker.
+Spec: plain arrays taken from the problem CVXPY compiles once (``problem.get_problem_data``):
+the ``ParamConeProg``'s parameter tensors (``min q(p)'z s.t. A(p) z + b(p) in K``, ``q``, ``A``
+and ``b`` linear in the parameter vector ``p``), the base parameter vector (costs zero, the
+other parameters at their values), the compiled column of each cost entry, the slots of ``p``
+that each declared data parameter fills, and the map from compiled rows to the problem's
+constraint entries (for duals). The ``Problem`` itself never reaches a worker. The resident
+HiGHS route needs nothing else; any other solver also needs CVXPY's own solver interface and
+compiled problem, which format the data in solver-specific ways (cone layouts, option names):
+that route keeps them as pickled bytes (``interface``), rebuilt once per worker.
 
 The cost is exactly the parameter value: cost entry ``k`` (C order over ``variable.shape``) is
 ``parameter.value.flat[k]``. CVXPY stacks variables in column-major (Fortran) order, so entry
@@ -13,22 +18,33 @@ The cost is exactly the parameter value: cost entry ``k`` (C order over ``variab
 objective is ``q = q_fixed + sign * scatter(w)`` with ``sign = -1`` for ``Maximize`` (CVXPY flips a
 maximisation into a minimisation) and ``q_fixed`` (with an offset) the compiled fixed part at the
 other parameters' values; its value at the decision is reported in the user's units
-(``Outcome.fixed``). ``objective="replace"`` zeroes ``q_fixed`` in the spec's copy of the
-compiled problem.
+(``Outcome.fixed``). ``objective="replace"`` zeroes ``q_fixed``.
+
+Per-instance data: the values of declared parameters, applied to the compiled tensors
+(``p`` with this instance's values; the DPP fast path, never a recompilation). HiGHS rewrites the
+row bounds, coefficients, column bounds and column costs whose values differ from the previous
+instance's; the other solvers re-instantiate the compiled problem.
 
 Resident solver:
 
-- HiGHS (the default): a ``highspy.Highs`` model built once from the compiled data (the same
-  matrices CVXPY's own HiGHS interface passes, with the fixed part's costs); each solve changes
-  only the cost columns (fixed coefficient plus ``sign * w``), clears
-  the previous basis and solution (no warm start, so ties do not depend on the previous
-  instance) and runs: several times faster than ``problem.solve(solver="HIGHS")`` per
-  instance (docs/benchmarks.md, "Design measurements").
+- HiGHS (the default): a resident model (:mod:`idproj_or.solvers.highs`) built once from the
+  compiled data (the same matrices CVXPY's own HiGHS interface passes); each solve changes the
+  cost columns and what the data changes, clears the previous basis and solution (no warm
+  start, so ties do not depend on the previous instance) and runs: several times faster than
+  ``problem.solve(solver="HIGHS")`` per instance (docs/benchmarks.md, "Design measurements").
 - any other CVXPY solver (CLARABEL, SCS, SCIPY, OSQP, GUROBI, ...): per instance the compiled
-  problem is re-instantiated with the new parameter value (``solver.apply(param_prob)``, the
+  problem is re-instantiated with the new parameter values (``solver.apply(param_prob)``, the
   step CVXPY's own DPP fast path does) and passed to ``solver.solve_via_data``. This skips
   CVXPY's canonicalisation but not the solver's set-up. (For GLOP and PDLP,
   :class:`LinearSolverLayer` keeps the model resident instead.)
+
+Outcomes: ``bound`` is HiGHS's dual bound (a MIP) or optimum (an LP) in the user's units with the
+fixed part (NaN on the other routes). With duals requested, an LP reports ``duals``: one entry per
+entry of each constraint, ``np.ravel(constraint.dual_value)`` concatenated in
+``problem.constraints`` order with CVXPY's signs; ``reduced_costs``: per cost entry, the reduced
+cost of the column in the user's sense (``d objective / d x_j`` once the constraints' duals are
+priced in; nonzero only at a bound); ``binding`` (LPs and MIPs, HiGHS route): per constraint
+entry, tight at the decision (equalities always).
 
 ``last_info.solver_status`` is HiGHS's model status (e.g. ``"kTimeLimit"``) on the resident
 HiGHS route and CVXPY's status (``"optimal_inaccurate"``, ``"user_limit"``, ...) on the others.
@@ -41,31 +57,24 @@ from __future__ import annotations
 import math
 import pickle
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
+from cvxpy.reductions.solution import Solution
+from cvxpy.reductions.solvers import utilities
 from cvxpy.utilities import scopes
 
 from .. import statuses
 from ..checks import ObjectiveMode, Sense, check_objective_mode
 from ..statuses import Outcome
-from .base import NO_DATA, Data, ModelSpec, ResidentSolver
+from .base import NO_DATA, Data, DataField, ModelSpec, ResidentSolver
+from .highs import HighsArrays, HighsModel
 from .scaling import beyond_range
 
-# HiGHS model status -> common status; the others are "error".
-_HIGHS_STATUS = {
-    "kOptimal": statuses.OPTIMAL,
-    "kInfeasible": statuses.INFEASIBLE,
-    "kUnbounded": statuses.UNBOUNDED,
-    "kUnboundedOrInfeasible": statuses.INFEASIBLE_OR_UNBOUNDED,
-    "kTimeLimit": statuses.TIME_LIMIT,
-    "kIterationLimit": statuses.TIME_LIMIT,
-    "kSolutionLimit": statuses.TIME_LIMIT,
-    "kInterrupt": statuses.INTERRUPTED,
-}
 # CVXPY status -> common status (a status with a decision only when a point came back).
 _CVXPY_STATUS = {
     "optimal": statuses.OPTIMAL,
@@ -81,75 +90,144 @@ _CVXPY_STATUS = {
 _TIME_LIMIT = {"CLARABEL": "time_limit", "SCS": "time_limit_secs", "SCIPY": None}
 # One thread per solve (the pool provides the parallelism).
 _FIXED_OPTIONS: dict[str, dict[str, Any]] = {"CLARABEL": {"max_threads": 1}}
+# A row is binding when its slack is within this of zero (relative to its right-hand side):
+# HiGHS's primal feasibility tolerance is 1e-7.
+_BINDING_TOL = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
 class CvxpySpec(ModelSpec):
     solver: str  # CVXPY solver name, e.g. "HIGHS"
-    interface: Any  # the CVXPY solver interface (a picklable reduction object)
-    param_prob: Any  # compiled ParamConeProg (a private copy)
-    param_id: int  # id of the cost parameter inside ``param_prob``
-    cols: tuple[int, ...]  # compiled column of each cost entry (C order over ``shape``)
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # flat (the groups' sizes summed) for a layer with cost groups
     sense: Sense
+    cols: tuple[int, ...]  # compiled column of each cost entry (C order, groups concatenated)
+    q: sp.csc_array  # (n + 1, P + 1): compiled objective coefficients and offset per parameter entry
+    a: sp.csc_array  # (m (n + 1), P + 1): compiled [A | b] (column-major) per parameter entry
+    lower: sp.csc_array | None  # (n, P + 1): parametric column bounds, None: see col_lower
+    upper: sp.csc_array | None
+    col_lower: np.ndarray  # the column bounds when they do not depend on parameters
+    col_upper: np.ndarray
+    p0: np.ndarray  # base parameter vector: costs 0, the others at their values, constant 1
+    zero: int  # the first ``zero`` compiled rows are equalities, the rest ``>= 0``
+    integer: tuple[int, ...]  # integer (boolean included) compiled columns
+    boolean: tuple[int, ...]
+    slots: tuple[tuple[int, tuple[int, ...]], ...]  # per field: start in p, parameter shape
+    dual_index: np.ndarray | None  # per constraint entry: its compiled row; None: unknown
+    dual_sign: np.ndarray | None
+    cost_params: tuple[tuple[int, tuple[int, ...]], ...]  # per group: parameter id, shape
+    data_params: tuple[int, ...]  # per field: parameter id (the generic route sets them)
+    interface: bytes = b""  # generic route: pickled (CVXPY solver interface, ParamConeProg)
+    fields: tuple[DataField, ...] = ()
 
     @property
     def on_caller_thread(self) -> bool:  # type: ignore[override]
         return self.solver == "HIGHS"  # the resident HiGHS model can be stopped mid-solve
 
-    def cost_parameter(self) -> cp.Parameter:
-        return next(p for p in self.param_prob.parameters if p.id == self.param_id)
+    @property
+    def rows(self) -> int:
+        return self.a.shape[0] // (len(self.col_lower) + 1)
 
     def build(self) -> ResidentSolver:
-        # The constraints do not depend on the cost: compile them with a zero cost.
-        self.cost_parameter().value = np.zeros(self.shape)
         if self.solver == "HIGHS":
             return HighsSolver(self)
         return GenericSolver(self)
 
-    def parameter_values(self, cost: np.ndarray | None = None) -> dict[int, np.ndarray]:
-        """Values of every parameter of ``param_prob``, with the cost parameter set to ``cost``
-        (zeros when None)."""
-        values = {p.id: np.asarray(p.value, dtype=float) for p in self.param_prob.parameters if p.id != self.param_id}
-        values[self.param_id] = np.zeros(self.shape) if cost is None else cost.reshape(self.shape)
-        return values
+    def parameters(self, data: Data = NO_DATA) -> np.ndarray:
+        """The parameter vector with this instance's data (costs zero)."""
+        p = self.p0
+        if data:
+            p = p.copy()
+            for f, (start, shape) in zip(self.fields, self.slots):
+                if f.name in data:
+                    values = np.asarray(data[f.name], dtype=np.float64).reshape(shape).ravel(order="F")
+                    p[start : start + len(values)] = values
+        return p
+
+    def matrix(self, p: np.ndarray) -> tuple[sp.csc_array, np.ndarray]:
+        """The compiled ``A`` and ``b`` at the parameter vector ``p``."""
+        n = len(self.col_lower)
+        flat = sp.csc_array(self.a @ sp.csc_array(p[:, None]))
+        m = sp.csc_array(flat.reshape((-1, n + 1), order="F"))
+        return sp.csc_array(m[:, :n]), m[:, [n]].toarray().ravel()
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        # param_prob's constraints are A x + b in K with the zero cone first.
-        _, _, a, b = self.param_prob.apply_parameters(self.parameter_values())
-        zero = self.param_prob.cone_dims.zero
-        a = sp.csr_array(a)[:zero]
+        a, b = self.matrix(self.p0)
+        a = sp.csr_array(a[: self.zero])
         a.eliminate_zeros()
         cols = np.asarray(self.cols)
         inside = np.zeros(a.shape[1], dtype=bool)
         inside[cols] = True
+        # Rows whose coefficients depend on data differ per instance: no invariance to claim.
+        varying = set(_data_rows(self)[1].tolist())
         # Keep the nonempty rows whose every column is a cost column.
         keep = [
             r
-            for r in range(zero)
-            if a.indptr[r + 1] > a.indptr[r] and inside[a.indices[a.indptr[r] : a.indptr[r + 1]]].all()
+            for r in range(self.zero)
+            if a.indptr[r + 1] > a.indptr[r]
+            and r not in varying
+            and inside[a.indices[a.indptr[r] : a.indptr[r + 1]]].all()
         ]
         rows = a[keep][:, cols].toarray() if keep else np.zeros((0, len(cols)))
         return rows, -np.asarray(b)[keep]
 
 
+def _data_columns(spec: CvxpySpec) -> np.ndarray:
+    cols = [np.arange(start, start + math.prod(shape)) for start, shape in spec.slots]
+    return np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+
+
+def _touched(tensor: sp.csc_array | None, cols: np.ndarray) -> np.ndarray:
+    """Rows of ``tensor`` that the parameter entries ``cols`` reach."""
+    if tensor is None or not len(cols):
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(sp.csc_array(tensor[:, cols]).tocoo().row).astype(np.int64)
+
+
+def _data_rows(spec: CvxpySpec) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of the flattened ``[A | b]`` that data reaches, and the rows of ``A`` whose
+    coefficients it reaches."""
+    entries = _touched(spec.a, _data_columns(spec))
+    n = len(spec.col_lower)
+    m = spec.rows
+    coeff = entries[entries // m < n]
+    return entries, np.unique(coeff % m)
+
+
 class CompiledSolver(ResidentSolver):
-    """What the two routes share: the cost columns, the integer columns, and the fixed part of
-    the compiled objective (``coeffs @ z + offset`` over the compiled columns ``z``, in the
-    minimisation CVXPY compiles)."""
+    """What the two routes share: the cost columns, the integer columns, the fixed part of the
+    compiled objective (``coeffs @ z + offset`` over the compiled columns ``z``, in the
+    minimisation CVXPY compiles) at the current instance's data, and the constraint map."""
 
     check_unbounded = True
 
-    def __init__(self, spec: CvxpySpec, coeffs: np.ndarray, offset: float) -> None:
-        x = spec.param_prob.x
-        # As CVXPY's own interfaces: booleans are integers in [0, 1].
-        self.integer = np.array(sorted({int(t[0]) for t in x.boolean_idx + x.integer_idx}), dtype=np.int64)
+    def __init__(self, spec: CvxpySpec) -> None:
+        self.spec = spec
+        self.integer = np.asarray(spec.integer, dtype=np.int64)
         self.cols = np.asarray(spec.cols, dtype=np.int32)
         self.sign = -1.0 if spec.sense == "max" else 1.0
-        self.coeffs = np.asarray(coeffs, dtype=np.float64)
-        self.offset = float(offset)
+        n = len(spec.col_lower)
+        self.n = n
+        q = spec.q @ spec.p0
+        self.coeffs = np.asarray(q[:n], dtype=np.float64)
+        self.offset = float(q[n])
+        self.q_rows = _touched(spec.q, _data_columns(spec))
+        self.q_sub = sp.csr_array(spec.q)[self.q_rows] if len(self.q_rows) else None
 
-    def decision(self, z: np.ndarray, common: str, word: str, cost: np.ndarray) -> Outcome:
+    def apply_objective(self, p: np.ndarray) -> np.ndarray:
+        """Update the fixed part for the parameter vector ``p``; the columns whose cost changed."""
+        if self.q_sub is None:
+            return np.zeros(0, dtype=np.int32)
+        values = self.q_sub @ p
+        cols = self.q_rows < self.n
+        offset = values[~cols]
+        if len(offset):
+            self.offset = float(offset[0])
+        j = self.q_rows[cols]
+        changed = self.coeffs[j] != values[cols]
+        self.coeffs[j] = values[cols]
+        return j[changed].astype(np.int32)
+
+    def decision(self, z: np.ndarray, common: str, word: str, cost: np.ndarray, **extra: Any) -> Outcome:
         """The outcome for the compiled solution ``z`` of ``cost``: integers rounded, the cost
         entries, and the fixed part's value at them in the user's units (``sign`` undoes CVXPY's
         flip); "feasible" with an infinite scaling error for costs beyond what the solver's
@@ -157,124 +235,137 @@ class CompiledSolver(ResidentSolver):
         z = np.array(z, dtype=np.float64).reshape(-1)
         z[self.integer] = np.rint(z[self.integer]) + 0.0  # "+ 0.0": no -0.0
         fixed = self.sign * (float(self.coeffs @ z) + self.offset)
+        error = 0.0
         if common == statuses.OPTIMAL and beyond_range(np.concatenate([cost, self.coeffs])):
-            return Outcome(z[self.cols], statuses.FEASIBLE, word, fixed, math.inf)
-        return Outcome(z[self.cols], common, word, fixed)
+            common, error = statuses.FEASIBLE, math.inf
+        return Outcome(z[self.cols], common, word, fixed, error, **extra)
+
+    def constraint_duals(self, y: np.ndarray | None) -> np.ndarray | None:
+        """Compiled-row duals ``y`` (CVXPY's conic convention) per constraint entry of the problem."""
+        spec = self.spec
+        if y is None or spec.dual_index is None or spec.dual_sign is None or not self.duals_requested:
+            return None
+        return spec.dual_sign * y[spec.dual_index]
 
 
 class HighsSolver(CompiledSolver):
-    """The compiled LP/MIP as a resident highspy model; only column costs change per solve."""
+    """The compiled LP/MIP as a resident HiGHS model; per solve the cost columns change, and
+    what this instance's data changes."""
 
     def __init__(self, spec: CvxpySpec) -> None:
-        import highspy
+        super().__init__(spec)
+        self.p = spec.p0.copy()
+        a, b = spec.matrix(self.p)
+        self.b = b
+        m = len(b)
+        self.m = m
+        inf = math.inf
+        lower, upper = self._col_bounds(self.p)
+        upper_rows = np.concatenate([-b[: spec.zero], np.full(m - spec.zero, inf)])
+        arrays = HighsArrays(
+            self.coeffs.copy(), lower, upper, -b, upper_rows, a.indptr, a.indices, a.data, m, self.integer
+        )
+        self.model = HighsModel(arrays)
+        entries, _ = _data_rows(spec)
+        self.entries = entries
+        self.a_sub = sp.csr_array(spec.a)[entries] if len(entries) else None
+        self.entry_values = self.a_sub @ self.p if self.a_sub is not None else np.zeros(0)
+        data_cols = _data_columns(spec)
+        self.bound_cols = np.union1d(_touched(spec.lower, data_cols), _touched(spec.upper, data_cols))
+        self.lower_sub = None if spec.lower is None else sp.csr_array(spec.lower)[self.bound_cols]
+        self.upper_sub = None if spec.upper is None else sp.csr_array(spec.upper)[self.bound_cols]
 
-        prob = spec.param_prob
-        # A x + b in K, zero-cone rows first, then nonnegative rows (an LP/MIP has no others).
-        c, d, a, b = prob.apply_parameters(spec.parameter_values())
-        super().__init__(spec, c, d)
-        a = sp.csc_array(a)
-        b = np.asarray(b, dtype=float)
-        n = a.shape[1]
-        inf = highspy.kHighsInf
-        zero = prob.cone_dims.zero
-        lower = np.full(n, -inf) if prob.lower_bounds is None else np.array(prob.lower_bounds, float)
-        upper = np.full(n, inf) if prob.upper_bounds is None else np.array(prob.upper_bounds, float)
-        booleans = [int(t[0]) for t in prob.x.boolean_idx]
-        if booleans:
-            lower[booleans] = np.maximum(lower[booleans], 0.0)
-            upper[booleans] = np.minimum(upper[booleans], 1.0)
-        lp = highspy.HighsLp()
-        lp.num_col_ = n
-        lp.num_row_ = a.shape[0]
-        lp.col_cost_ = self.coeffs
-        lp.col_lower_ = lower
-        lp.col_upper_ = upper
-        lp.row_lower_ = -b
-        lp.row_upper_ = np.concatenate([-b[:zero], np.full(len(b) - zero, inf)])
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = a.indptr
-        lp.a_matrix_.index_ = a.indices
-        lp.a_matrix_.value_ = a.data
-        if len(self.integer):
-            kinds = [highspy.HighsVarType.kContinuous] * n
-            for j in self.integer.tolist():
-                kinds[j] = highspy.HighsVarType.kInteger
-            lp.integrality_ = kinds
-        self.lp = lp
-        self._stop = False
-        self.highs = self._new_highs()
-        # The fixed part's coefficients on the cost columns, to which each cost is added.
-        self.base = self.coeffs[self.cols]
-
-    def _new_highs(self) -> Any:
-        import highspy
-
-        highs = highspy.Highs()
-        for name, value in (("output_flag", False), ("threads", 1), ("random_seed", 0), ("mip_rel_gap", 0.0)):
-            highs.setOptionValue(name, value)
-        highs.passModel(self.lp)
-        # interrupt() from another thread stops a MIP at its next node and an interior-point run
-        # at its next iteration (no measurable cost; a check per simplex iteration costs ~5%)
-        for event in ("cbIpmInterrupt", "cbMipInterrupt"):
-            callback = getattr(highs, event)
-            callback += self._check_stop
-            setattr(highs, event, callback)
-        self._time_limit: float | None = None
-        return highs
-
-    def _check_stop(self, event: Any) -> None:
-        if self._stop:
-            event.interrupt()
+    def _col_bounds(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        spec = self.spec
+        lower = spec.col_lower.copy() if spec.lower is None else np.asarray(spec.lower @ p, dtype=np.float64)
+        upper = spec.col_upper.copy() if spec.upper is None else np.asarray(spec.upper @ p, dtype=np.float64)
+        booleans = list(spec.boolean)  # as CVXPY's own interfaces: booleans are integers in [0, 1]
+        lower[booleans] = np.maximum(lower[booleans], 0.0)
+        upper[booleans] = np.minimum(upper[booleans], 1.0)
+        return lower, upper
 
     def interrupt(self) -> None:
-        self._stop = True
+        self.model.interrupt()
+
+    def _apply(self, p: np.ndarray) -> None:
+        """Rewrite what the parameter vector ``p`` changes against the current one."""
+        if np.array_equal(p, self.p):
+            return
+        self.p = p
+        model = self.model
+        changed = self.apply_objective(p)
+        if len(changed):
+            model.set_costs(changed, self.coeffs[changed])
+        if self.a_sub is not None:
+            values = self.a_sub @ p
+            diff = values != self.entry_values
+            self.entry_values = values
+            rows, cols = self.entries[diff] % self.m, self.entries[diff] // self.m
+            rhs = cols == self.n
+            if rhs.any():
+                i = rows[rhs].astype(np.int32)
+                self.b[i] = values[diff][rhs]
+                upper = np.where(i < self.spec.zero, -self.b[i], math.inf)
+                model.set_row_bounds(i, -self.b[i], upper)
+            if (~rhs).any():
+                model.set_coeffs(rows[~rhs], cols[~rhs], values[diff][~rhs])
+        if len(self.bound_cols):
+            lower, upper = self._col_bounds(p)
+            j = self.bound_cols.astype(np.int32)
+            model.set_col_bounds(j, lower[j], upper[j])
 
     def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
-        highs = self.highs
-        highs.changeColsCost(len(self.cols), self.cols, self.base + self.sign * cost)
-        # Forget the previous basis and solution: a warm start would make the optimum returned
-        # among ties depend on the instance solved before.
-        highs.clearSolver()
-        self._stop = False
-        if time_limit != self._time_limit:
-            highs.setOptionValue("time_limit", math.inf if time_limit is None else float(time_limit))
-            self._time_limit = time_limit
-        highs.run()
-        word = highs.getModelStatus().name
-        common = _HIGHS_STATUS.get(word, statuses.ERROR)
-        if common == statuses.INTERRUPTED:  # HiGHS keeps the interrupt for later runs: start anew
-            self.highs = self._new_highs()
-            return statuses.no_decision(common, word)
-        feasible = highs.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
-        if common == statuses.TIME_LIMIT and feasible:
-            common = statuses.FEASIBLE
-        if common not in statuses.SOLVED:
-            return statuses.no_decision(common, word)
-        return self.decision(highs.getSolution().col_value, common, word, cost)
+        self._apply(self.spec.parameters(data))
+        self.model.set_costs(self.cols, self.coeffs[self.cols] + self.sign * cost)
+        run = self.model.run(time_limit)
+        if run.x is None:
+            return statuses.no_decision(run.status, run.word)
+        bound = self.sign * (run.bound + self.offset)
+        extra: dict[str, Any] = {"bound": bound}
+        if self.duals_requested and self.spec.dual_index is not None:
+            assert run.row_value is not None
+            slack = run.row_value + self.b
+            tight = np.abs(slack) <= _BINDING_TOL * np.maximum(1.0, np.abs(self.b))
+            tight[: self.spec.zero] = True
+            extra["binding"] = tight[self.spec.dual_index]
+            extra["duals"] = self.constraint_duals(run.row_dual)
+            if run.col_dual is not None:
+                extra["reduced_costs"] = self.sign * run.col_dual[self.cols]
+        return self.decision(run.x, run.status, run.word, cost, **extra)
 
 
 class GenericSolver(CompiledSolver):
-    """Any other CVXPY solver: re-instantiate the compiled problem per cost, solve, invert."""
+    """Any other CVXPY solver: re-instantiate the compiled problem per instance, solve, invert."""
 
     def __init__(self, spec: CvxpySpec) -> None:
-        c, d, _, _ = spec.param_prob.apply_parameters(spec.parameter_values())
-        super().__init__(spec, c, d)
-        self.spec = spec
-        self.param = spec.cost_parameter()
+        super().__init__(spec)
+        self.interface, self.param_prob = pickle.loads(spec.interface)
+        by_id = {p.id: p for p in self.param_prob.parameters}
+        self.cost_params = [(by_id[i], shape) for i, shape in spec.cost_params]
+        self.data_params = [by_id[i] for i in spec.data_params]
 
     def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         t0 = time.perf_counter()
-        self.param.value = cost.reshape(self.spec.shape)
-        data, inverse = self.spec.interface.apply(self.spec.param_prob)
-        options = dict(_FIXED_OPTIONS.get(self.spec.solver, {}))
+        spec = self.spec
+        p = spec.parameters(data)
+        self.apply_objective(p)
+        start = 0
+        for param, shape in self.cost_params:
+            size = math.prod(shape)
+            param.value = cost[start : start + size].reshape(shape)
+            start += size
+        for param, (begin, shape) in zip(self.data_params, spec.slots):
+            param.value = p[begin : begin + math.prod(shape)].reshape(shape, order="F")
+        compiled, inverse = self.interface.apply(self.param_prob)
+        options = dict(_FIXED_OPTIONS.get(spec.solver, {}))
         if time_limit is not None:
-            key = _TIME_LIMIT[self.spec.solver]
+            key = _TIME_LIMIT[spec.solver]
             if key is None:
                 options["scipy_options"] = {"time_limit": float(time_limit)}
             else:
                 options[key] = float(time_limit)
-        raw = self.spec.interface.solve_via_data(data, False, False, options)
-        solution = self.spec.interface.invert(raw, inverse)
+        raw = self.interface.solve_via_data(compiled, False, False, options)
+        solution = self.interface.invert(raw, inverse)
         word = solution.status
         common = _CVXPY_STATUS.get(word, statuses.ERROR)
         values = list(solution.primal_vars.values())
@@ -282,10 +373,17 @@ class GenericSolver(CompiledSolver):
         if len(values) == 1 and values[0] is not None:
             z = np.asarray(values[0], dtype=np.float64).reshape(-1)
         if common in statuses.SOLVED and z is not None and np.isfinite(z).all():
-            return self.decision(z, common, word, cost)
+            return self.decision(z, common, word, cost, duals=self.constraint_duals(self._row_duals(solution)))
         if common in statuses.SOLVED:  # a limit or an inaccurate end without a point
             common = statuses.unsolved(time_limit, time.perf_counter() - t0)
         return statuses.no_decision(common, word)
+
+    def _row_duals(self, solution: Any) -> np.ndarray | None:
+        duals = solution.dual_vars or {}
+        parts = [duals.get(c.id) for c in self.param_prob.constraints]
+        if not parts or any(v is None for v in parts):
+            return None
+        return np.concatenate([np.atleast_1d(np.asarray(v, dtype=np.float64)).ravel() for v in parts])
 
 
 def _compiled_variable_id(chain: Any, variable: cp.Variable) -> int:
@@ -298,51 +396,58 @@ def _compiled_variable_id(chain: Any, variable: cp.Variable) -> int:
     return ids[0] if len(ids) == 1 else -1
 
 
+def _cost_pairs(parameter: Any, variable: Any, *, where: str) -> tuple[dict[str, tuple[Any, Any]], bool]:
+    """``{group: (parameter, variable)}`` (one unnamed group for a single pair) and whether the
+    costs come in groups."""
+    if isinstance(parameter, Mapping) or isinstance(variable, Mapping):
+        if not (isinstance(parameter, Mapping) and isinstance(variable, Mapping)) or list(parameter) != list(variable):
+            got = sorted(variable) if isinstance(variable, Mapping) else type(variable).__name__
+            raise ValueError(
+                f"{where}: cost groups need a dict of parameters and a dict of variables with the same "
+                f"keys in the same order; got parameters {list(parameter) if isinstance(parameter, Mapping) else type(parameter).__name__} "
+                f"and variables {got}"
+            )
+        if not parameter:
+            raise ValueError(f"{where}: cost groups need at least one group")
+        for key in parameter:
+            if not isinstance(key, str) or not key.isidentifier():
+                raise ValueError(f"{where}: cost group name {key!r} must be a Python identifier")
+        return {k: (parameter[k], variable[k]) for k in parameter}, True
+    return {"": (parameter, variable)}, False
+
+
 def cvxpy_spec(
     problem: cp.Problem,
-    parameter: cp.Parameter,
-    variable: cp.Variable,
+    parameter: Any,
+    variable: Any,
     solver: str | None,
     time_limit: float | None,
     *,
     objective: ObjectiveMode = "keep",
+    data: Mapping[str, cp.Parameter] | None = None,
     where: str,
-) -> CvxpySpec:
+) -> tuple[CvxpySpec, dict[str, tuple[int, ...]] | None]:
+    """The spec of ``problem`` with the costs ``parameter`` on ``variable`` (or dicts of them, one
+    per cost group) and the declared per-instance ``data``; and the groups' shapes (None for a
+    single cost)."""
     objective = check_objective_mode(objective, where=where)
     if not isinstance(problem, cp.Problem):
         raise TypeError(f"{where}: problem must be a cvxpy.Problem, got {type(problem).__name__}")
-    if not isinstance(parameter, cp.Parameter):
-        raise TypeError(f"{where}: parameter must be a cvxpy.Parameter, got {type(parameter).__name__}")
-    if not isinstance(variable, cp.Variable):
-        raise TypeError(f"{where}: variable must be a cvxpy.Variable, got {type(variable).__name__}")
-    if parameter.shape != variable.shape:
-        raise ValueError(f"{where}: parameter.shape {parameter.shape} must equal variable.shape {variable.shape}")
-    if variable.id not in {v.id for v in problem.variables()}:
-        raise ValueError(f"{where}: variable {variable.name()} is not a variable of the problem")
-    if parameter.id not in {p.id for p in problem.objective.parameters()}:
-        raise ValueError(f"{where}: parameter {parameter.name()} does not appear in the objective")
-    attributes = [k for k, v in parameter.attributes.items() if v]
-    if attributes:
-        raise ValueError(
-            f"{where}: the cost parameter must be declared without attributes (got "
-            f"{', '.join(attributes)}): projected and noisy costs take any value"
-        )
-    for i, constraint in enumerate(problem.constraints):
-        if parameter.id in {p.id for p in constraint.parameters()}:
-            raise ValueError(
-                f"{where}: the cost parameter appears in constraint {i} ({constraint}); it may only enter the objective"
-            )
-    unset = [p.name() for p in problem.parameters() if p.id != parameter.id and p.value is None]
+    pairs, grouped = _cost_pairs(parameter, variable, where=where)
+    for group, (param, var) in pairs.items():
+        _check_pair(problem, param, var, where=where, label=f"cost group {group!r}: " if grouped else "")
+    params = [p for p, _ in pairs.values()]
+    if len({p.id for p in params}) < len(params) or len({v.id for _, v in pairs.values()}) < len(params):
+        raise ValueError(f"{where}: each cost group needs its own parameter and its own variable")
+    cost_ids = {p.id for p in params}
+    declared = _check_data(problem, data or {}, cost_ids, where=where)
+    unset = [p.name() for p in problem.parameters() if p.id not in cost_ids and p.value is None]
     if unset:
         raise ValueError(f"{where}: parameters {unset} have no value; set them before building the layer")
     if not problem.is_dcp():
         raise ValueError(f"{where}: the problem is not DCP")
     if not problem.is_dpp():
-        raise ValueError(
-            f"{where}: the problem is not DPP (e.g. a product of parameters); write the objective "
-            "as sum(parameter * variable) plus terms linear in the variables whose coefficients "
-            "are affine in the other parameters"
-        )
+        raise ValueError(f"{where}: the problem is not DPP{_not_dpp(problem, declared)}")
     term = _nonlinear_term(problem.objective.expr)
     if term is not None:
         kind = "quadratic" if term.is_quadratic() else f"nonlinear ({term.curvature.lower()})"
@@ -352,24 +457,209 @@ def cvxpy_spec(
             "the term as a constraint or leave it out"
         )
     sense: Sense = "max" if isinstance(problem.objective, cp.Maximize) else "min"
-    name = _resolve_solver(problem, solver, where=where)
+    name, (compiled, chain, inverse) = _resolve_and_compile(problem, solver, where=where)
     if time_limit is not None and name != "HIGHS" and name not in _TIME_LIMIT:
         raise ValueError(
             f"{where}: time_limit is not supported with solver {name}; supported: "
             f"{', '.join(sorted([*_TIME_LIMIT, 'HIGHS']))}"
         )
-    data, chain, _ = _compile(problem, name, where=where)
-    param_prob = data["param_prob"]
-    cols = _cost_columns(param_prob, chain, parameter, variable, sense, keep=objective == "keep", where=where)
-    # A private copy: later changes to the user's problem or parameters do not reach the spec.
-    param_prob = pickle.loads(pickle.dumps(param_prob))
-    if objective == "replace":  # the compiled objective's map restricted to the cost parameter
-        start = param_prob.param_id_to_col[parameter.id]
-        mask = np.zeros(param_prob.q.shape[1])
-        mask[start : start + parameter.size] = 1.0
+    param_prob = compiled["param_prob"]
+    cols = np.concatenate(
+        [
+            _cost_columns(param_prob, chain, p, v, sense, keep=objective == "keep", where=where)
+            for p, v in pairs.values()
+        ]
+    )
+    slots = []
+    for key, param in declared.items():
+        if param.id not in param_prob.param_id_to_col:
+            raise ValueError(
+                f"{where}: data {key!r}: CVXPY replaces parameter {param.name()} by another (an attribute "
+                "such as symmetric, diag or PSD); declare it without such attributes"
+            )
+        slots.append((int(param_prob.param_id_to_col[param.id]), tuple(param.shape)))
+    spec_q = sp.csc_array(param_prob.q)
+    if objective == "replace":  # the predicted terms alone: they enter through the cost columns
+        spec_q = sp.csc_array(spec_q.shape)
+    values = {p.id: np.zeros(p.shape) if p.id in cost_ids else np.asarray(p.value, dtype=float) for p in param_prob.parameters}
+    _, _, _, _ = param_prob.apply_parameters(values)  # sets lower_bounds / upper_bounds
+    p0 = _parameter_vector(param_prob, values)
+    n = param_prob.x.size
+    lower = np.full(n, -math.inf) if param_prob.lower_bounds is None else np.array(param_prob.lower_bounds, float)
+    upper = np.full(n, math.inf) if param_prob.upper_bounds is None else np.array(param_prob.upper_bounds, float)
+    x = param_prob.x
+    index, sign = _dual_map(problem, chain, inverse, param_prob)
+    interface = b"" if name == "HIGHS" else _generic_bytes(chain.solver, param_prob, params, replace=objective == "replace")
+    fields = tuple(_field(key, param) for key, param in declared.items())
+    groups = {k: tuple(v.shape) for k, (_, v) in pairs.items()} if grouped else None
+    spec = CvxpySpec(
+        solver=name,
+        shape=(len(cols),) if grouped else tuple(params[0].shape),
+        sense=sense,
+        cols=tuple(cols.tolist()),
+        q=spec_q,
+        a=sp.csc_array(param_prob.A),
+        lower=None if param_prob.lb_tensor is None else sp.csc_array(param_prob.lb_tensor),
+        upper=None if param_prob.ub_tensor is None else sp.csc_array(param_prob.ub_tensor),
+        col_lower=lower,
+        col_upper=upper,
+        p0=p0,
+        zero=int(param_prob.cone_dims.zero),
+        integer=tuple(sorted({int(t[0]) for t in x.boolean_idx + x.integer_idx})),
+        boolean=tuple(sorted(int(t[0]) for t in x.boolean_idx)),
+        slots=tuple(slots),
+        dual_index=index,
+        dual_sign=sign,
+        cost_params=tuple((p.id, tuple(p.shape)) for p in params),
+        data_params=tuple(p.id for p in declared.values()),
+        interface=interface,
+        fields=fields,
+    )
+    return spec, groups
+
+
+def _generic_bytes(interface: Any, param_prob: Any, costs: list[cp.Parameter], *, replace: bool) -> bytes:
+    """The generic route's solver interface and a private copy of the compiled problem (later
+    changes to the user's problem or parameters do not reach it); with ``replace`` its objective
+    keeps the predicted terms only."""
+    copy = pickle.loads(pickle.dumps(param_prob))
+    if replace:
+        mask = np.zeros(copy.q.shape[1])
+        for p in costs:
+            start = copy.param_id_to_col[p.id]
+            mask[start : start + p.size] = 1.0
         # sp.diags, not diags_array: scipy 1.10 (supported) has none
-        param_prob.q = sp.csc_array(sp.csc_array(param_prob.q) @ sp.diags(mask))
-    return CvxpySpec(name, chain.solver, param_prob, parameter.id, tuple(cols.tolist()), tuple(variable.shape), sense)
+        copy.q = sp.csc_array(sp.csc_array(copy.q) @ sp.diags(mask))
+    return pickle.dumps((interface, copy))
+
+
+def _check_pair(problem: cp.Problem, parameter: Any, variable: Any, *, where: str, label: str) -> None:
+    if not isinstance(parameter, cp.Parameter):
+        raise TypeError(f"{where}: {label}parameter must be a cvxpy.Parameter, got {type(parameter).__name__}")
+    if not isinstance(variable, cp.Variable):
+        raise TypeError(f"{where}: {label}variable must be a cvxpy.Variable, got {type(variable).__name__}")
+    if parameter.shape != variable.shape:
+        raise ValueError(
+            f"{where}: {label}parameter.shape {parameter.shape} must equal variable.shape {variable.shape}"
+        )
+    if variable.id not in {v.id for v in problem.variables()}:
+        raise ValueError(f"{where}: {label}variable {variable.name()} is not a variable of the problem")
+    if parameter.id not in {p.id for p in problem.objective.parameters()}:
+        raise ValueError(f"{where}: {label}parameter {parameter.name()} does not appear in the objective")
+    attributes = [k for k, v in parameter.attributes.items() if v]
+    if attributes:
+        raise ValueError(
+            f"{where}: {label}the cost parameter must be declared without attributes (got "
+            f"{', '.join(attributes)}): projected and noisy costs take any value"
+        )
+    for i, constraint in enumerate(problem.constraints):
+        if parameter.id in {p.id for p in constraint.parameters()}:
+            raise ValueError(
+                f"{where}: {label}the cost parameter appears in constraint {i} ({constraint}); it may "
+                "only enter the objective"
+            )
+
+
+def _check_data(
+    problem: cp.Problem, data: Mapping[str, Any], cost_ids: set[int], *, where: str
+) -> dict[str, cp.Parameter]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: data must be a dict of name -> cvxpy.Parameter, got {type(data).__name__}")
+    own = {p.id for p in problem.parameters()}
+    seen: dict[int, str] = {}
+    for key, param in data.items():
+        if not isinstance(param, cp.Parameter):
+            raise ValueError(f"{where}: data {key!r} must be a cvxpy.Parameter, got {type(param).__name__}")
+        if param.id in cost_ids:
+            raise ValueError(
+                f"{where}: data {key!r} is the cost parameter {param.name()}; costs are the layer's first "
+                "argument, data are the problem's other parameters"
+            )
+        if param.id not in own:
+            raise ValueError(f"{where}: data {key!r}: parameter {param.name()} is not a parameter of the problem")
+        if param.id in seen:
+            raise ValueError(f"{where}: data {key!r} and {seen[param.id]!r} are the same parameter {param.name()}")
+        seen[param.id] = key
+    return dict(data)
+
+
+def _field(name: str, param: cp.Parameter) -> DataField:
+    """The data field of a declared parameter, with what its attributes say of its values
+    (``pos`` and ``neg`` as their closed ranges)."""
+    attrs = param.attributes
+    low, high = -math.inf, math.inf
+    if attrs.get("nonneg") or attrs.get("pos") or attrs.get("boolean"):
+        low = 0.0
+    if attrs.get("nonpos") or attrs.get("neg"):
+        high = 0.0
+    if attrs.get("boolean"):
+        high = 1.0
+    bounds = attrs.get("bounds")
+    if bounds is not None and all(np.ndim(b) == 0 for b in bounds):
+        low, high = max(low, float(bounds[0])), min(high, float(bounds[1]))
+    integral = bool(attrs.get("integer") or attrs.get("boolean"))
+    return DataField(name, tuple(param.shape), f"values of parameter {param.name()}", integral, False, low, high)
+
+
+def _not_dpp(problem: cp.Problem, declared: Mapping[str, cp.Parameter]) -> str:
+    """Where the problem leaves DPP, naming its parameters (the declared data by their names)."""
+    parts = [("the objective", problem.objective)] + [
+        (f"constraint {i}", c) for i, c in enumerate(problem.constraints)
+    ]
+    names = {p.id: key for key, p in declared.items()}
+    for label, part in parts:
+        if not part.is_dpp():
+            found = [f"data {names[p.id]!r}" if p.id in names else p.name() for p in part.parameters()]
+            return (
+                f": {label} ({_short(part)}) is not DPP in its parameters {', '.join(found)} (e.g. a "
+                "product of parameters); write the objective as sum(parameter * variable) plus terms "
+                "linear in the variables, and the constraints affine in the parameters"
+            )
+    return ""
+
+
+def _parameter_vector(param_prob: Any, values: Mapping[int, np.ndarray]) -> np.ndarray:
+    """CVXPY's parameter vector (entries column-major per parameter, a trailing constant 1)."""
+    p = np.zeros(param_prob.total_param_size + 1)
+    for pid, col in param_prob.param_id_to_col.items():
+        if pid in values:
+            flat = np.asarray(values[pid], dtype=float).ravel(order="F")
+            p[col : col + len(flat)] = flat
+        else:  # the constant's column
+            p[col] = 1.0
+    return p
+
+
+def _dual_map(problem: cp.Problem, chain: Any, inverse: Any, param_prob: Any) -> tuple[Any, Any]:
+    """Which compiled row (and with which sign) gives each entry of each constraint's
+    ``dual_value`` (C order, constraints in ``problem.constraints`` order): read off CVXPY's own
+    inversion of numbered duals, then checked on random ones. (None, None) when that inversion
+    is not a signed selection of rows."""
+    m = sum(c.size for c in param_prob.constraints)
+
+    def invert(y: np.ndarray) -> np.ndarray | None:
+        duals = utilities.get_dual_values(y, utilities.extract_dual_value, param_prob.constraints)
+        solution = Solution(cp.OPTIMAL, 0.0, {param_prob.x.id: np.zeros(param_prob.x.size)}, duals, {})
+        for reduction, data in reversed(list(zip(chain.reductions[:-1], inverse[:-1]))):
+            solution = reduction.invert(solution, data)
+        values = [solution.dual_vars.get(c.id) for c in problem.constraints]
+        if any(v is None for v in values):
+            return None
+        return np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in values] or [np.zeros(0)])
+
+    try:
+        numbered = invert(np.arange(1.0, m + 1))
+        check = np.random.default_rng(0).normal(size=m)
+        inverted = invert(check)
+    except Exception:  # noqa: BLE001 (a reduction that cannot invert a bare dual: no duals)
+        return None, None
+    if numbered is None or inverted is None:
+        return None, None
+    index = np.rint(np.abs(numbered)).astype(np.int64) - 1
+    sign = np.sign(numbered)
+    if not (np.all((index >= 0) & (index < m)) and np.array_equal(sign * check[index], inverted)):
+        return None, None
+    return index, sign
 
 
 def _nonlinear_term(expr: Any) -> Any:
@@ -388,19 +678,20 @@ def _short(expr: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _resolve_solver(problem: cp.Problem, solver: str | None, *, where: str) -> str:
+def _resolve_and_compile(problem: cp.Problem, solver: str | None, *, where: str) -> tuple[str, Any]:
+    """The solver's name and CVXPY's compiled problem for it (compiled once)."""
     if solver is None:
         try:
-            problem.get_problem_data("HIGHS")
-            return "HIGHS"
+            return "HIGHS", problem.get_problem_data("HIGHS")
         except cp.error.SolverError:
             # HiGHS takes LPs and MIPs only; a continuous conic problem goes to Clarabel.
-            return "HIGHS" if problem.is_mixed_integer() else "CLARABEL"
+            name = "HIGHS" if problem.is_mixed_integer() else "CLARABEL"
+            return name, _compile(problem, name, where=where)
     name = solver.upper()
     installed = cp.installed_solvers()
     if name not in installed:
         raise ValueError(f"{where}: solver {solver!r} is not installed; installed: {', '.join(installed)}")
-    return name
+    return name, _compile(problem, name, where=where)
 
 
 def _compile(problem: cp.Problem, name: str, *, where: str) -> tuple[dict[str, Any], Any, Any]:
@@ -471,25 +762,31 @@ def _cost_columns(
 
 
 class ParameterWatch:
-    """Re-reads the problem's other parameters before each solve: a changed value (a capacity,
-    a demand) recompiles the spec, so that the layer never solves a stale model. A change of the
-    equality rows over the cost variables is followed too: the handle takes "auto"'s basis from
-    the current spec (:meth:`~idproj_or.handle.SolveHandle.invariance_basis`)."""
+    """Re-reads the problem's other parameters (neither costs nor declared data) before each
+    solve: a changed value (a capacity, a demand) recompiles the spec, so that the layer never
+    solves a stale model. A change of the equality rows over the cost variables is followed too:
+    the handle takes "auto"'s basis from the current spec
+    (:meth:`~idproj_or.handle.SolveHandle.invariance_basis`). Declared data is per instance and
+    never recompiles."""
 
     def __init__(
         self,
         problem: cp.Problem,
-        parameter: cp.Parameter,
-        variable: cp.Variable,
+        parameter: Any,
+        variable: Any,
         solver: str | None,
         time_limit: float | None,
         *,
         objective: ObjectiveMode,
+        data: Mapping[str, cp.Parameter] | None,
         where: str,
     ) -> None:
         self.args = (problem, parameter, variable, solver, time_limit)
         self.objective = objective
-        self.others = [p for p in problem.parameters() if p.id != parameter.id]
+        self.data = data
+        pairs, _ = _cost_pairs(parameter, variable, where=where)
+        skip = {p.id for p, _ in pairs.values()} | {p.id for p in (data or {}).values()}
+        self.others = [p for p in problem.parameters() if p.id not in skip]
         self.values = [np.array(p.value, dtype=float) for p in self.others]
         self.where = where
 
@@ -500,6 +797,6 @@ class ParameterWatch:
         unset = [self.others[i].name() for i in changed if self.others[i].value is None]
         if unset:
             raise ValueError(f"{self.where}: parameters {unset} have no value; set them before solving")
-        spec = cvxpy_spec(*self.args, objective=self.objective, where=self.where)
+        spec, _ = cvxpy_spec(*self.args, objective=self.objective, data=self.data, where=self.where)
         self.values = [np.array(p.value, dtype=float) for p in self.others]
         return spec
