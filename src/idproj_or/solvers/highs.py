@@ -119,7 +119,8 @@ class HighsModel:
         self.highs.changeColsCost(len(cols), cols, values)
 
     def set_row_bounds(self, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
-        self.highs.changeRowsBounds(len(rows), rows, lower, upper)
+        for i, lo, hi in zip(rows.tolist(), lower.tolist(), upper.tolist()):  # highspy has no changeRowsBounds
+            self.highs.changeRowBounds(i, lo, hi)
 
     def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         self.highs.changeColsBounds(len(cols), cols, lower, upper)
