@@ -188,7 +188,9 @@ def test_parity_serial_vs_pool_and_dask(force_pool) -> None:
         )
         got = remote(costs, **values)
         assert remote.last_info.mode == "executor"
-        assert torch.equal(got.nan_to_num(), expected.nan_to_num()) and remote.last_info.status == serial.last_info.status
+        assert (
+            torch.equal(got.nan_to_num(), expected.nan_to_num()) and remote.last_info.status == serial.last_info.status
+        )
 
 
 def test_data_in_coefficients_bounds_and_objective() -> None:
@@ -330,14 +332,17 @@ def test_lp_duals_equal_cvxpys_dual_values(sense: str) -> None:
         assert info.duals.shape == (10, sizes) and info.binding.shape == (10, sizes)
         assert info.reduced_costs.shape == (10, N)
         for i, cost in enumerate(costs):
-            status, y, value = direct(case, cost, h=hs[i], s=ss[i])
+            status, _, value = direct(case, cost, h=hs[i], s=ss[i])
             assert status == "optimal" == info.status[i]
             want = np.concatenate([np.ravel(con.dual_value) for con in problem.constraints])
             np.testing.assert_allclose(info.duals[i], want, atol=1e-7)
             assert info.bound[i] == pytest.approx(value, abs=1e-7)
             # the rows CVXPY's solution leaves tight are the binding ones (equalities always)
             tight = np.concatenate(
-                [np.ravel(np.abs(con.expr.value) <= 1e-7) | isinstance(con, cp.constraints.Zero) for con in problem.constraints]
+                [
+                    np.ravel(np.abs(con.expr.value) <= 1e-7) | isinstance(con, cp.constraints.Zero)
+                    for con in problem.constraints
+                ]
             )
             np.testing.assert_array_equal(info.binding[i], tight)
             checked += 1

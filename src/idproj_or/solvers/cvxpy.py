@@ -481,7 +481,9 @@ def cvxpy_spec(
     spec_q = sp.csc_array(param_prob.q)
     if objective == "replace":  # the predicted terms alone: they enter through the cost columns
         spec_q = sp.csc_array(spec_q.shape)
-    values = {p.id: np.zeros(p.shape) if p.id in cost_ids else np.asarray(p.value, dtype=float) for p in param_prob.parameters}
+    values = {
+        p.id: np.zeros(p.shape) if p.id in cost_ids else np.asarray(p.value, dtype=float) for p in param_prob.parameters
+    }
     _, _, _, _ = param_prob.apply_parameters(values)  # sets lower_bounds / upper_bounds
     p0 = _parameter_vector(param_prob, values)
     n = param_prob.x.size
@@ -489,7 +491,9 @@ def cvxpy_spec(
     upper = np.full(n, math.inf) if param_prob.upper_bounds is None else np.array(param_prob.upper_bounds, float)
     x = param_prob.x
     index, sign = _dual_map(problem, chain, inverse, param_prob)
-    interface = b"" if name == "HIGHS" else _generic_bytes(chain.solver, param_prob, params, replace=objective == "replace")
+    interface = (
+        b"" if name == "HIGHS" else _generic_bytes(chain.solver, param_prob, params, replace=objective == "replace")
+    )
     fields = tuple(_field(key, param) for key, param in declared.items())
     groups = {k: tuple(v.shape) for k, (_, v) in pairs.items()} if grouped else None
     spec = CvxpySpec(
@@ -603,9 +607,7 @@ def _field(name: str, param: cp.Parameter) -> DataField:
 
 def _not_dpp(problem: cp.Problem, declared: Mapping[str, cp.Parameter]) -> str:
     """Where the problem leaves DPP, naming its parameters (the declared data by their names)."""
-    parts = [("the objective", problem.objective)] + [
-        (f"constraint {i}", c) for i, c in enumerate(problem.constraints)
-    ]
+    parts = [("the objective", problem.objective)] + [(f"constraint {i}", c) for i, c in enumerate(problem.constraints)]
     names = {p.id: key for key, p in declared.items()}
     for label, part in parts:
         if not part.is_dpp():
@@ -651,7 +653,7 @@ def _dual_map(problem: cp.Problem, chain: Any, inverse: Any, param_prob: Any) ->
         numbered = invert(np.arange(1.0, m + 1))
         check = np.random.default_rng(0).normal(size=m)
         inverted = invert(check)
-    except Exception:  # noqa: BLE001 (a reduction that cannot invert a bare dual: no duals)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):  # a reduction that needs more: no duals
         return None, None
     if numbered is None or inverted is None:
         return None, None
