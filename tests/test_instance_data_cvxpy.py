@@ -214,7 +214,7 @@ def test_data_in_coefficients_bounds_and_objective() -> None:
     layer = ipo.CvxpyLayer(problem, c, x, data={"w": w, "top": top, "price": price}, projection="none")
     costs = rng.uniform(0, 1, size=(30, N))
     values = {
-        "w": rng.integers(1, 4, size=(30, N)).astype(float),
+        "w": rng.integers(0, 4, size=(30, N)).astype(float),  # zeros: entries vanish and come back
         "top": rng.integers(0, 4, size=30).astype(float),
         "price": rng.uniform(0, 1, size=30),
     }

@@ -255,25 +255,25 @@ class HighsSolver(CompiledSolver):
     def __init__(self, spec: CvxpySpec) -> None:
         super().__init__(spec)
         self.p = spec.p0.copy()
-        a, b = spec.matrix(self.p)
-        self.b = b
-        m = len(b)
-        self.m = m
-        inf = math.inf
-        lower, upper = self._col_bounds(self.p)
-        upper_rows = np.concatenate([-b[: spec.zero], np.full(m - spec.zero, inf)])
-        arrays = HighsArrays(
-            self.coeffs.copy(), lower, upper, -b, upper_rows, a.indptr, a.indices, a.data, m, self.integer
-        )
-        self.model = HighsModel(arrays)
-        entries, _ = _data_rows(spec)
-        self.entries = entries
-        self.a_sub = sp.csr_array(spec.a)[entries] if len(entries) else None
+        self.m = spec.rows
+        self.entries, _ = _data_rows(spec)
+        self.a_sub = sp.csr_array(spec.a)[self.entries] if len(self.entries) else None
         self.entry_values = self.a_sub @ self.p if self.a_sub is not None else np.zeros(0)
         data_cols = _data_columns(spec)
-        self.bound_cols = np.union1d(_touched(spec.lower, data_cols), _touched(spec.upper, data_cols))
-        self.lower_sub = None if spec.lower is None else sp.csr_array(spec.lower)[self.bound_cols]
-        self.upper_sub = None if spec.upper is None else sp.csr_array(spec.upper)[self.bound_cols]
+        self.bound_cols = np.union1d(_touched(spec.lower, data_cols), _touched(spec.upper, data_cols)).astype(np.int32)
+        self.model = self._new_model()
+
+    def _new_model(self) -> HighsModel:
+        """The model at the current parameter vector, its matrix in canonical (sorted) order."""
+        a, self.b = self.spec.matrix(self.p)
+        a.sort_indices()
+        lower, upper = self._col_bounds(self.p)
+        zero = self.spec.zero
+        upper_rows = np.concatenate([-self.b[:zero], np.full(self.m - zero, math.inf)])
+        arrays = HighsArrays(
+            self.coeffs.copy(), lower, upper, -self.b, upper_rows, a.indptr, a.indices, a.data, self.m, self.integer
+        )
+        return HighsModel(arrays)
 
     def _col_bounds(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         spec = self.spec
@@ -292,27 +292,30 @@ class HighsSolver(CompiledSolver):
         if np.array_equal(p, self.p):
             return
         self.p = p
-        model = self.model
         changed = self.apply_objective(p)
+        values, old = (self.a_sub @ p, self.entry_values) if self.a_sub is not None else (self.entry_values,) * 2
+        self.entry_values = values
+        diff = values != old
+        rows, cols = self.entries % self.m, self.entries // self.m
+        coeff = diff & (cols < self.n)
+        if ((values == 0) | (old == 0))[coeff].any():
+            # An entry appears or vanishes: HiGHS would append or delete it in place, and the
+            # order of a column's entries (its arithmetic) would depend on the instances before.
+            self.model = self._new_model()
+            return
+        model = self.model
         if len(changed):
             model.set_costs(changed, self.coeffs[changed])
-        if self.a_sub is not None:
-            values = self.a_sub @ p
-            diff = values != self.entry_values
-            self.entry_values = values
-            rows, cols = self.entries[diff] % self.m, self.entries[diff] // self.m
-            rhs = cols == self.n
-            if rhs.any():
-                i = rows[rhs].astype(np.int32)
-                self.b[i] = values[diff][rhs]
-                upper = np.where(i < self.spec.zero, -self.b[i], math.inf)
-                model.set_row_bounds(i, -self.b[i], upper)
-            if (~rhs).any():
-                model.set_coeffs(rows[~rhs], cols[~rhs], values[diff][~rhs])
+        rhs = diff & (cols == self.n)
+        if rhs.any():
+            i = rows[rhs].astype(np.int32)
+            self.b[i] = values[rhs]
+            model.set_row_bounds(i, -self.b[i], np.where(i < self.spec.zero, -self.b[i], math.inf))
+        if coeff.any():
+            model.set_coeffs(rows[coeff], cols[coeff], values[coeff])
         if len(self.bound_cols):
             lower, upper = self._col_bounds(p)
-            j = self.bound_cols.astype(np.int32)
-            model.set_col_bounds(j, lower[j], upper[j])
+            model.set_col_bounds(self.bound_cols, lower[self.bound_cols], upper[self.bound_cols])
 
     def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         self._apply(self.spec.parameters(data))
