@@ -85,7 +85,10 @@ def test_knapsack_gradient_with_capacities_is_that_of_the_built_layer():
 @pytest.mark.parametrize(
     "capacity, match",
     [
-        ([[1.0], [-0.5]], r"data 'capacity' \(the capacities\) of instance 1, at position \(0,\), is outside \[0, inf\]"),
+        (
+            [[1.0], [-0.5]],
+            r"data 'capacity' \(the capacities\) of instance 1, at position \(0,\), is outside \[0, inf\]",
+        ),
         ([[1.0], [np.nan]], r"data 'capacity' \(the capacities\) of instance 1, at position \(0,\), is not finite"),
         ([1.0, 2.0, 3.0], r"data 'capacity' \(the capacities\) must have shape \(1,\) or \(2, 1\) for a batch of 2"),
     ],
@@ -150,7 +153,10 @@ def test_topk_auto_removes_the_all_ones_direction_for_every_k():
 @pytest.mark.parametrize(
     "k, match",
     [
-        (torch.tensor([1.0, 2.5]), r"data 'k' \(how many to select\) of instance 1, at position \(\), is not an integer"),
+        (
+            torch.tensor([1.0, 2.5]),
+            r"data 'k' \(how many to select\) of instance 1, at position \(\), is not an integer",
+        ),
         (torch.tensor([6, 1]), r"data 'k' \(how many to select\) of instance 0, at position \(\), is outside \[0, 5\]"),
         (-1, r"data 'k' \(how many to select\) of instance 0, at position \(\), is outside \[0, 5\]"),
         (torch.tensor([1, 2, 3]), r"data 'k' \(how many to select\) must have shape \(\) or \(2, ?\) for a batch of 2"),
@@ -255,7 +261,9 @@ def test_shortest_path_pairs_on_a_grid_take_either_method_and_match_built_layers
         s, t = int(sources[i]), int(targets[i])
         assert torch.equal(ipo.ShortestPathLayer(arcs, s, t, n_nodes=64).solve(costs[i]), y[i])
         assert float(costs[i] @ y[i]) == networkx_length(graph, costs[i].numpy(), s, t, "min")
-    chunks = [layer.solve(costs[j : j + 7], source=sources[j : j + 7], target=targets[j : j + 7]) for j in range(0, 200, 7)]
+    chunks = [
+        layer.solve(costs[j : j + 7], source=sources[j : j + 7], target=targets[j : j + 7]) for j in range(0, 200, 7)
+    ]
     assert torch.equal(torch.cat(chunks), y)  # any split of the batch
     pooled = force_pool(ipo.ShortestPathLayer.grid(8, 8, projection="none", workers=2))
     assert torch.equal(pooled.solve(costs, source=sources, target=targets), y)
@@ -302,10 +310,22 @@ def test_shortest_path_auto_basis_and_gradient_do_not_depend_on_the_pair():
 @pytest.mark.parametrize(
     "data, match",
     [
-        ({"source": 4}, r"data 'source' \(the path's start node\) of instance 0, at position \(\), is outside \[0, 3\]"),
-        ({"target": torch.tensor([3, -1])}, r"data 'target' \(the path's end node\) of instance 1, at position \(\), is outside \[0, 3\]"),
-        ({"source": torch.tensor([0.0, 0.5])}, r"data 'source' \(the path's start node\) of instance 1, at position \(\), is not an integer"),
-        ({"target": torch.tensor([[3], [3]])}, r"data 'target' \(the path's end node\) must have shape \(\) or \(2, ?\) for a batch of 2"),
+        (
+            {"source": 4},
+            r"data 'source' \(the path's start node\) of instance 0, at position \(\), is outside \[0, 3\]",
+        ),
+        (
+            {"target": torch.tensor([3, -1])},
+            r"data 'target' \(the path's end node\) of instance 1, at position \(\), is outside \[0, 3\]",
+        ),
+        (
+            {"source": torch.tensor([0.0, 0.5])},
+            r"data 'source' \(the path's start node\) of instance 1, at position \(\), is not an integer",
+        ),
+        (
+            {"target": torch.tensor([[3], [3]])},
+            r"data 'target' \(the path's end node\) must have shape \(\) or \(2, ?\) for a batch of 2",
+        ),
         ({"sink": 3}, r"unknown data 'sink'; the layer's data: source, target"),
     ],
 )

@@ -161,7 +161,9 @@ def test_weights_and_capacities_stay_exact_at_any_magnitude():
     # an instance's capacities: below 2^61 on a row whose weights sum beyond 2^62, so that the
     # clipped weight stays heavier than any
     assert far.solve(torch.tensor([1.0, 2.0, 5.0]), capacity=[2e18, 3.0]).tolist() == [1.0, 1.0, 0.0]
-    with pytest.raises(ValueError, match=r"data 'capacity' \(the capacities\) of instance 0, at position \(0,\), is outside"):
+    with pytest.raises(
+        ValueError, match=r"data 'capacity' \(the capacities\) of instance 0, at position \(0,\), is outside"
+    ):
         far.solve(torch.tensor([1.0, 2.0, 5.0]), capacity=[1e25, 3.0])
     assert ipo.KnapsackLayer([[2.0**70, 1.0]], [1.0]).spec.weights == ((2**62, 1),)
     # decimal weights as typed, and a capacity computed with float error, as before
