@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -214,13 +214,15 @@ class KnapsackSpec(ModelSpec):
     def shape(self) -> tuple[int, ...]:  # type: ignore[override]
         return (len(self.weights[0]),)
 
-    @property
-    def fields(self) -> tuple[DataField, ...]:  # type: ignore[override]
+    fields: tuple[DataField, ...] = field(init=False)  # set from the others (read when tracing)
+
+    def __post_init__(self) -> None:
         # Rows whose weights sum beyond INT_LIMIT take capacities below INT_LIMIT / 2 on their
         # scale (with room for float error), so that clipped weights stay heavier than any.
         huge = [s for row, s in zip(self.weights, self.scales) if sum(row) >= INT_LIMIT]
         high = min((INT_LIMIT / 2 / s for s in huge), default=math.inf)
-        return (DataField("capacity", (len(self.weights),), "the capacities", low=0.0, high=high),)
+        capacity = DataField("capacity", (len(self.weights),), "the capacities", low=0.0, high=high)
+        object.__setattr__(self, "fields", (capacity,))
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         # A knapsack has no equality: "auto" is "norm". (An item heavier than the default

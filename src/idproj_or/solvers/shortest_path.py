@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -213,13 +213,15 @@ class ShortestPathSpec(ModelSpec):
     def shape(self) -> tuple[int, ...]:  # type: ignore[override]
         return (len(self.tails),)
 
-    @property
-    def fields(self) -> tuple[DataField, ...]:  # type: ignore[override]
+    fields: tuple[DataField, ...] = field(init=False)  # set from n_nodes (read when tracing)
+
+    def __post_init__(self) -> None:
         last = float(self.n_nodes - 1)
-        return (
+        pair = (
             DataField("source", (), "the path's start node", integral=True, low=0.0, high=last),
             DataField("target", (), "the path's end node", integral=True, low=0.0, high=last),
         )
+        object.__setattr__(self, "fields", pair)
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         # Flow conservation, A y = e_source - e_target: an instance's own pair changes the right

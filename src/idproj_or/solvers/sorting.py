@@ -18,7 +18,7 @@ a stable sort, e.g. ``torch.sort(w, descending=True, stable=True)`` for the defa
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -87,9 +87,11 @@ class TopKSpec(_SortSpec):
     k: int
     sense: Sense
 
-    @property
-    def fields(self) -> tuple[DataField, ...]:  # type: ignore[override]
-        return (DataField("k", (), "how many to select", integral=True, low=0.0, high=float(self.n)),)
+    fields: tuple[DataField, ...] = field(init=False)  # set from n (read when tracing)
+
+    def __post_init__(self) -> None:
+        k = DataField("k", (), "how many to select", integral=True, low=0.0, high=float(self.n))
+        object.__setattr__(self, "fields", (k,))
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         # sum(y) == k whatever an instance's k: the all-ones direction is invariant for every
