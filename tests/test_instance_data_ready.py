@@ -55,6 +55,31 @@ def test_knapsack_capacities_match_brute_force_and_a_layer_built_with_them(seed,
         assert np.array_equal(baked.solve(torch.as_tensor(values[i])).numpy(), y[i])
 
 
+@pytest.mark.parametrize("seed, sense", [(6, "max"), (7, "min")])
+def test_knapsack_weights_per_instance_match_brute_force_and_a_layer_built_with_them(seed, sense):
+    rng = np.random.default_rng(seed)
+    n, d, batch = 7, 2, 300
+    weights = rng.integers(0, 9, size=(batch, d, n))
+    values = rng.integers(-2, 6, size=(batch, n)).astype(float)
+    caps = np.round(rng.uniform(0, 0.8, size=(batch, d)) * weights.sum(2), 1)
+    # the constructor's weights have decimals (its rows' scale is 10): an instance's integer
+    # weights are exact on it
+    layer = ipo.KnapsackLayer(np.full((d, n), 0.5), [1.0, 2.0], sense=sense, projection="none")
+    y = layer.solve(torch.as_tensor(values), weights=torch.as_tensor(weights), capacity=caps).numpy()
+    every = packings(n)
+    fits = (np.einsum("bkn,pn->bkp", weights, every) <= np.floor(caps + 1e-9)[:, :, None]).all(axis=1)
+    best = np.where(fits, values @ every.T, -np.inf if sense == "max" else np.inf)
+    best = best.max(axis=1) if sense == "max" else best.min(axis=1)
+    np.testing.assert_array_equal(np.einsum("ij,ij->i", values, y), best)
+    assert (np.einsum("bkn,bn->bk", weights, y) <= caps + 1e-9).all()
+    # the constructor's capacities with an instance's weights, and integer weights in both
+    integral = ipo.KnapsackLayer(np.ones((d, n)), [3.0, 4.0], sense=sense, projection="none")
+    y = integral.solve(torch.as_tensor(values), weights=torch.as_tensor(weights)).numpy()
+    for i in range(0, batch, 10):
+        baked = ipo.KnapsackLayer(weights[i], [3.0, 4.0], sense=sense, projection="none")
+        assert np.array_equal(baked.solve(torch.as_tensor(values[i])).numpy(), y[i])
+
+
 def test_knapsack_capacities_broadcast_default_and_pool(force_pool):
     weights, values, caps = knapsack_case(4, batch=120)
     costs = torch.as_tensor(values)
@@ -66,6 +91,10 @@ def test_knapsack_capacities_broadcast_default_and_pool(force_pool):
     pooled = force_pool(ipo.KnapsackLayer(weights, caps[5], projection="none", workers=2))
     assert torch.equal(pooled.solve(costs, capacity=caps), serial)
     assert pooled.last_info.mode == "pool"
+    many = np.random.default_rng(12).integers(0, 5, size=(120, *weights.shape))
+    assert torch.equal(pooled.solve(costs, weights=many), layer.solve(costs, weights=many))
+    batched = layer.solve(costs, weights=np.broadcast_to(many[3], many.shape).copy())
+    assert torch.equal(layer.solve(costs, weights=many[3]), batched)  # (d, n): every instance
 
 
 def test_knapsack_gradient_with_capacities_is_that_of_the_built_layer():
@@ -97,6 +126,27 @@ def test_knapsack_capacity_errors(capacity, match):
     layer = ipo.KnapsackLayer([[3, 4, 5]], [7])
     with pytest.raises(ValueError, match=match):
         layer(torch.ones(2, 3), capacity=capacity)
+
+
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        ([[3, 4.5, 5]], r"data 'weights' \(the item weights\) of instance 0, at position \(0, 1\), is not an integer"),
+        (
+            [[[3, 4, 5]], [[3, -1, 5]]],
+            r"data 'weights' \(the item weights\) of instance 1, at position \(0, 1\), is outside",
+        ),
+        (
+            [[2**60, 1, 1]],
+            r"data 'weights' \(the item weights\) of instance 0, at position \(0, 0\), is outside \[0, 7",
+        ),
+        ([3, 4, 5], r"data 'weights' \(the item weights\) must have shape \(1, 3\) or \(2, 1, 3\) for a batch of 2"),
+    ],
+)
+def test_knapsack_weights_errors(weights, match):
+    layer = ipo.KnapsackLayer([[3, 4, 5]], [7])  # integer weights: up to 2^61 / 3 each
+    with pytest.raises(ValueError, match=match):
+        layer(torch.ones(2, 3), weights=weights)
 
 
 # --------------------------------------------------------------------------------------- top-k

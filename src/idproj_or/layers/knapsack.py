@@ -25,12 +25,15 @@ class KnapsackLayer(OptLayer):
 
     Capacities per instance: ``layer(costs, capacity=caps)`` with ``caps`` of shape ``(d,)`` (every
     instance) or ``(B, d)``, non-negative; without it, every instance has the constructor's. They
-    are rounded down on each weight row's integer scale as the constructor's are (exact).
+    are rounded down on each weight row's integer scale as the constructor's are (exact). Weights
+    per instance: ``weights=`` of shape ``(d, n)`` or ``(B, d, n)``, non-negative integers (scale
+    decimal weights and the capacities yourself); without it, the constructor's.
     ``projection="auto"`` is ``"norm"``: a knapsack has no equality (an item heavier than the
     constructor's capacity may fit an instance's larger one, so it is not fixed).
 
     Args:
-        weights: ``(d, n)`` (or ``(n,)`` for one dimension) non-negative item weights.
+        weights: ``(d, n)`` (or ``(n,)`` for one dimension) non-negative item weights: the default
+            of every instance.
         capacities: ``(d,)`` (or a scalar) non-negative capacities: the default of every instance.
         sense: ``"max"`` (default: values to maximise) or ``"min"``.
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,

@@ -8,6 +8,8 @@ dims: tens of microseconds a solve), and solves the whole chunk in one compiled 
 Weights must be integers: each weight row is multiplied by the smallest power of ten (up to
 10^6) that makes it integral, and its capacity is rounded down on that scale: an exact
 reformulation (PyEPO's two-decimal weights work as they are; integers of any size stay exact).
+An instance may bring its own capacities (data ``capacity``, rounded down on the same scales)
+and its own integer weights (data ``weights``, multiplied by the same powers of ten).
 Values are not rounded: the search compares float64 sums (after an exact power-of-two scaling),
 so "optimal" means optimal up to the float64 rounding of the sums, and ``scaling_error`` is 0;
 values on a grid (integers, float32 inputs) prune near-ties as an integer search would
@@ -127,7 +129,7 @@ def knapsack_spec(weights: np.ndarray, capacities: np.ndarray, sense: Sense, *, 
         bounds.append(_bound(row, float(capacities[k]), scale, row=k, where=where, hint=""))
         ints.append(tuple(min(v, INT_LIMIT) for v in row))
         scales.append(scale)
-    return KnapsackSpec(tuple(ints), tuple(bounds), sense, tuple(scales))
+    return KnapsackSpec(tuple(ints), tuple(bounds), sense, tuple(scales), tuple(capacities.tolist()))
 
 
 def prune_gaps(values: np.ndarray) -> np.ndarray:
@@ -150,7 +152,9 @@ class KnapsackBranchAndBound(ResidentSolver):
         self._solve_batch = _knapsack_bb.solve_batch
         self.weights = np.array(spec.weights, dtype=np.int64)
         self.capacities = np.array(spec.capacities, dtype=np.int64)
+        self.given_capacities = np.array(spec.given_capacities)
         self.scales = np.array(spec.scales)
+        self.factors = self.scales.astype(np.int64)[:, None]  # exact: powers of ten up to 10^6
         # an instance's capacity above its row's total weight binds nothing: it becomes that total
         self.totals = np.array([min(sum(row), INT_LIMIT) for row in spec.weights], dtype=np.int64)
         self.sign = -1.0 if spec.sense == "min" else 1.0
@@ -164,13 +168,20 @@ class KnapsackBranchAndBound(ResidentSolver):
     def interrupt(self) -> None:
         self.abort[0] = 1
 
-    def integer_capacities(self, data: Data, n: int) -> np.ndarray:
-        """Each instance's capacities ``(n, d)`` on the rows' integer scales: the given ones
-        rounded down as the spec's were, else the spec's."""
-        if "capacity" not in data:
-            return np.tile(self.capacities, (n, 1))
-        scaled = np.minimum(floor_on_scale(data["capacity"], self.scales), self.totals)
-        return np.minimum(scaled.astype(np.int64), self.totals)
+    def integer_data(self, data: Data, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each instance's weights and capacities on the rows' integer scales: the weight
+        matrices ``(W, d, items)``, which of them each instance has ``(n,)``, and the capacities
+        ``(n, d)``, rounded down as the spec's were; the spec's where the data leave them out."""
+        if not data:
+            return self.weights[None], np.zeros(n, dtype=np.int64), np.tile(self.capacities, (n, 1))
+        if "weights" in data:  # checked integral and small enough for int64 sums on these scales
+            weights = data["weights"].astype(np.int64) * self.factors
+            which, totals = np.arange(n), weights.sum(axis=2)
+        else:
+            weights, which, totals = self.weights[None], np.zeros(n, dtype=np.int64), self.totals
+        caps = data.get("capacity", self.given_capacities[None])
+        scaled = np.minimum(floor_on_scale(caps, self.scales), totals)
+        return weights, which, np.minimum(scaled.astype(np.int64), totals)
 
     def solve_many(
         self,
@@ -190,9 +201,9 @@ class KnapsackBranchAndBound(ResidentSolver):
         x = np.zeros(values.shape, dtype=np.int8)
         ends = np.full(len(costs), 3, dtype=np.int8)  # 3: not reached (see _KNAPSACK_STATUS)
         limit = float(time_limit or 0.0)  # always a float: an int would compile a second version
-        caps = self.integer_capacities(data, len(costs))
+        weights, which, caps = self.integer_data(data, len(costs))
         self.abort[0] = 0
-        self._solve_batch(values, self.weights, caps, prune_gaps(values), limit, x, ends, self.abort)
+        self._solve_batch(values, weights, which, caps, prune_gaps(values), limit, x, ends, self.abort)
         times = np.full(len(costs), (time.perf_counter() - t0) / max(len(costs), 1))
         sols = x.astype(np.float64)
         common = [_KNAPSACK_STATUS[e] for e in ends.tolist()]
@@ -209,6 +220,7 @@ class KnapsackSpec(ModelSpec):
     capacities: tuple[int, ...]  # the default capacities on the rows' integer scales
     sense: Sense
     scales: tuple[float, ...]  # each row's power of ten (weights and capacities times it are its scale)
+    given_capacities: tuple[float, ...]  # the default capacities as given (for an instance's weights)
 
     @property
     def shape(self) -> tuple[int, ...]:  # type: ignore[override]
@@ -221,8 +233,13 @@ class KnapsackSpec(ModelSpec):
         # scale (with room for float error), so that clipped weights stay heavier than any.
         huge = [s for row, s in zip(self.weights, self.scales) if sum(row) >= INT_LIMIT]
         high = min((INT_LIMIT / 2 / s for s in huge), default=math.inf)
-        capacity = DataField("capacity", (len(self.weights),), "the capacities", low=0.0, high=high)
-        object.__setattr__(self, "fields", (capacity,))
+        d, n = len(self.weights), len(self.weights[0])
+        capacity = DataField("capacity", (d,), "the capacities", low=0.0, high=high)
+        # An instance's weights: integers (times each row's power of ten on its scale), small
+        # enough that a row's total stays below INT_LIMIT / 2 on it.
+        most = math.floor(INT_LIMIT / 2 / n / max(self.scales))
+        weights = DataField("weights", (d, n), "the item weights", integral=True, low=0.0, high=most)
+        object.__setattr__(self, "fields", (capacity, weights))
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         # A knapsack has no equality: "auto" is "norm". (An item heavier than the default
