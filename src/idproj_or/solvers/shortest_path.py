@@ -28,7 +28,7 @@ conservation ``A y = e_source - e_target`` (``A`` the node-arc incidence matrix)
 from __future__ import annotations
 
 import operator
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,8 @@ from .base import NO_DATA, Data, DataField, ExactChunkSolver, ModelSpec
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
 ENUMERATE_WORK = 4096
+# Pairs whose method (their paths, or the recursion) a resident solver keeps, the latest used.
+KEPT_PAIRS = 4096
 
 
 def _reachable(n: int, tails: np.ndarray, heads: np.ndarray, start: int) -> np.ndarray:
@@ -54,11 +56,6 @@ def _reachable(n: int, tails: np.ndarray, heads: np.ndarray, start: int) -> np.n
                 seen[h] = True
                 queue.append(h)
     return seen
-
-
-def _useful_arcs(n: int, tails: np.ndarray, heads: np.ndarray, source: int, target: int) -> np.ndarray:
-    """Arcs on at least one ``source -> target`` path."""
-    return _reachable(n, tails, heads, source)[tails] & _reachable(n, heads, tails, target)[heads]
 
 
 def _topological_order(n: int, tails: np.ndarray, heads: np.ndarray) -> list[int] | None:
@@ -79,30 +76,6 @@ def _topological_order(n: int, tails: np.ndarray, heads: np.ndarray) -> list[int
     return order if len(order) == n else None
 
 
-def _enumerate_paths(n: int, tails: np.ndarray, heads: np.ndarray, source: int, target: int) -> list[list[int]] | None:
-    """Every ``source -> target`` path as its arc list (depth first, arcs in index order; the
-    empty path when ``source == target``), or None once the paths hold more than
-    ``ENUMERATE_WORK`` arc entries."""
-    out: list[list[int]] = [[] for _ in range(n)]
-    tail, head = tails.tolist(), heads.tolist()
-    for arc in np.flatnonzero(_useful_arcs(n, tails, heads, source, target)).tolist():
-        out[tail[arc]].append(arc)
-    paths: list[list[int]] = []
-    work = 0
-    stack: list[tuple[int, list[int]]] = [(source, [])]
-    while stack:
-        node, prefix = stack.pop()
-        if node == target:
-            work += len(prefix)
-            if work > ENUMERATE_WORK:
-                return None
-            paths.append(prefix)
-            continue
-        for arc in reversed(out[node]):  # popped in index order
-            stack.append((head[arc], [*prefix, arc]))
-    return paths
-
-
 class DagPathSolver(ExactChunkSolver):
     """Each instance's ``(source, target)`` pair is solved as a layer built with that pair would
     solve it (the same method, the same ties): its paths listed once per pair when they are few,
@@ -115,9 +88,15 @@ class DagPathSolver(ExactChunkSolver):
         self.n_arcs, self.n_nodes = len(tails), spec.n_nodes
         self.source, self.target = spec.source, spec.target
         self.sign = -1.0 if spec.sense == "max" else 1.0
-        self.tails, self.heads = tails, heads
-        # per pair: its paths, or None for the recursion (filled on first use)
-        self.paths: dict[tuple[int, int], np.ndarray | None] = {}
+        self.tails = tails
+        self.head = heads.tolist()
+        self.out_arcs: list[list[int]] = [[] for _ in range(spec.n_nodes)]  # in index order
+        self.in_tails: list[list[int]] = [[] for _ in range(spec.n_nodes)]
+        for arc, (t, h) in enumerate(zip(tails.tolist(), self.head)):
+            self.out_arcs[t].append(arc)
+            self.in_tails[h].append(t)
+        # per pair: its paths, or None for the recursion (found on first use; speed only)
+        self.paths: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
         self.pair_paths(spec.source, spec.target)
         # (node, its incoming arcs, their tails) in topological order: the recursion's steps. An
         # arc whose tail the row's source does not reach has an infinite candidate and never
@@ -132,16 +111,46 @@ class DagPathSolver(ExactChunkSolver):
         """The paths of a pair when they are few (listed once): arc indices per path, padded with
         the index of an extra zero-cost column (no rows: no path); else None."""
         key = (source, target)
-        if key not in self.paths:
-            paths = _enumerate_paths(self.n_nodes, self.tails, self.heads, source, target)
-            if paths is None:
-                self.paths[key] = None
-            else:
-                arcs = np.full((len(paths), max(map(len, paths), default=0)), self.n_arcs)
-                for k, path in enumerate(paths):
-                    arcs[k, : len(path)] = path
-                self.paths[key] = arcs
-        return self.paths[key]
+        if key in self.paths:
+            self.paths.move_to_end(key)
+            return self.paths[key]
+        paths = self.enumerate_paths(source, target)
+        arcs = None
+        if paths is not None:
+            arcs = np.full((len(paths), max(map(len, paths), default=0)), self.n_arcs)
+            for k, path in enumerate(paths):
+                arcs[k, : len(path)] = path
+        self.paths[key] = arcs
+        if len(self.paths) > KEPT_PAIRS:
+            self.paths.popitem(last=False)
+        return arcs
+
+    def enumerate_paths(self, source: int, target: int) -> list[list[int]] | None:
+        """Every ``source -> target`` path as its arc list (depth first, arcs in index order; the
+        empty path when ``source == target``), or None once the paths hold more than
+        ``ENUMERATE_WORK`` arc entries."""
+        reaches = {target}  # the nodes that reach the target: a search follows arcs into them only
+        queue = deque([target])
+        while queue:
+            for t in self.in_tails[queue.popleft()]:
+                if t not in reaches:
+                    reaches.add(t)
+                    queue.append(t)
+        paths: list[list[int]] = []
+        work = 0
+        stack: list[tuple[int, list[int]]] = [(source, [])] if source in reaches else []
+        while stack:
+            node, prefix = stack.pop()
+            if node == target:
+                work += len(prefix)
+                if work > ENUMERATE_WORK:
+                    return None
+                paths.append(prefix)
+                continue
+            for arc in reversed(self.out_arcs[node]):  # popped in index order
+                if self.head[arc] in reaches:
+                    stack.append((self.head[arc], [*prefix, arc]))
+        return paths
 
     def decide_chunk(self, costs: np.ndarray, data: Data = NO_DATA) -> np.ndarray:
         # Rows without a path (a target its source does not reach: no arc to list) are NaN.
