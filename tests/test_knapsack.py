@@ -69,15 +69,19 @@ def test_nothing_worth_packing_and_zero_values_are_left_out():
     assert small.solve(torch.tensor([-1.0, -3.0, -2.0])).tolist() == [0.0, 1.0, 1.0]
 
 
-def test_items_heavier_than_a_capacity_are_auto_equalities():
+def test_items_heavier_than_the_default_capacity_are_not_fixed():
+    # items 1 and 2 never fit the default capacities, but fit an instance's larger ones: "auto"
+    # fixes nothing and is "norm"
     layer = ipo.KnapsackLayer([[1, 9, 2, 1], [1, 1, 5, 1]], [5, 4])
     a, b = layer.spec.equalities()
-    np.testing.assert_array_equal(a, [[0, 1, 0, 0], [0, 0, 1, 0]])
-    np.testing.assert_array_equal(b, [0, 0])
-    w = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
-    (layer(w) * torch.randn(4, 4, dtype=torch.float64)).sum().backward()
-    assert torch.all(w.grad[:, 1:3] == 0)  # the heavy items' costs never matter
-    assert torch.all(w.grad[:, [0, 3]].abs().sum(1) > 0)
+    assert a.shape == (0, 4) and b.shape == (0,)
+    w = torch.tensor([[1.0, 5.0, 5.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    assert layer.solve(w).tolist() == [[1.0, 0.0, 0.0, 1.0]]
+    assert layer.solve(w, capacity=[12, 8]).tolist() == [[1.0, 1.0, 1.0, 0.0]]
+    g = torch.randn(1, 4, dtype=torch.float64)
+    (layer(w) * g).sum().backward()
+    expected = torch.autograd.grad((torch.nn.functional.normalize(w, dim=1, eps=0) * g).sum(), w)[0]
+    torch.testing.assert_close(w.grad, expected)
 
 
 def test_gradient_is_plus_projected_identity_for_max():
@@ -152,11 +156,19 @@ def test_weights_and_capacities_stay_exact_at_any_magnitude():
     # a capacity no load reaches, and weights no capacity takes, beyond int64
     assert ipo.KnapsackLayer([[3.0, 4.0]], [1e30]).spec.capacities == (7,)
     far = ipo.KnapsackLayer([[3.0, 4.0, 1e25], [1.0, 1.0, 1.0]], [1e18, 2.0])
-    assert far.spec.weights == ((3, 4, 10**18 + 1), (1, 1, 1)) and far.spec.capacities == (10**18, 2)
+    assert far.spec.weights == ((3, 4, 2**62), (1, 1, 1)) and far.spec.capacities == (10**18, 2)
     assert far.solve(torch.tensor([1.0, 2.0, 5.0])).tolist() == [1.0, 1.0, 0.0]
-    assert ipo.KnapsackLayer([[2.0**70, 1.0]], [1.0]).spec.weights == ((2, 1),)
+    # an instance's capacities: below 2^61 on a row whose weights sum beyond 2^62, so that the
+    # clipped weight stays heavier than any
+    assert far.solve(torch.tensor([1.0, 2.0, 5.0]), capacity=[2e18, 3.0]).tolist() == [1.0, 1.0, 0.0]
+    with pytest.raises(
+        ValueError, match=r"data 'capacity' \(the capacities\) of instance 0, at position \(0,\), is outside"
+    ):
+        far.solve(torch.tensor([1.0, 2.0, 5.0]), capacity=[1e25, 3.0])
+    assert ipo.KnapsackLayer([[2.0**70, 1.0]], [1.0]).spec.weights == ((2**62, 1),)
     # decimal weights as typed, and a capacity computed with float error, as before
-    assert ipo.KnapsackLayer([[0.29, 0.1]], [0.1 + 0.29]).spec == ipo.KnapsackLayer([[29, 10]], [39]).spec
+    decimal, whole = ipo.KnapsackLayer([[0.29, 0.1]], [0.1 + 0.29]).spec, ipo.KnapsackLayer([[29, 10]], [39]).spec
+    assert (decimal.weights, decimal.capacities, decimal.scales) == (whole.weights, whole.capacities, (100.0,))
     with pytest.raises(
         ValueError, match=r"KnapsackLayer: capacities\[0\]=1e\+30 is 2e\+25 on its row's integer scale.* at most 2\^62"
     ):

@@ -94,23 +94,25 @@ def test_pool_matches_serial(force_pool):
     assert layer.last_info.mode == "pool"
 
 
-def test_auto_invariance_and_unused_arcs():
-    # arc 4 (3 -> 0) is on no 0 -> 2 path: fixed to 0 in "auto"
+def test_auto_invariance_is_flow_conservation():
+    # arc 5 (3 -> 4) is on no 0 -> 2 path, but on the 0 -> 4 paths an instance may ask for: "auto"
+    # removes the node potentials alone, valid for every pair
     arcs = [(0, 1), (1, 2), (0, 2), (1, 3), (3, 2), (3, 4)]
     layer = ipo.ShortestPathLayer(arcs, 0, 2)
     a, b = layer.spec.equalities()
-    assert a.shape == (5 + 1, 6) and a[-1].tolist() == [0, 0, 0, 0, 0, 1] and b[-1] == 0
+    assert a.shape == (5, 6) and b.tolist() == [1, 0, -1, 0, 0]
     rng = np.random.default_rng(1)
     w = rng.normal(size=(30, 6))
-    shifted = w + 5 * rng.normal(size=(30, len(a))) @ a  # node potentials and unused-arc shifts
-    y = layer.solve(torch.as_tensor(shifted)).numpy()
-    paths = all_paths(arcs, 0, 2)
-    for wi, yi in zip(w, y):
-        assert abs(wi @ yi - min(wi[p].sum() for p in paths)) <= 1e-9
+    shifted = w + 5 * rng.normal(size=(30, len(a))) @ a  # node potentials
+    for target in (2, 4):
+        y = layer.solve(torch.as_tensor(shifted), target=target).numpy()
+        paths = all_paths(arcs, 0, target)
+        for wi, yi in zip(w, y):
+            assert abs(wi @ yi - min(wi[p].sum() for p in paths)) <= 1e-9
     g = torch.randn(30, 6, dtype=torch.float64)
     x = torch.as_tensor(w, dtype=torch.float64).requires_grad_(True)
     (layer(x) * g).sum().backward()
-    torch.testing.assert_close(x.grad @ torch.as_tensor(a).T, torch.zeros(30, 6, dtype=torch.float64))
+    torch.testing.assert_close(x.grad @ torch.as_tensor(a).T, torch.zeros(30, 5, dtype=torch.float64))
 
 
 def test_gradient_is_minus_projected_identity():

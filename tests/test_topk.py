@@ -66,15 +66,19 @@ def test_auto_is_the_sum_invariance(sense):
 
 
 @pytest.mark.parametrize("k", [0, 4])
-def test_a_single_decision_fixes_every_direction(k):
+def test_a_single_decision_keeps_the_equality_every_k_shares(k):
+    # with k == 0 or n every direction is invariant, but only for that k; an instance may bring
+    # its own k, so "auto" removes the all-ones direction alone
     layer = ipo.TopKLayer(4, k)
     a, b = layer.spec.equalities()
-    assert np.array_equal(a, np.eye(4)) and np.array_equal(b, np.full(4, k / 4))
+    assert np.array_equal(a, np.ones((1, 4))) and np.array_equal(b, [k])
     w = torch.randn(3, 4, requires_grad=True)
     y = layer(w)
     assert torch.equal(y, torch.full((3, 4), k / 4))
-    (y * torch.randn(3, 4)).sum().backward()
-    assert torch.all(w.grad == 0)  # the only decision never changes
+    g = torch.randn(3, 4)
+    (y * g).sum().backward()
+    torch.testing.assert_close(w.grad, torch.autograd.grad((project(w, "std") * g).sum(), w)[0])
+    assert torch.equal(layer(w, k=2), ipo.TopKLayer(4, 2)(w))
 
 
 @pytest.mark.parametrize("sense, sign", [("max", 1.0), ("min", -1.0)])

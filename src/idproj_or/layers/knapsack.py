@@ -8,7 +8,7 @@ import numpy as np
 
 from ..checks import Sense, check_sense
 from ..rules.identity import OptLayer
-from ..solvers.knapsack import KnapsackSpec, integer_row, knapsack_arrays
+from ..solvers.knapsack import knapsack_arrays, knapsack_spec
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -23,9 +23,18 @@ class KnapsackLayer(OptLayer):
     scaling of weights and values). A ``CpSatLayer`` over :func:`idproj_or.problems.knapsack`
     gives optimal decisions of the same value, about a hundred times slower.
 
+    Capacities per instance: ``layer(costs, capacity=caps)`` with ``caps`` of shape ``(d,)`` (every
+    instance) or ``(B, d)``, non-negative; without it, every instance has the constructor's. They
+    are rounded down on each weight row's integer scale as the constructor's are (exact). Weights
+    per instance: ``weights=`` of shape ``(d, n)`` or ``(B, d, n)``, non-negative integers (scale
+    decimal weights and the capacities yourself); without it, the constructor's.
+    ``projection="auto"`` is ``"norm"``: a knapsack has no equality (an item heavier than the
+    constructor's capacity may fit an instance's larger one, so it is not fixed).
+
     Args:
-        weights: ``(d, n)`` (or ``(n,)`` for one dimension) non-negative item weights.
-        capacities: ``(d,)`` (or a scalar) non-negative capacities.
+        weights: ``(d, n)`` (or ``(n,)`` for one dimension) non-negative item weights: the default
+            of every instance.
+        capacities: ``(d,)`` (or a scalar) non-negative capacities: the default of every instance.
         sense: ``"max"`` (default: values to maximise) or ``"min"``.
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
             ``executor_workers``, ``time_limit``,
@@ -37,6 +46,8 @@ class KnapsackLayer(OptLayer):
         >>> layer = KnapsackLayer([[3, 4, 5]], [7])
         >>> layer(torch.tensor([1.0, 2.0, 2.5])).tolist()
         [1.0, 1.0, 0.0]
+        >>> layer(torch.tensor([[1.0, 2.0, 2.5], [1.0, 2.0, 2.5]]), capacity=[[5], [9]]).tolist()
+        [[0.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
     """
 
     def __init__(
@@ -55,6 +66,4 @@ class KnapsackLayer(OptLayer):
         if (cap < 0).any():
             k = int(np.flatnonzero(cap < 0)[0])
             raise ValueError(f"{where}: capacities[{k}]={float(cap[k])!r} is negative; no packing fits")
-        rows = [integer_row(w[k], float(cap[k]), row=k, where=where) for k in range(len(w))]
-        spec = KnapsackSpec(tuple(tuple(r.tolist()) for r, _ in rows), tuple(c for _, c in rows), sense)
-        super().__init__(spec, **options)
+        super().__init__(knapsack_spec(w, cap, sense, where=where), **options)

@@ -19,15 +19,22 @@ class ShortestPathLayer(OptLayer):
     arc costs ``(E,)`` -> the path's 0/1 arc indicator ``y``.
 
     Exact for costs of any sign (the graph is acyclic), vectorised over the batch; see the module
-    docstring. ``projection="auto"`` uses flow conservation and the arcs that lie on no
-    ``source -> target`` path: adding node potentials ``p_tail - p_head`` to the arc costs shifts
-    every path's length by the same amount, so the decision does not change.
+    docstring. ``projection="auto"`` uses flow conservation: adding node potentials
+    ``p_tail - p_head`` to the arc costs shifts every path's length by the same amount (whatever
+    the instance's pair), so the decision does not change.
+
+    A pair per instance: ``layer(costs, source=s, target=t)`` with integer node indices (one for
+    every instance, or of shape ``(B,)``; either may be left out: the constructor's). Row ``i``
+    gets the decision of a layer built with ``(s_i, t_i)``, ties included; ``s_i == t_i`` is the
+    empty path (all zeros). A target its source does not reach has no decision: a
+    :class:`~idproj_or.SolverError` (status ``"infeasible"``), or a NaN row with
+    ``on_failure="nan"``.
 
     Args:
         arcs: ``(E, 2)`` int pairs ``(tail, head)``; the cost of arc ``e`` is ``w[..., e]``.
             Parallel arcs are allowed, self-loops and cycles are not.
-        source: start node.
-        target: end node, reachable from ``source``.
+        source: start node (the default of every instance).
+        target: end node, reachable from ``source``, other than it (the default of every instance).
         n_nodes: number of nodes; default ``max(arcs) + 1``.
         sense: ``"min"`` (default) or ``"max"`` (longest path).
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
@@ -40,6 +47,8 @@ class ShortestPathLayer(OptLayer):
         >>> layer = ShortestPathLayer([(0, 1), (1, 3), (0, 2), (2, 3)], source=0, target=3)
         >>> layer(torch.tensor([1.0, 1.0, 0.5, 2.0])).tolist()
         [1.0, 1.0, 0.0, 0.0]
+        >>> layer(torch.tensor([[1.0, 1.0, 0.5, 2.0]] * 2), source=torch.tensor([0, 2])).tolist()
+        [[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
     """
 
     def __init__(

@@ -22,14 +22,17 @@ class TopKLayer(OptLayer):
     sort of each row. Ties (equal costs as the solver receives them) select the lower index
     first, as ``torch.sort(w, descending=True, stable=True).indices[:k]`` does.
 
+    ``k`` per instance: ``layer(costs, k=ks)`` with ``ks`` an integer (every instance) or of shape
+    ``(B,)``, each ``0 <= k_i <= n``; row ``i`` selects its ``k_i`` largest (smallest) scores.
+    Without it, every instance has the constructor's ``k``.
+
     ``projection="auto"`` uses the one equality ``sum(y) == k``: adding a constant to every score
-    never changes the selection, so "auto" is the paper's ``P_std`` (mean removed, then
-    normalised). With ``k == 0`` or ``k == n`` the only decision is all zeros or all ones, and
-    every direction is removed.
+    never changes the selection, whatever the instance's ``k``, so "auto" is the paper's
+    ``P_std`` (mean removed, then normalised).
 
     Args:
         n: number of scores.
-        k: how many to select, ``0 <= k <= n``.
+        k: how many to select, ``0 <= k <= n``: the default of every instance.
         sense: ``"max"`` (default: the k largest) or ``"min"`` (the k smallest).
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
             ``executor_workers``, ``time_limit``,
@@ -43,6 +46,8 @@ class TopKLayer(OptLayer):
         [0.0, 1.0, 0.0, 1.0, 0.0]
         >>> layer.solve(torch.tensor([1.0, 2.0, 2.0, 2.0, 0.0])).tolist()  # ties: lower index first
         [0.0, 1.0, 1.0, 0.0, 0.0]
+        >>> layer.solve(torch.tensor([[0.1, 3.0, -1.0, 2.0, 0.5]] * 2), k=torch.tensor([1, 3])).tolist()
+        [[0.0, 1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0, 1.0]]
     """
 
     def __init__(self, n: int, k: int, sense: Sense = "max", **options: Unpack[LayerOptions]) -> None:

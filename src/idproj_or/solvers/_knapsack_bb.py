@@ -279,12 +279,14 @@ def _solve(values, weights, caps, gap, time_limit, x_out, abort):
 
 
 @njit(cache=True, nogil=True)
-def solve_batch(values, weights, caps, gaps, time_limit, x_out, ends, abort):
-    """Rows of ``values`` (float64, ``(B, n)``) into rows of ``x_out`` (int8), with the rows'
-    ``gaps``; ``ends[b]`` as :func:`_solve` returns. ``time_limit`` is seconds per instance, ``<= 0`` for none. Runs
+def solve_batch(values, weights, which, caps, gaps, time_limit, x_out, ends, abort):
+    """Rows of ``values`` (float64, ``(B, n)``) into rows of ``x_out`` (int8), row ``b`` with the
+    weights ``weights[which[b]]`` (int64, ``(W, d, n)``), capacities ``caps[b]`` (int64,
+    ``(B, d)``) and ``gaps[b]``; ``ends[b]`` as :func:`_solve` returns.
+    ``time_limit`` is seconds per instance, ``<= 0`` for none. Runs
     without the GIL, and stops at the next look at the clock once ``abort[0]`` is set (by another
     thread): the rows not reached keep their ``ends``."""
     for b in range(values.shape[0]):
         if abort[0]:
             return
-        ends[b] = _solve(values[b], weights, caps, gaps[b], time_limit, x_out[b], abort)
+        ends[b] = _solve(values[b], weights[which[b]], caps[b], gaps[b], time_limit, x_out[b], abort)

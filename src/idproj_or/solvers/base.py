@@ -205,7 +205,8 @@ class ExactChunkSolver(ResidentSolver):
 
     @abc.abstractmethod
     def decide_chunk(self, costs: np.ndarray, data: Data = NO_DATA) -> np.ndarray:
-        """Optimal decisions ``(B, n)`` for the rows of ``costs`` (``data``: ``(B, ...)`` per field)."""
+        """Optimal decisions ``(B, n)`` for the rows of ``costs`` (``data``: ``(B, ...)`` per field);
+        NaN rows for the instances whose data leave no feasible decision."""
 
     def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         rows = {name: values[None] for name, values in data.items()}
@@ -226,7 +227,9 @@ class ExactChunkSolver(ResidentSolver):
         sols = self.decide_chunk(costs, data)
         times = np.full(n, (time.perf_counter() - t0) / max(n, 1))
         objective = np.einsum("ij,ij->i", costs, sols)
-        return ChunkResult(sols, [OPTIMAL] * n, ["OPTIMAL"] * n, times, bound=objective)
+        # a NaN row: that row's data leaves no feasible decision (e.g. a path to an unreachable node)
+        status = [INFEASIBLE if np.isnan(v) else OPTIMAL for v in objective.tolist()]
+        return ChunkResult(sols, status, [s.upper() for s in status], times, bound=objective)
 
 
 class ModelSpec(abc.ABC):

@@ -2,7 +2,7 @@
 an optimal ``source -> target`` path.
 
 Exact for costs of any sign, because the graph has no cycle (projected costs are centred and may
-be negative). Two exact methods, chosen once per graph:
+be negative). Two exact methods, chosen once per ``(source, target)`` pair:
 
 - few paths (at most ``ENUMERATE_WORK`` arc entries over all ``source -> target`` paths, e.g. the
   70 paths of a 5x5 grid): the paths are listed once; a chunk of instances is solved by summing
@@ -16,25 +16,31 @@ Both run on a whole chunk at once with numpy, a few microseconds per instance on
 Every row is computed independently of the others, so serial, pool and executor results are
 identical.
 
+An instance may have its own pair (data ``source`` and ``target``): it gets the decision a layer
+built with that pair gives, ties included. ``source == target`` is the empty path (all zeros); a
+target its source does not reach leaves the instance infeasible.
+
 Feasible decisions are the ``source -> target`` paths; their arc vectors satisfy flow
-conservation ``A y = e_source - e_target`` (``A`` the node-arc incidence matrix), and arcs that
-lie on no ``source -> target`` path are always 0. ``projection="auto"`` uses both.
+conservation ``A y = e_source - e_target`` (``A`` the node-arc incidence matrix), which
+``projection="auto"`` uses: an instance's own pair changes ``e_source - e_target`` only, not ``A``.
 """
 
 from __future__ import annotations
 
 import operator
-from collections import deque
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..checks import Sense, check_sense
-from .base import NO_DATA, Data, ExactChunkSolver, ModelSpec
+from .base import NO_DATA, Data, DataField, ExactChunkSolver, ModelSpec
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
 ENUMERATE_WORK = 4096
+# Pairs whose method (their paths, or the recursion) a resident solver keeps, the latest used.
+KEPT_PAIRS = 4096
 
 
 def _reachable(n: int, tails: np.ndarray, heads: np.ndarray, start: int) -> np.ndarray:
@@ -50,14 +56,6 @@ def _reachable(n: int, tails: np.ndarray, heads: np.ndarray, start: int) -> np.n
                 seen[h] = True
                 queue.append(h)
     return seen
-
-
-def _useful_arcs(spec: ShortestPathSpec) -> np.ndarray:
-    """Arcs on at least one ``source -> target`` path."""
-    tails, heads = np.asarray(spec.tails), np.asarray(spec.heads)
-    from_source = _reachable(spec.n_nodes, tails, heads, spec.source)
-    to_target = _reachable(spec.n_nodes, heads, tails, spec.target)
-    return from_source[tails] & to_target[heads]
 
 
 def _topological_order(n: int, tails: np.ndarray, heads: np.ndarray) -> list[int] | None:
@@ -78,80 +76,128 @@ def _topological_order(n: int, tails: np.ndarray, heads: np.ndarray) -> list[int
     return order if len(order) == n else None
 
 
-def _enumerate_paths(spec: ShortestPathSpec, useful: np.ndarray) -> list[list[int]] | None:
-    """Every ``source -> target`` path as its arc list (depth first, arcs in index order), or None
-    once the paths hold more than ``ENUMERATE_WORK`` arc entries."""
-    out: list[list[int]] = [[] for _ in range(spec.n_nodes)]
-    for arc in np.flatnonzero(useful).tolist():
-        out[spec.tails[arc]].append(arc)
-    paths: list[list[int]] = []
-    work = 0
-    stack: list[tuple[int, list[int]]] = [(spec.source, [])]
-    while stack:
-        node, prefix = stack.pop()
-        if node == spec.target:
-            work += len(prefix)
-            if work > ENUMERATE_WORK:
-                return None
-            paths.append(prefix)
-            continue
-        for arc in reversed(out[node]):  # popped in index order
-            stack.append((spec.heads[arc], [*prefix, arc]))
-    return paths
-
-
 class DagPathSolver(ExactChunkSolver):
+    """Each instance's ``(source, target)`` pair is solved as a layer built with that pair would
+    solve it (the same method, the same ties): its paths listed once per pair when they are few,
+    else the recursion, which runs on every such row at once from each row's own source."""
+
     def __init__(self, spec: ShortestPathSpec) -> None:
         tails, heads = np.asarray(spec.tails), np.asarray(spec.heads)
         order = _topological_order(spec.n_nodes, tails, heads)
         assert order is not None  # checked when the layer was built
-        useful = _useful_arcs(spec)
         self.n_arcs, self.n_nodes = len(tails), spec.n_nodes
         self.source, self.target = spec.source, spec.target
         self.sign = -1.0 if spec.sense == "max" else 1.0
         self.tails = tails
-        paths = _enumerate_paths(spec, useful)
-        if paths is not None:
-            longest = max(map(len, paths))
-            # Arc indices per path, padded with the index of an extra zero-cost column.
-            self.path_arcs = np.full((len(paths), longest), self.n_arcs)
-            self.path_matrix = np.zeros((len(paths), self.n_arcs))
-            for k, path in enumerate(paths):
-                self.path_arcs[k, : len(path)] = path
-                self.path_matrix[k, path] = 1.0
-        else:
-            self.path_arcs = None  # type: ignore[assignment]
-        # (node, its useful incoming arcs, their tails) in topological order: the DP's steps.
+        self.head = heads.tolist()
+        self.out_arcs: list[list[int]] = [[] for _ in range(spec.n_nodes)]  # in index order
+        self.in_tails: list[list[int]] = [[] for _ in range(spec.n_nodes)]
+        for arc, (t, h) in enumerate(zip(tails.tolist(), self.head)):
+            self.out_arcs[t].append(arc)
+            self.in_tails[h].append(t)
+        # per pair: its paths, or None for the recursion (found on first use; speed only)
+        self.paths: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
+        self.pair_paths(spec.source, spec.target)
+        # (node, its incoming arcs, their tails) in topological order: the recursion's steps. An
+        # arc whose tail the row's source does not reach has an infinite candidate and never
+        # wins, so every row can use every arc.
         self.steps: list[tuple[int, np.ndarray, np.ndarray]] = []
-        for v in order if paths is None else ():
-            arcs = np.flatnonzero(useful & (heads == v))
+        for v in order:
+            arcs = np.flatnonzero(heads == v)
             if len(arcs):
                 self.steps.append((v, arcs, tails[arcs]))
 
+    def pair_paths(self, source: int, target: int) -> np.ndarray | None:
+        """The paths of a pair when they are few (listed once): arc indices per path, padded with
+        the index of an extra zero-cost column (no rows: no path); else None."""
+        key = (source, target)
+        if key in self.paths:
+            self.paths.move_to_end(key)
+            return self.paths[key]
+        paths = self.enumerate_paths(source, target)
+        arcs = None
+        if paths is not None:
+            arcs = np.full((len(paths), max(map(len, paths), default=0)), self.n_arcs)
+            for k, path in enumerate(paths):
+                arcs[k, : len(path)] = path
+        self.paths[key] = arcs
+        if len(self.paths) > KEPT_PAIRS:
+            self.paths.popitem(last=False)
+        return arcs
+
+    def enumerate_paths(self, source: int, target: int) -> list[list[int]] | None:
+        """Every ``source -> target`` path as its arc list (depth first, arcs in index order; the
+        empty path when ``source == target``), or None once the paths hold more than
+        ``ENUMERATE_WORK`` arc entries."""
+        reaches = {target}  # the nodes that reach the target: a search follows arcs into them only
+        queue = deque([target])
+        while queue:
+            for t in self.in_tails[queue.popleft()]:
+                if t not in reaches:
+                    reaches.add(t)
+                    queue.append(t)
+        paths: list[list[int]] = []
+        work = 0
+        stack: list[tuple[int, list[int]]] = [(source, [])] if source in reaches else []
+        while stack:
+            node, prefix = stack.pop()
+            if node == target:
+                work += len(prefix)
+                if work > ENUMERATE_WORK:
+                    return None
+                paths.append(prefix)
+                continue
+            for arc in reversed(self.out_arcs[node]):  # popped in index order
+                if self.head[arc] in reaches:
+                    stack.append((self.head[arc], [*prefix, arc]))
+        return paths
+
     def decide_chunk(self, costs: np.ndarray, data: Data = NO_DATA) -> np.ndarray:
-        # The recursion is linear in the arcs and always exact.
+        # Rows without a path (a target its source does not reach: no arc to list) are NaN.
         n = len(costs)
         c = costs * self.sign
-        if self.path_arcs is not None:
-            padded = np.concatenate([c, np.zeros((n, 1))], axis=1)
-            return self.path_matrix[padded[:, self.path_arcs].sum(axis=2).argmin(axis=1)]
-        return self._recursion(c)
+        sources = data["source"].astype(np.int64) if "source" in data else np.full(n, self.source)
+        targets = data["target"].astype(np.int64) if "target" in data else np.full(n, self.target)
+        if "source" in data or "target" in data:
+            keys, inverse, counts = np.unique(sources * self.n_nodes + targets, return_inverse=True, return_counts=True)
+            groups = np.split(np.argsort(inverse.reshape(-1), kind="stable"), np.cumsum(counts)[:-1])
+        else:
+            keys, groups = np.array([self.source * self.n_nodes + self.target]), [np.arange(n)]
+        sols = np.empty_like(c)
+        recursion = []
+        for key, rows in zip(keys.tolist(), groups):
+            paths = self.pair_paths(*divmod(key, self.n_nodes))
+            if paths is None:
+                recursion.append(rows)
+            elif len(paths) == 0:
+                sols[rows] = np.nan
+            else:
+                padded = np.concatenate([c[rows], np.zeros((len(rows), 1))], axis=1)
+                y = np.zeros_like(padded)
+                np.put_along_axis(y, paths[padded[:, paths].sum(axis=2).argmin(axis=1)], 1.0, axis=1)
+                sols[rows] = y[:, :-1]
+        if recursion:
+            rows = np.concatenate(recursion)
+            sols[rows] = self._recursion(c[rows], sources[rows], targets[rows])
+        return sols
 
-    def _recursion(self, c: np.ndarray) -> np.ndarray:
+    def _recursion(self, c: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        # Bellman's recursion in topological order, linear in the arcs and always exact.
         n = len(c)
         rows = np.arange(n)
         dist = np.full((n, self.n_nodes), np.inf)
-        dist[:, self.source] = 0.0
+        dist[rows, sources] = 0.0
         pred = np.zeros((n, self.n_nodes), dtype=np.int64)
         for v, arcs, tails in self.steps:
             cand = dist[:, tails] + c[:, arcs]
             best = cand.argmin(axis=1)
-            dist[:, v] = cand[rows, best]
+            # a row's source keeps 0: its ancestors are never reached from it (infinite candidates)
+            dist[:, v] = np.minimum(dist[:, v], cand[rows, best])
             pred[:, v] = arcs[best]
         sols = np.zeros_like(c)
-        node = np.full(n, self.target)
+        node = targets.copy()
         for _ in range(self.n_nodes - 1):
-            active = np.flatnonzero(node != self.source)
+            active = np.flatnonzero(node != sources)
             if not len(active):
                 break
             arc = pred[active, node[active]]
@@ -176,7 +222,19 @@ class ShortestPathSpec(ModelSpec):
     def shape(self) -> tuple[int, ...]:  # type: ignore[override]
         return (len(self.tails),)
 
+    fields: tuple[DataField, ...] = field(init=False)  # set from n_nodes (read when tracing)
+
+    def __post_init__(self) -> None:
+        last = float(self.n_nodes - 1)
+        pair = (
+            DataField("source", (), "the path's start node", integral=True, low=0.0, high=last),
+            DataField("target", (), "the path's end node", integral=True, low=0.0, high=last),
+        )
+        object.__setattr__(self, "fields", pair)
+
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        # Flow conservation, A y = e_source - e_target: an instance's own pair changes the right
+        # hand side only, so the rows (what "auto" removes) hold for every instance.
         n_arcs = len(self.tails)
         a = np.zeros((self.n_nodes, n_arcs))
         a[self.tails, np.arange(n_arcs)] += 1.0
@@ -184,10 +242,7 @@ class ShortestPathSpec(ModelSpec):
         b = np.zeros(self.n_nodes)
         b[self.source] += 1.0
         b[self.target] -= 1.0
-        unused = np.flatnonzero(~_useful_arcs(self))
-        fixed = np.zeros((len(unused), n_arcs))
-        fixed[np.arange(len(unused)), unused] = 1.0
-        return np.concatenate([a, fixed]), np.concatenate([b, np.zeros(len(unused))])
+        return a, b
 
 
 def _node(value: Any, name: str, n_nodes: int, *, where: str) -> int:

@@ -5,7 +5,7 @@ no MIP is needed. A resident solver sorts a whole chunk at once (``numpy.argsort
 each row on its own, so that any chunking gives the same decisions).
 
 - **Top-k** (``TopKSpec``): ``y in {0, 1}^n`` with ``sum(y) == k``. ``sense="max"`` selects the k
-  largest scores, ``sense="min"`` the k smallest.
+  largest scores, ``sense="min"`` the k smallest; ``k`` may be given per instance (data ``k``).
 - **Ranking** (``RankingSpec``): ``y`` a permutation of ``(1, ..., n)``. ``sense="min"`` gives
   ``argmin_y <w, y>``: the smallest rank goes with the largest score (rank 1 = highest score);
   ``sense="max"`` gives rank 1 to the lowest score.
@@ -18,12 +18,12 @@ a stable sort, e.g. ``torch.sort(w, descending=True, stable=True)`` for the defa
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..checks import Sense
-from .base import NO_DATA, Data, ExactChunkSolver, ModelSpec
+from .base import NO_DATA, Data, DataField, ExactChunkSolver, ModelSpec
 
 
 class _SortSolver(ExactChunkSolver):
@@ -34,11 +34,11 @@ class _SortSolver(ExactChunkSolver):
         self.sign = -1.0 if descending else 1.0
 
     @abc.abstractmethod
-    def decide(self, order: np.ndarray) -> np.ndarray:
-        """Decisions ``(B, n)`` from each row's positions in sorted order."""
+    def decide(self, order: np.ndarray, data: Data) -> np.ndarray:
+        """Decisions ``(B, n)`` from each row's positions in sorted order (and its data)."""
 
     def decide_chunk(self, costs: np.ndarray, data: Data = NO_DATA) -> np.ndarray:
-        return self.decide(np.argsort(costs * self.sign, axis=1, kind="stable"))
+        return self.decide(np.argsort(costs * self.sign, axis=1, kind="stable"), data)
 
 
 class TopKSolver(_SortSolver):
@@ -46,9 +46,15 @@ class TopKSolver(_SortSolver):
         super().__init__(descending=spec.sense == "max")
         self.k = spec.k
 
-    def decide(self, order: np.ndarray) -> np.ndarray:
-        y = np.zeros(order.shape)
-        np.put_along_axis(y, order[:, : self.k], 1.0, axis=1)
+    def decide(self, order: np.ndarray, data: Data) -> np.ndarray:
+        if "k" not in data:
+            y = np.zeros(order.shape)
+            np.put_along_axis(y, order[:, : self.k], 1.0, axis=1)
+            return y
+        # each row's first k_i places in sorted order are selected (k checked integral in [0, n])
+        chosen = np.arange(order.shape[1]) < data["k"][:, None]
+        y = np.empty(order.shape)
+        np.put_along_axis(y, order, chosen.astype(np.float64), axis=1)
         return y
 
 
@@ -58,7 +64,7 @@ class RankingSolver(_SortSolver):
         super().__init__(descending=spec.sense == "min")
         self.ranks = np.arange(1.0, spec.n + 1.0)
 
-    def decide(self, order: np.ndarray) -> np.ndarray:
+    def decide(self, order: np.ndarray, data: Data) -> np.ndarray:
         y = np.empty(order.shape)
         np.put_along_axis(y, order, np.broadcast_to(self.ranks, order.shape), axis=1)
         return y
@@ -81,10 +87,15 @@ class TopKSpec(_SortSpec):
     k: int
     sense: Sense
 
+    fields: tuple[DataField, ...] = field(init=False)  # set from n (read when tracing)
+
+    def __post_init__(self) -> None:
+        k = DataField("k", (), "how many to select", integral=True, low=0.0, high=float(self.n))
+        object.__setattr__(self, "fields", (k,))
+
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.k in (0, self.n):
-            # a single feasible decision (all zeros or all ones): every direction is invariant
-            return np.eye(self.n), np.full(self.n, float(self.k > 0))
+        # sum(y) == k whatever an instance's k: the all-ones direction is invariant for every
+        # instance. (With k == 0 or n every direction is, but only for that k.)
         return np.ones((1, self.n)), np.array([float(self.k)])
 
 
