@@ -104,7 +104,7 @@ def hand_loop(model: cp_model.CpModel, variables: list, rows: list, costs: np.nd
     idx = [v.index for v in variables]
     obj = model.proto.objective
     obj.vars.extend(idx)
-    domains = [model.proto.constraints[r.index].linear.domain for r in rows]
+    proto = model.proto
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
     out = np.empty_like(costs)
@@ -112,8 +112,8 @@ def hand_loop(model: cp_model.CpModel, variables: list, rows: list, costs: np.nd
         obj.coeffs.clear()
         # The same int64 scaling as the library's CP-SAT adapter (maximise: negated costs).
         obj.coeffs.extend(integer_costs(-c, scale_exponent(c, np.ones(len(c)))).coeffs.tolist())
-        for domain, cap in zip(domains, caps[i]):
-            domain[-1] = int(cap)
+        for row, cap in zip(rows, caps[i]):
+            proto.constraints[row.index].linear.domain[1] = int(cap)  # [-1] = is ignored by this container
         solver.solve(model)
         out[i] = np.asarray(solver.response_proto.solution)[idx]
     return out

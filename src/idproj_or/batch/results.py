@@ -3,6 +3,7 @@ the handle) and what a layer reports per instance (:class:`BatchInfo`, ``layer.l
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -10,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..solvers.base import ChunkResult
-from ..statuses import NOT_SOLVED, SOLVED, cause
+from ..statuses import FEASIBLE, NOT_SOLVED, OPTIMAL, SOLVED, cause
 
 
 class InstanceInfo(NamedTuple):
@@ -71,12 +72,16 @@ class BatchInfo:
     @property
     def failed(self) -> tuple[int, ...]:
         """Batch indices without a decision."""
+        if self.status.count(OPTIMAL) == len(self.status):
+            return ()
         return tuple(i for i, s in enumerate(self.status) if s not in SOLVED)
 
     @property
     def not_optimal(self) -> tuple[int, ...]:
         """Batch indices with a decision not proven optimal."""
-        return tuple(i for i, s in enumerate(self.status) if s == "feasible")
+        if FEASIBLE not in self.status:
+            return ()
+        return tuple(i for i, s in enumerate(self.status) if s == FEASIBLE)
 
     def cause(self, i: int) -> str:
         """Instance ``i``'s outcome in words (e.g. why it has no decision)."""
@@ -104,6 +109,8 @@ class BatchResult:
 
 
 def _solved(status: tuple[str, ...]) -> np.ndarray:
+    if status.count(OPTIMAL) == len(status):  # the usual batch, without a Python loop over it
+        return np.ones(len(status), dtype=bool)
     return np.array([s in SOLVED for s in status], dtype=bool)
 
 
@@ -111,8 +118,8 @@ def gather(chunks: list[ChunkResult], mode: str) -> BatchResult:
     """The chunks' results, in order, as one batch's (``mode``: where it ran)."""
     sols = np.concatenate([c.solutions for c in chunks])
     times = np.concatenate([c.wall_time for c in chunks])
-    status = tuple(s for c in chunks for s in c.status)
-    words = tuple(w for c in chunks for w in c.solver_status)
+    status = tuple(itertools.chain.from_iterable(c.status for c in chunks))
+    words = tuple(itertools.chain.from_iterable(c.solver_status for c in chunks))
     fixed = np.concatenate([np.zeros(len(c.status)) if c.fixed is None else c.fixed for c in chunks])
     errors = np.concatenate([np.zeros(len(c.status)) if c.scaling_error is None else c.scaling_error for c in chunks])
     bound = np.concatenate([np.full(len(c.status), np.nan) if c.bound is None else c.bound for c in chunks])

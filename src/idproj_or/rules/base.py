@@ -308,7 +308,7 @@ class Rule(HandleModule):
         cache = self.cache
         if cache is not None and cache.skip(self.solve_ratio, self.generator):
             return cache.best(costs).to(z.dtype)
-        names, values = pack_data(frame.data)
+        names, values = pack_data(frame.data, len(z))
         y = torch.ops.idproj_or.solve(
             costs, frame.raw, values, names, self._handle.key, self.basis_version, self._log.key
         )
@@ -349,27 +349,42 @@ def check_reduction(reduction: str, *, where: str) -> str:
 # imports torch._dynamo (~2 s) even in plain eager code.
 _LIB = torch.library.Library("idproj_or", "FRAGMENT")
 # key: the handle's; log: the solving rule's (:class:`SolveLog`).
-_LIB.define("solve(Tensor costs, Tensor raw, Tensor[] data, str names, int key, int version, int log) -> Tensor")
+_LIB.define("solve(Tensor costs, Tensor raw, Tensor data, str names, int key, int version, int log) -> Tensor")
 
 
-def pack_data(data: dict[str, torch.Tensor]) -> tuple[str, list[torch.Tensor]]:
-    """Data as an operator takes it: the names joined by commas, and the tensors in their order."""
-    return ",".join(data), list(data.values())
+def pack_data(data: dict[str, torch.Tensor], batch: int) -> tuple[str, torch.Tensor]:
+    """Data as an operator takes it: ``name=d0,d1`` per field (its shape after the batch
+    dimension), joined by ``;``, and one ``(batch, total)`` float64 tensor of the fields side by
+    side. One tensor, not a list: a list argument sends every call of the operator through
+    pytree flattening (about 0.1 ms a forward and backward)."""
+    names = ";".join(f"{name}={','.join(map(str, t.shape[1:]))}" for name, t in data.items())
+    if not data:
+        return names, torch.empty((batch, 0), dtype=torch.float64)
+    return names, torch.cat([t.reshape(batch, -1) for t in data.values()], dim=1)
 
 
-def unpack_data(names: str, values: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    return dict(zip(names.split(","), values)) if names else {}
+def unpack_data(names: str, packed: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`pack_data`."""
+    out: dict[str, torch.Tensor] = {}
+    start = 0
+    for item in names.split(";") if names else ():
+        name, dims = item.split("=")
+        shape = tuple(int(d) for d in dims.split(",")) if dims else ()
+        size = math.prod(shape)
+        out[name] = packed[:, start : start + size].reshape(len(packed), *shape)
+        start += size
+    return out
 
 
 def _solve(
-    costs: torch.Tensor, raw: torch.Tensor, data: list[torch.Tensor], names: str, key: int, version: int, log: int
+    costs: torch.Tensor, raw: torch.Tensor, data: torch.Tensor, names: str, key: int, version: int, log: int
 ) -> torch.Tensor:
     found = unpack_data(names, data)
     return log_for(log).solve(handle_for(key), costs, raw, data=found, basis_version=version)
 
 
 def _fake(
-    costs: torch.Tensor, raw: torch.Tensor, data: list[torch.Tensor], names: str, key: int, version: int, log: int
+    costs: torch.Tensor, raw: torch.Tensor, data: torch.Tensor, names: str, key: int, version: int, log: int
 ) -> torch.Tensor:
     return torch.empty_like(costs)
 

@@ -56,7 +56,7 @@ def identity_forward(
     z, frame = module.prepare(w, module.instance_data(data, len(w)))
     if decide is None:
         costs64 = solver_costs(z, *frame[:3])
-        names, values = pack_data(frame.data)
+        names, values = pack_data(frame.data, len(w))
         handle = module.handle
         y = torch.ops.idproj_or.identity_solve(
             z, costs64, frame.raw, values, names, handle.key, -module.sign, module.basis_version, module.solve_log.key
@@ -207,7 +207,7 @@ _LIB = torch.library.Library("idproj_or", "FRAGMENT")
 # the raw scale); raw: the caller's cost (checked, and used for the reported objective).
 # key: the handle's; log: the solving module's (:class:`~idproj_or.rules.base.SolveLog`).
 _LIB.define(
-    "identity_solve(Tensor z, Tensor costs, Tensor raw, Tensor[] data, str names, int key, float sign, "
+    "identity_solve(Tensor z, Tensor costs, Tensor raw, Tensor data, str names, int key, float sign, "
     "int version, int log) -> Tensor"
 )
 
@@ -216,7 +216,7 @@ def _solve(
     z: torch.Tensor,
     costs: torch.Tensor,
     raw: torch.Tensor,
-    data: list[torch.Tensor],
+    data: torch.Tensor,
     names: str,
     key: int,
     sign: float,
@@ -231,7 +231,7 @@ def _fake(
     z: torch.Tensor,
     costs: torch.Tensor,
     raw: torch.Tensor,
-    data: list[torch.Tensor],
+    data: torch.Tensor,
     names: str,
     key: int,
     sign: float,
@@ -247,15 +247,13 @@ torch.library.register_fake("idproj_or::identity_solve", _fake, lib=_LIB)
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
     ctx.sign = inputs[6]
-    ctx.n_data = len(inputs[3])
     ctx.save_for_backward(failed_rows(output))
 
 
 def _backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
     (failed,) = ctx.saved_tensors
-    data_grads = [None] * ctx.n_data  # data carries no gradient (a Tensor[] input wants a list back)
     grad = zero_failed(grad if ctx.sign > 0 else -grad, failed)
-    return grad, None, None, data_grads, None, None, None, None, None
+    return grad, None, None, None, None, None, None, None, None  # the data carries no gradient
 
 
 torch.library.register_autograd("idproj_or::identity_solve", _backward, setup_context=_setup_context, lib=_LIB)

@@ -228,7 +228,10 @@ class ExactChunkSolver(ResidentSolver):
         times = np.full(n, (time.perf_counter() - t0) / max(n, 1))
         objective = np.einsum("ij,ij->i", costs, sols)
         # a NaN row: that row's data leaves no feasible decision (e.g. a path to an unreachable node)
-        status = [INFEASIBLE if np.isnan(v) else OPTIMAL for v in objective.tolist()]
+        infeasible = np.isnan(objective)
+        if not infeasible.any():  # the usual case, without a Python loop over the rows
+            return ChunkResult(sols, [OPTIMAL] * n, ["OPTIMAL"] * n, times, bound=objective)
+        status = [INFEASIBLE if bad else OPTIMAL for bad in infeasible.tolist()]
         return ChunkResult(sols, status, [s.upper() for s in status], times, bound=objective)
 
 
