@@ -1,2 +1,3 @@
-"""The layer classes users build: each turns a model into a spec (:mod:`idproj_or.solvers`) and
-pairs a solve handle with the identity rule (:class:`idproj_or.rules.identity.OptLayer`)."""
+"""The layer classes users build: each turns a model into a spec (:mod:`idproj_or.solvers`); the
+base, :class:`idproj_or.rules.identity.OptLayer`, owns the solve handle and applies identity with
+projection itself (a layer is not a rule)."""
