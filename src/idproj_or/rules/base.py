@@ -376,18 +376,19 @@ def unpack_data(names: str, packed: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
-def _solve(
+def solve_op(
     costs: torch.Tensor, raw: torch.Tensor, data: torch.Tensor, names: str, key: int, version: int, log: int
 ) -> torch.Tensor:
+    """The body of the solve operators: the handle ``key`` solves ``costs`` with the packed
+    ``data``, and the log ``log`` records the batch."""
     found = unpack_data(names, data)
     return log_for(log).solve(handle_for(key), costs, raw, data=found, basis_version=version)
 
 
-def _fake(
-    costs: torch.Tensor, raw: torch.Tensor, data: torch.Tensor, names: str, key: int, version: int, log: int
-) -> torch.Tensor:
-    return torch.empty_like(costs)
+def empty_like_first(first: torch.Tensor, *_: object) -> torch.Tensor:
+    """The fake (shape-only) implementation of an operator whose output is shaped as its first input."""
+    return torch.empty_like(first)
 
 
-_LIB.impl("solve", _solve, "CompositeExplicitAutograd")
-torch.library.register_fake("idproj_or::solve", _fake, lib=_LIB)
+_LIB.impl("solve", solve_op, "CompositeExplicitAutograd")
+torch.library.register_fake("idproj_or::solve", empty_like_first, lib=_LIB)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..handle import SolveHandle, handle_for
+from ..handle import SolveHandle
 from ..options import LayerOptions, OnFailure, Route, RuleOptions, with_defaults
 from ..solvers.base import ModelSpec
 from .base import (
@@ -29,11 +29,11 @@ from .base import (
     HandleModule,
     Rule,
     as_handle,
+    empty_like_first,
     failed_rows,
-    log_for,
     pack_data,
     rule_options,
-    unpack_data,
+    solve_op,
     zero_failed,
 )
 from .projection import solver_costs
@@ -223,26 +223,11 @@ def _solve(
     version: int,
     log: int,
 ) -> torch.Tensor:
-    found = unpack_data(names, data)
-    return log_for(log).solve(handle_for(key), costs, raw, data=found, basis_version=version).to(z.dtype)
-
-
-def _fake(
-    z: torch.Tensor,
-    costs: torch.Tensor,
-    raw: torch.Tensor,
-    data: torch.Tensor,
-    names: str,
-    key: int,
-    sign: float,
-    version: int,
-    log: int,
-) -> torch.Tensor:
-    return torch.empty_like(z)
+    return solve_op(costs, raw, data, names, key, version, log).to(z.dtype)
 
 
 _LIB.impl("identity_solve", _solve, "CompositeExplicitAutograd")
-torch.library.register_fake("idproj_or::identity_solve", _fake, lib=_LIB)
+torch.library.register_fake("idproj_or::identity_solve", empty_like_first, lib=_LIB)
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
