@@ -10,17 +10,15 @@ in-process, in the pool or on an executor, through the opaque operator ``idproj_
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import threading
-import weakref
 from typing import Any, NamedTuple
 
 import torch
 
 from ..batch import BatchInfo
-from ..handle import SolveHandle, handle_for, real_scalar
+from ..handle import Registry, SolveHandle, handle_for, real_scalar
 from ..options import RULE_DEFAULTS, CostOptions, RuleOptions, with_defaults
 from .cache import SolutionCache
 from .generators import check_generator, gaussian
@@ -96,12 +94,8 @@ def positive_int(value: Any, *, where: str, name: str) -> int:
     return value
 
 
-_logs: dict[int, weakref.ref[SolveLog]] = {}
+_logs: Registry[SolveLog] = Registry("rule or layer of solve log")
 _log_keys = itertools.count()
-
-
-def _drop_log(key: int, _: object) -> None:
-    _logs.pop(key, None)
 
 
 class SolveLog:
@@ -116,7 +110,7 @@ class SolveLog:
     def _start(self) -> None:
         self._local = threading.local()
         self.key = next(_log_keys)
-        _logs[self.key] = weakref.ref(self, functools.partial(_drop_log, self.key))
+        _logs.add(self.key, self)
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # a copy has solved nothing yet
@@ -141,11 +135,7 @@ class SolveLog:
 
 
 def log_for(key: int) -> SolveLog:
-    ref = _logs.get(key)
-    log = ref() if ref is not None else None
-    if log is None:
-        raise RuntimeError(f"idproj_or: the rule or layer of solve log {key} no longer exists")
-    return log
+    return _logs.get(key)
 
 
 class HandleModule(torch.nn.Module):
