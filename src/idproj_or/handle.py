@@ -489,19 +489,14 @@ class SolveHandle:
             warnings.warn(f"{self.name}: {message}. Shown once per layer.", SolverWarning, stacklevel=user_stacklevel())
 
     def solve_tensor(
-        self,
-        z: torch.Tensor,
-        raw: torch.Tensor,
-        *,
-        data: Mapping[str, torch.Tensor] | None = None,
-        basis_version: int = -1,
-        duals: bool = False,
+        self, z: torch.Tensor, raw: torch.Tensor, *, data: Mapping[str, torch.Tensor] | None = None, **options: Any
     ) -> torch.Tensor:
-        """:meth:`solve_numpy` on tensors: decisions on ``z``'s device, in ``z``'s dtype."""
+        """:meth:`solve_numpy` on tensors (its ``options``: ``basis_version``, ``duals``):
+        decisions on ``z``'s device, in ``z``'s dtype."""
         costs = z.detach().to(device="cpu", dtype=torch.float64).numpy()
         given = raw.detach().to(device="cpu", dtype=torch.float64).numpy()
         arrays = {k: v.detach().to(device="cpu", dtype=torch.float64).numpy() for k, v in (data or {}).items()}
-        sols = self.solve_numpy(costs, given, data=arrays, basis_version=basis_version, duals=duals)
+        sols = self.solve_numpy(costs, given, data=arrays, **options)
         return torch.from_numpy(sols).to(device=z.device, dtype=z.dtype)
 
     def _join_groups(self, costs: Any) -> torch.Tensor:
