@@ -16,7 +16,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -28,7 +28,32 @@ from .solvers.base import DataField, ModelSpec, invariance_basis
 from .solvers.scaling import RESOLVED_RANGE, beyond_range
 from .statuses import ERROR, cause
 
-_handles: dict[int, weakref.ref[SolveHandle]] = {}
+_T = TypeVar("_T")
+
+
+class Registry(Generic[_T]):
+    """Live objects by an int key, held weakly (an entry goes with its object): an operator or a
+    compiled graph holds the int, never the object."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what  # what a key names, for the message of a key that outlived it
+        self._refs: dict[int, weakref.ref[_T]] = {}
+
+    def add(self, key: int, obj: _T) -> None:
+        self._refs[key] = weakref.ref(obj, functools.partial(self._drop, key))
+
+    def _drop(self, key: int, _: object) -> None:
+        self._refs.pop(key, None)
+
+    def get(self, key: int) -> _T:
+        ref = self._refs.get(key)
+        obj = ref() if ref is not None else None
+        if obj is None:
+            raise RuntimeError(f"idproj_or: the {self.what} {key} no longer exists")
+        return obj
+
+
+_handles: Registry[SolveHandle] = Registry("layer of solve handle")
 _REAL_DTYPES = (
     torch.float16,
     torch.bfloat16,
@@ -41,10 +66,6 @@ _REAL_DTYPES = (
     torch.int64,
 )
 _keys = itertools.count(1)
-
-
-def _drop_handle(key: int, _: object) -> None:
-    _handles.pop(key, None)
 
 
 def real_scalar(value: Any, *, where: str, name: str) -> float:
@@ -170,7 +191,7 @@ class SolveHandle:
 
     def _register(self) -> int:
         key = next(_keys)
-        _handles[key] = weakref.ref(self, functools.partial(_drop_handle, key))
+        _handles.add(key, self)
         return key
 
     def __getstate__(self) -> dict[str, Any]:
@@ -468,19 +489,14 @@ class SolveHandle:
             warnings.warn(f"{self.name}: {message}. Shown once per layer.", SolverWarning, stacklevel=user_stacklevel())
 
     def solve_tensor(
-        self,
-        z: torch.Tensor,
-        raw: torch.Tensor,
-        *,
-        data: Mapping[str, torch.Tensor] | None = None,
-        basis_version: int = -1,
-        duals: bool = False,
+        self, z: torch.Tensor, raw: torch.Tensor, *, data: Mapping[str, torch.Tensor] | None = None, **options: Any
     ) -> torch.Tensor:
-        """:meth:`solve_numpy` on tensors: decisions on ``z``'s device, in ``z``'s dtype."""
+        """:meth:`solve_numpy` on tensors (its ``options``: ``basis_version``, ``duals``):
+        decisions on ``z``'s device, in ``z``'s dtype."""
         costs = z.detach().to(device="cpu", dtype=torch.float64).numpy()
         given = raw.detach().to(device="cpu", dtype=torch.float64).numpy()
         arrays = {k: v.detach().to(device="cpu", dtype=torch.float64).numpy() for k, v in (data or {}).items()}
-        sols = self.solve_numpy(costs, given, data=arrays, basis_version=basis_version, duals=duals)
+        sols = self.solve_numpy(costs, given, data=arrays, **options)
         return torch.from_numpy(sols).to(device=z.device, dtype=z.dtype)
 
     def _join_groups(self, costs: Any) -> torch.Tensor:
@@ -519,8 +535,4 @@ class SolveHandle:
 
 
 def handle_for(key: int) -> SolveHandle:
-    ref = _handles.get(key)
-    handle = ref() if ref is not None else None
-    if handle is None:
-        raise RuntimeError(f"idproj_or: the layer of solve handle {key} no longer exists")
-    return handle
+    return _handles.get(key)

@@ -52,6 +52,21 @@ def _optimal(
     return best
 
 
+def _regrets(
+    layer: OptLayer, pred_costs: Costs, true_costs: Costs, optimal: Costs | None, data: dict[str, Any], where: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B,)`` float64 regrets (NaN for an instance without a decision) and the optimal
+    objectives they are measured from."""
+    pred = _as_batch(layer, pred_costs, "pred_costs", where)
+    true = _as_batch(layer, true_costs, "true_costs", where).to(torch.float64)
+    if len(pred) != len(true):
+        raise ValueError(f"{where}: {len(pred)} predicted and {len(true)} true cost vectors; they must match")
+    decisions = layer.solve(pred.detach().to("cpu"), **data).to(torch.float64)
+    achieved = (true.to("cpu").reshape(len(true), -1) * decisions.reshape(len(true), -1)).sum(dim=1)
+    best = _optimal(layer, true, optimal, where, data)
+    return (best - achieved if layer.sense == "max" else achieved - best), best
+
+
 def regret(
     layer: OptLayer,
     pred_costs: Costs,
@@ -88,15 +103,7 @@ def regret(
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"regret: reduction={reduction!r} must be one of {', '.join(map(repr, REDUCTIONS))}")
-    pred = _as_batch(layer, pred_costs, "pred_costs", "regret")
-    true = _as_batch(layer, true_costs, "true_costs", "regret").to(torch.float64)
-    if len(pred) != len(true):
-        raise ValueError(f"regret: {len(pred)} predicted and {len(true)} true cost vectors; they must match")
-    data = dict(data or {})
-    decisions = layer.solve(pred.detach().to("cpu"), **data).to(torch.float64)
-    achieved = (true.to("cpu").reshape(len(true), -1) * decisions.reshape(len(true), -1)).sum(dim=1)
-    best = _optimal(layer, true, optimal, "regret", data)
-    r = best - achieved if layer.sense == "max" else achieved - best
+    r, _ = _regrets(layer, pred_costs, true_costs, optimal, dict(data or {}), "regret")
     # Instances without a decision (on_failure="nan") are NaN here and skipped by the reductions.
     if reduction == "sum":
         return r.nansum()
@@ -125,13 +132,11 @@ def normalized_regret(
         >>> normalized_regret(knapsack, torch.tensor([[0.0, 0.0, 1.0], [2.0, 2.0, 3.0]]), true)
         0.125
     """
-    true = _as_batch(layer, true_costs, "true_costs", "normalized_regret").to(torch.float64)
-    data = dict(data or {})
-    best = _optimal(layer, true, optimal, "normalized_regret", data)
+    r, best = _regrets(layer, pred_costs, true_costs, optimal, dict(data or {}), "normalized_regret")
     denominator = float(best.abs().sum())
     if denominator == 0.0:
         raise ValueError("normalized_regret: every optimal objective is 0; the normalized regret is undefined")
-    return float(regret(layer, pred_costs, true, optimal=best, reduction="sum", data=data)) / denominator
+    return float(r.nansum()) / denominator
 
 
 @torch.no_grad()

@@ -10,17 +10,15 @@ in-process, in the pool or on an executor, through the opaque operator ``idproj_
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import threading
-import weakref
 from typing import Any, NamedTuple
 
 import torch
 
 from ..batch import BatchInfo
-from ..handle import SolveHandle, handle_for, real_scalar
+from ..handle import Registry, SolveHandle, handle_for, real_scalar
 from ..options import RULE_DEFAULTS, CostOptions, RuleOptions, with_defaults
 from .cache import SolutionCache
 from .generators import check_generator, gaussian
@@ -96,12 +94,8 @@ def positive_int(value: Any, *, where: str, name: str) -> int:
     return value
 
 
-_logs: dict[int, weakref.ref[SolveLog]] = {}
+_logs: Registry[SolveLog] = Registry("rule or layer of solve log")
 _log_keys = itertools.count()
-
-
-def _drop_log(key: int, _: object) -> None:
-    _logs.pop(key, None)
 
 
 class SolveLog:
@@ -116,7 +110,7 @@ class SolveLog:
     def _start(self) -> None:
         self._local = threading.local()
         self.key = next(_log_keys)
-        _logs[self.key] = weakref.ref(self, functools.partial(_drop_log, self.key))
+        _logs.add(self.key, self)
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # a copy has solved nothing yet
@@ -141,11 +135,7 @@ class SolveLog:
 
 
 def log_for(key: int) -> SolveLog:
-    ref = _logs.get(key)
-    log = ref() if ref is not None else None
-    if log is None:
-        raise RuntimeError(f"idproj_or: the rule or layer of solve log {key} no longer exists")
-    return log
+    return _logs.get(key)
 
 
 class HandleModule(torch.nn.Module):
@@ -376,18 +366,19 @@ def unpack_data(names: str, packed: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
-def _solve(
+def solve_op(
     costs: torch.Tensor, raw: torch.Tensor, data: torch.Tensor, names: str, key: int, version: int, log: int
 ) -> torch.Tensor:
+    """The body of the solve operators: the handle ``key`` solves ``costs`` with the packed
+    ``data``, and the log ``log`` records the batch."""
     found = unpack_data(names, data)
     return log_for(log).solve(handle_for(key), costs, raw, data=found, basis_version=version)
 
 
-def _fake(
-    costs: torch.Tensor, raw: torch.Tensor, data: torch.Tensor, names: str, key: int, version: int, log: int
-) -> torch.Tensor:
-    return torch.empty_like(costs)
+def empty_like_first(first: torch.Tensor, *_: object) -> torch.Tensor:
+    """The fake (shape-only) implementation of an operator whose output is shaped as its first input."""
+    return torch.empty_like(first)
 
 
-_LIB.impl("solve", _solve, "CompositeExplicitAutograd")
-torch.library.register_fake("idproj_or::solve", _fake, lib=_LIB)
+_LIB.impl("solve", solve_op, "CompositeExplicitAutograd")
+torch.library.register_fake("idproj_or::solve", empty_like_first, lib=_LIB)

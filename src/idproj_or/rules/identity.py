@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import torch
 
-from ..handle import SolveHandle, handle_for
+from ..handle import SolveHandle
 from ..options import LayerOptions, OnFailure, Route, RuleOptions, with_defaults
 from ..solvers.base import ModelSpec
 from .base import (
@@ -29,11 +29,11 @@ from .base import (
     HandleModule,
     Rule,
     as_handle,
+    empty_like_first,
     failed_rows,
-    log_for,
     pack_data,
     rule_options,
-    unpack_data,
+    solve_op,
     zero_failed,
 )
 from .projection import solver_costs
@@ -107,6 +107,34 @@ class ProjectedIdentity(Rule):
         return identity_forward(self, costs, data, None if self.cache is None else self.decide)
 
 
+_V = TypeVar("_V")
+
+
+class _FromHandle(Generic[_V]):
+    """A layer attribute that is its handle's: ``layer.route`` reads ``layer.handle.route``; a
+    ``settable`` one sets the handle's too (which checks the value)."""
+
+    def __init__(self, *, settable: bool = False) -> None:
+        self.settable = settable
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, layer: None, owner: type) -> _FromHandle[_V]: ...
+
+    @overload
+    def __get__(self, layer: HandleModule, owner: type) -> _V: ...
+
+    def __get__(self, layer: HandleModule | None, owner: type) -> _V | _FromHandle[_V]:
+        return self if layer is None else getattr(layer.handle, self.name)
+
+    def __set__(self, layer: HandleModule, value: _V) -> None:
+        if not self.settable:  # what a property without a setter says
+            raise AttributeError(f"property {self.name!r} of {type(layer).__name__!r} object has no setter")
+        setattr(layer.handle, self.name, value)
+
+
 class OptLayer(HandleModule):
     """A declared optimisation model as a differentiable layer (identity with projection).
 
@@ -142,47 +170,15 @@ class OptLayer(HandleModule):
         with cost groups) with the instances' ``data`` (keywords declared with the layer)."""
         return identity_forward(self, costs, data)
 
-    @property
-    def spec(self) -> ModelSpec:
-        return self._handle.spec
-
-    @property
-    def workers(self) -> int | None:
-        return self._handle.workers
-
-    @property
-    def executor(self) -> Executor | None:
-        return self._handle.executor
-
-    @executor.setter
-    def executor(self, executor: Executor | None) -> None:
-        self._handle.executor = executor
-
-    @property
-    def executor_workers(self) -> int | None:
-        """How many chunks the executor runs at once (None: a Dask client's executor is asked)."""
-        return self._handle.executor_workers
-
-    @executor_workers.setter
-    def executor_workers(self, count: int | None) -> None:
-        self._handle.executor_workers = count
-
-    @property
-    def route(self) -> Route:
-        """``"auto"``, ``"pool"`` or ``"serial"``: where batches run (:mod:`idproj_or.options`)."""
-        return self._handle.route
-
-    @route.setter
-    def route(self, route: Route) -> None:
-        self._handle.route = route
-
-    @property
-    def time_limit(self) -> float | None:
-        return self._handle.time_limit
-
-    @property
-    def on_failure(self) -> OnFailure:
-        return self._handle.on_failure
+    spec = _FromHandle[ModelSpec]()
+    workers = _FromHandle[int | None]()
+    executor = _FromHandle[Executor | None](settable=True)
+    executor_workers = _FromHandle[int | None](settable=True)
+    """How many chunks the executor runs at once (None: a Dask client's executor is asked)."""
+    route = _FromHandle[Route](settable=True)
+    """``"auto"``, ``"pool"`` or ``"serial"``: where batches run (:mod:`idproj_or.options`)."""
+    time_limit = _FromHandle[float | None]()
+    on_failure = _FromHandle[OnFailure]()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, workers={self.workers}, route={self.route!r}, on_failure={self.on_failure!r}"
@@ -223,26 +219,11 @@ def _solve(
     version: int,
     log: int,
 ) -> torch.Tensor:
-    found = unpack_data(names, data)
-    return log_for(log).solve(handle_for(key), costs, raw, data=found, basis_version=version).to(z.dtype)
-
-
-def _fake(
-    z: torch.Tensor,
-    costs: torch.Tensor,
-    raw: torch.Tensor,
-    data: torch.Tensor,
-    names: str,
-    key: int,
-    sign: float,
-    version: int,
-    log: int,
-) -> torch.Tensor:
-    return torch.empty_like(z)
+    return solve_op(costs, raw, data, names, key, version, log).to(z.dtype)
 
 
 _LIB.impl("identity_solve", _solve, "CompositeExplicitAutograd")
-torch.library.register_fake("idproj_or::identity_solve", _fake, lib=_LIB)
+torch.library.register_fake("idproj_or::identity_solve", empty_like_first, lib=_LIB)
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:

@@ -158,9 +158,9 @@ class ResidentSolver(abc.ABC):
         Rows without a decision are NaN. With ``stop_at_failure`` the rows after the first
         failure are not attempted (``not_solved``), nor are any once ``cancel`` is set. With
         ``duals`` the backends that know them report duals, reduced costs and binding
-        constraints. Solvers that can treat a whole chunk at once (vectorised over rows)
-        override this; each row's answer must not depend on the other rows, so that any
-        chunking gives the same results.
+        constraints. Solvers that can treat a whole chunk at once (vectorised over rows) are
+        :class:`ChunkSolver` s; each row's answer must not depend on the other rows, so that
+        any chunking gives the same results.
         """
         n = len(costs)
         sols = np.full_like(costs, np.nan)
@@ -199,29 +199,36 @@ class ResidentSolver(abc.ABC):
         )
 
 
-class ExactChunkSolver(ResidentSolver):
-    """A solver that decides a whole chunk at once, always to optimality, in milliseconds: it
-    ignores ``time_limit`` and ``cancel``. Each row's decision depends on that row alone."""
+class ChunkSolver(ResidentSolver):
+    """A solver that treats a whole chunk at once (vectorised over rows); a single solve is a
+    chunk of one row. It has no duals and finishes the chunk it starts (``stop_at_failure`` and
+    ``cancel`` do not apply; :meth:`interrupt` may stop it). Each row's answer depends on that
+    row alone."""
+
+    @abc.abstractmethod
+    def solve_chunk(self, costs: np.ndarray, time_limit: float | None, data: Data) -> ChunkResult:
+        """The rows of ``costs`` (``data``: ``(B, ...)`` per field), as :meth:`solve_many`."""
+
+    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
+        rows = {name: values[None] for name, values in data.items()}
+        return self.solve_chunk(cost[None, :], time_limit, rows).outcome(0)
+
+    def solve_many(
+        self, costs: np.ndarray, time_limit: float | None, *, data: Data = NO_DATA, **_: object
+    ) -> ChunkResult:
+        return self.solve_chunk(costs, time_limit, data)
+
+
+class ExactChunkSolver(ChunkSolver):
+    """A chunk solver that decides always to optimality, in milliseconds: it ignores
+    ``time_limit``."""
 
     @abc.abstractmethod
     def decide_chunk(self, costs: np.ndarray, data: Data = NO_DATA) -> np.ndarray:
         """Optimal decisions ``(B, n)`` for the rows of ``costs`` (``data``: ``(B, ...)`` per field);
         NaN rows for the instances whose data leave no feasible decision."""
 
-    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
-        rows = {name: values[None] for name, values in data.items()}
-        return self.solve_many(cost[None, :], time_limit, data=rows).outcome(0)
-
-    def solve_many(
-        self,
-        costs: np.ndarray,
-        time_limit: float | None,
-        *,
-        data: Data = NO_DATA,
-        duals: bool = False,
-        stop_at_failure: bool = False,
-        cancel: threading.Event | None = None,
-    ) -> ChunkResult:
+    def solve_chunk(self, costs: np.ndarray, time_limit: float | None, data: Data) -> ChunkResult:
         t0 = time.perf_counter()
         n = len(costs)
         sols = self.decide_chunk(costs, data)

@@ -29,8 +29,7 @@ import numpy as np
 
 from .. import statuses
 from ..checks import Sense
-from ..statuses import Outcome
-from .base import NO_DATA, ChunkResult, Data, DataField, ModelSpec, ResidentSolver
+from .base import NO_DATA, ChunkResult, ChunkSolver, Data, DataField, ModelSpec
 from .scaling import EPS
 
 # How the kernel ended each instance (its ``ends`` codes 0-3): proven optimal, time limit (the
@@ -145,7 +144,7 @@ def prune_gaps(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(unit) & (gap > 0), gap, 0.0)
 
 
-class KnapsackBranchAndBound(ResidentSolver):
+class KnapsackBranchAndBound(ChunkSolver):
     def __init__(self, spec: KnapsackSpec) -> None:
         from . import _knapsack_bb  # numba: compiled on first use (~15 s), then loaded from its cache
 
@@ -159,11 +158,7 @@ class KnapsackBranchAndBound(ResidentSolver):
         self.totals = np.array([min(sum(row), INT_LIMIT) for row in spec.weights], dtype=np.int64)
         self.sign = -1.0 if spec.sense == "min" else 1.0
         self.abort = np.zeros(1, dtype=np.int8)  # set by interrupt(), read by the search
-        self.solve_many(np.zeros((1, self.weights.shape[1])), None)  # load the code before timed solves
-
-    def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
-        rows = {name: values[None] for name, values in data.items()}
-        return self.solve_many(cost[None, :], time_limit, data=rows).outcome(0)
+        self.solve_chunk(np.zeros((1, self.weights.shape[1])), None, NO_DATA)  # load the code before timed solves
 
     def interrupt(self) -> None:
         self.abort[0] = 1
@@ -183,16 +178,7 @@ class KnapsackBranchAndBound(ResidentSolver):
         scaled = np.minimum(floor_on_scale(caps, self.scales), totals)
         return weights, which, np.minimum(scaled.astype(np.int64), totals)
 
-    def solve_many(
-        self,
-        costs: np.ndarray,
-        time_limit: float | None,
-        *,
-        data: Data = NO_DATA,
-        duals: bool = False,
-        stop_at_failure: bool = False,
-        cancel: Any = None,
-    ) -> ChunkResult:
+    def solve_chunk(self, costs: np.ndarray, time_limit: float | None, data: Data) -> ChunkResult:
         t0 = time.perf_counter()
         values = costs * self.sign
         # Largest positive value to [0.5, 1): exact, and no sum of values can overflow.
