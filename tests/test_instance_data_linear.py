@@ -334,9 +334,9 @@ def test_construction_refuses_bad_data():
         make({"duals": [le]})
     layer = make({"cap": [le], "ub": x[:2]})
     with pytest.raises(
-        ValueError, match=r"data 'ub' \(upper bounds of variables.* of instance 0, at position \(1,\), is not finite"
+        ValueError, match=r"data 'ub' \(upper bounds of variables.* of instance 0, at position \(1,\), is NaN"
     ):
-        layer(torch.ones(3), ub=torch.tensor([1.0, math.inf]))
+        layer(torch.ones(3), ub=torch.tensor([1.0, math.nan]))
     with pytest.raises(ValueError, match=r"data 'cap' .* is a lower bound above its upper bound"):
         layer(torch.ones(3), cap=torch.tensor([[3.0, 2.0]]))
     with pytest.raises(ValueError, match=r"unknown data 'caps'; the layer's data: cap, ub"):
@@ -418,3 +418,22 @@ def test_bound_includes_the_solvers_own_objective(backend):
     for i, cost in enumerate(costs.numpy()):
         ref = reference(backend, rows, *instance_bounds(rows), np.append(cost, 0.0) + [3, 0, 0, 0, -1], "max")
         np.testing.assert_allclose([info.objective[i], info.bound[i]], ref.objective + 2.5, rtol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["GLOP", "PDLP", "CLP", "SCIP", "CBC"])
+@pytest.mark.parametrize("open_side", [math.inf, 1e20, 1e30])
+def test_an_open_side_of_a_pair_is_infinite_on_every_backend(backend, open_side):
+    # GLOP stopped ABNORMAL and PDLP returned [10, 10] (outside x0 + x1 <= 4) labelled OPTIMAL when a
+    # huge finite bound went to the solver as given
+    s = pywraplp.Solver.CreateSolver(backend)
+    if s is None:
+        pytest.skip(f"{backend} is not in this OR-Tools build")
+    make = s.IntVar if backend in ("SCIP", "CBC") else s.NumVar
+    x = [make(0, 10, f"x{i}") for i in range(2)]
+    row = s.Add(x[0] + x[1] <= 4)
+    layer = ipo.LinearSolverLayer(s, x, sense="max", data={"row": [row], "x0": [x[0]]})
+    costs = torch.tensor([1.0, 2.0])
+    y = layer.solve(costs, row=torch.tensor([[-open_side, 4.0]]))
+    assert y.tolist() == pytest.approx([0.0, 4.0], abs=1e-6) and layer.last_info.status == ("optimal",)
+    y = layer.solve(costs, x0=torch.tensor([[0.0, open_side]]))
+    assert y.tolist() == pytest.approx([0.0, 4.0], abs=1e-6) and layer.last_info.status == ("optimal",)

@@ -349,8 +349,8 @@ class SolveHandle:
         fields = self.fields
         for name, values in data.items():
             field = fields[name]
-            bad = ~np.isfinite(values)
-            why = "is not finite"
+            bad = np.isnan(values) if field.infinite else ~np.isfinite(values)
+            why = "is NaN" if field.infinite else "is not finite"
             if not bad.any() and field.integral:
                 bad, why = values != np.rint(values), "is not an integer"
             if not bad.any():

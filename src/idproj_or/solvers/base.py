@@ -33,6 +33,7 @@ class DataField:
         integral: values must be integers (CP-SAT, a count, an index).
         pairs: a trailing dimension of 2 gives (lower, upper) pairs, checked ``lower <= upper``.
         low, high: the range the values must lie in.
+        infinite: values may be ``-inf`` / ``inf`` (an open side of a bound); NaN never.
     """
 
     name: str
@@ -42,6 +43,7 @@ class DataField:
     pairs: bool = False
     low: float = -math.inf
     high: float = math.inf
+    infinite: bool = False
 
 
 class ChunkResult(NamedTuple):

@@ -38,13 +38,15 @@ class BoundField:
     index: tuple[int, ...]
     side: tuple[int, ...]
 
-    def field(self, *, integral: bool, low: float, high: float) -> DataField:
+    def field(self, *, integral: bool, low: float, high: float, infinite: bool = False) -> DataField:
         what = (
             "upper bounds of variables"
             if self.variables
             else "bounds of constraints (upper for <= rows, lower for >= rows, both for equalities)"
         )
-        return DataField(self.name, (len(self.index),), f"{what}, or (lower, upper) pairs", integral, True, low, high)
+        return DataField(
+            self.name, (len(self.index),), f"{what}, or (lower, upper) pairs", integral, True, low, high, infinite
+        )
 
 
 def side_of(lower: float, upper: float, *, low_inf: float, high_inf: float) -> int:

@@ -123,6 +123,10 @@ def detect_backend(solver: pywraplp.Solver, *, where: str) -> str:
     raise ValueError(f"{where}: unsupported pywraplp backend {version!r}; supported: {', '.join(sorted(_SOLVER_TYPE))}")
 
 
+# Bounds of at least this magnitude in per-instance data are infinite (an open side).
+OPEN_BOUND = 1e20
+
+
 class LinearSolver(ResidentSolver):
     check_unbounded = True
 
@@ -190,6 +194,11 @@ class LinearSolver(ResidentSolver):
         """Set the bounds of the entries that change, in the resident model of the route."""
         field = change.field
         index = np.asarray(field.index)[change.positions]
+        # A bound of magnitude >= 1e20 is infinite, as HiGHS, CPLEX and Gurobi read it: passed as
+        # given, GLOP stops ABNORMAL and PDLP returns a point outside the row, labelled OPTIMAL.
+        lower = np.where(change.lower <= -OPEN_BOUND, -math.inf, change.lower)
+        upper = np.where(change.upper >= OPEN_BOUND, math.inf, change.upper)
+        change = change._replace(lower=lower, upper=upper)
         if not field.variables:
             self.row_lower[index], self.row_upper[index] = change.lower, change.upper
         if self.helper is not None:
@@ -443,7 +452,7 @@ def linear_spec(
         tuple(float(c) for c in terms.values()),
         float(offset),
         bounds,
-        tuple(f.field(integral=False, low=-math.inf, high=math.inf) for f in bounds),
+        tuple(f.field(integral=False, low=-math.inf, high=math.inf, infinite=True) for f in bounds),
     )
 
 
