@@ -409,3 +409,31 @@ def test_parity_serial_pool_and_dask_with_data(force_pool):
         assert remote.last_info.mode == "executor"
     np.testing.assert_array_equal(remote.last_info.objective, serial.last_info.objective)
     np.testing.assert_array_equal(remote.last_info.bound, serial.last_info.bound)
+
+
+def test_an_item_switched_off_by_data_never_overflows_the_cost_scaling():
+    # a variable fixed at 0 has no headroom: its scaled cost used to pass int64 (MODEL_INVALID)
+    m = cp_model.CpModel()
+    x = [m.new_bool_var(f"x{i}") for i in range(3)]
+    m.add(3 * x[0] + 2 * x[1] + 2 * x[2] <= 4)
+    layer = ipo.CpSatLayer(m, x, sense="max", data={"available": x})
+    values = torch.tensor([[5.0, 0.2, 0.1]] * 3)
+    available = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
+    y = layer(values, available=available)
+    assert y.tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]
+    assert layer.last_info.status == ("optimal",) * 3
+
+
+def test_variable_data_beyond_what_cp_sat_accepts_is_refused_before_any_solve():
+    m = cp_model.CpModel()
+    b = [m.new_bool_var(f"b{i}") for i in range(2)]
+    v = m.new_int_var(0, 10, "v")
+    m.add(b[0] + b[1] + v <= 11)
+    m.add_bool_or([b[0], b[1]])  # literals: a bound of 2 would make the model invalid
+    layer = ipo.CpSatLayer(m, [*b, v], sense="max", data={"on": b, "v_ub": [v]})
+    with pytest.raises(ValueError, match=r"data 'on' .* of instance 0, at position \(1,\), is outside \[0, 1\]: 2"):
+        layer(torch.ones(3), on=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"data 'v_ub' .* is outside \[-2\.30584e\+18, 2\.30584e\+18\]"):
+        layer(torch.ones(3), v_ub=torch.tensor([[0.0, 2.0**62]]))
+    y = layer(torch.tensor([0.0, 0.0, 1.0]), v_ub=torch.tensor([[0.0, 2.0**40]]))
+    assert y[2] == 10.0 and y[:2].sum() == 1.0  # the bool_or needs one literal

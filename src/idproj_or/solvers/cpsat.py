@@ -130,7 +130,9 @@ class CpSatSolver(ResidentSolver):
         summed = np.bincount(self.inverse, weights=cost, minlength=size)
         total = self.own + summed
         exponent = scale_exponent(total, self.peaks)
-        scaled = integer_costs(self.sign * total, exponent)
+        # A variable fixed at 0 adds nothing whatever its cost; the headroom ignores it, so its
+        # scaled cost could pass int64 (e.g. an item switched off by data, ub=0).
+        scaled = integer_costs(self.sign * np.where(self.peaks > 0, total, 0.0), exponent)
         magnitude = np.bincount(self.inverse, weights=np.abs(cost), minlength=size) if self.repeated else summed
         rounding = sum_error(self.own, summed, total, self.terms, magnitude)
         error = scaling_error(scaled.residual + rounding, self.spans)
@@ -315,13 +317,48 @@ def cpsat_spec(
         tuple(terms.values()),
         offset,
         bounds,
-        tuple(f.field(integral=True, low=-DATA_LIMIT, high=DATA_LIMIT) for f in bounds),
+        tuple(_data_field(proto, f, literal_vars(proto)) for f in bounds),
     )
 
 
-# Largest magnitude of a bound given as data: CP-SAT's domains stay well inside int64 (its
-# validator refuses variable domains near the int64 ends).
+# Largest magnitude of a bound given as data: CP-SAT's validator refuses linear domains beyond
+# int64 / 2 and variable domains from 2^62 on (2^61: the float64 data below that, exactly).
 DATA_LIMIT = float(2**62)
+VARIABLE_LIMIT = float(2**61)
+
+
+def _data_field(proto: Any, field: BoundField, literals: set[int]) -> DataField:
+    """The data a name takes: integers within CP-SAT's limits; 0 or 1 when a variable is used
+    as a literal (another bound makes the model invalid), checked before any solve."""
+    if not field.variables:
+        return field.field(integral=True, low=-DATA_LIMIT, high=DATA_LIMIT)
+    if literals.intersection(field.index):
+        return field.field(integral=True, low=0.0, high=1.0)
+    return field.field(integral=True, low=-VARIABLE_LIMIT, high=VARIABLE_LIMIT)
+
+
+# The constraints whose members are literals (Booleans), besides every enforcement literal.
+_LITERAL_LISTS = (
+    ("bool_or", "literals"),
+    ("bool_and", "literals"),
+    ("at_most_one", "literals"),
+    ("exactly_one", "literals"),
+    ("bool_xor", "literals"),
+    ("circuit", "literals"),
+    ("routes", "literals"),
+    ("reservoir", "active_literals"),
+)
+
+
+def literal_vars(proto: Any) -> set[int]:
+    """The variables the model uses as literals (a negated literal ``-i - 1`` is variable ``i``)."""
+    refs: list[int] = []
+    for ct in proto.constraints:
+        refs.extend(ct.enforcement_literal)
+        for name, members in _LITERAL_LISTS:
+            if getattr(ct, f"has_{name}")():
+                refs.extend(getattr(getattr(ct, name), members))
+    return {r if r >= 0 else -r - 1 for r in refs}
 
 
 def _identify(proto: Any, name: str, pos: int, item: Any, *, where: str) -> tuple[bool, int, int]:
