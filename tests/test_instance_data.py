@@ -224,3 +224,20 @@ def test_a_batch_of_two_single_values_for_two_rows_is_read_batched_not_as_pairs(
     assert y.tolist() == [[3.0, 4.0], [5.0, 6.0]]
     pairs = layer(torch.ones(2, 2), cap=torch.tensor([[[0, 3], [0, 4]]] * 2))
     assert pairs.tolist() == [[3.0, 4.0], [3.0, 4.0]]
+
+
+def test_the_bound_is_reported_only_for_the_costs_as_given():
+    # a forward with a noise margin solves other costs: their bound says nothing about the
+    # caller's objective, so it is NaN; without noise the solver sees the raw costs (whatever the
+    # projection: the same argmin at the raw scale) and the bound is reported
+    costs = torch.tensor([[3.0, 1.0, 2.0, 4.0]])
+    layer = OptLayer(ChooseSpec(), projection="none", noise=0.5, generator=torch.Generator().manual_seed(0))
+    layer.train()
+    layer(costs)
+    assert np.isnan(layer.last_info.bound).all()
+    layer.eval()
+    layer(costs)
+    assert layer.last_info.bound.tolist() == [3.0]
+    auto = OptLayer(ChooseSpec())
+    auto(costs)
+    assert auto.last_info.bound.tolist() == auto.last_info.objective.tolist() == [3.0]

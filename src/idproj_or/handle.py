@@ -433,7 +433,9 @@ class SolveHandle:
             result.mode,
             self.batch.time_limit,
             result.scaling_error,
-            result.bound,
+            # a bound on the objective the solver optimised: one on the caller's only if it
+            # solved the costs as given (not projected or with a noise margin)
+            np.where((z == raw).all(axis=1), result.bound, np.nan),
             result.duals,
             result.reduced_costs,
             result.binding,

@@ -40,7 +40,8 @@ class BatchInfo:
     integers for the solver (CP-SAT, assignment, knapsack, TSP); 0 when the solver saw them
     exactly. A decision whose bound exceeds the float64 rounding of its objective is reported
     ``"feasible"``, not ``"optimal"``. ``bound[i]`` is the solver's proven bound on
-    ``objective[i]`` (the optimum itself for exact solvers; NaN when the backend gives none).
+    ``objective[i]`` (the optimum itself for exact solvers; NaN when the backend gives none, or
+    when a training noise margin made the solver optimise other costs than the caller's).
     After a solve with ``duals=True`` (``layer.solve(costs, duals=True)``), ``duals`` holds
     ``(B, m)`` constraint duals, ``reduced_costs`` ``(B, n)`` those of the cost entries and
     ``binding`` ``(B, m)`` whether each constraint is tight at the decision (NaN / False rows
