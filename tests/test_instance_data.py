@@ -241,3 +241,9 @@ def test_the_bound_is_reported_only_for_the_costs_as_given():
     auto = OptLayer(ChooseSpec())
     auto(costs)
     assert auto.last_info.bound.tolist() == auto.last_info.objective.tolist() == [3.0]
+
+
+@pytest.mark.parametrize("value", [None, "2", [1, [2, 3]], object()])
+def test_data_that_is_not_numbers_is_a_value_error(value):
+    with pytest.raises(ValueError, match=r"data 'k' must hold real numbers, got"):
+        OptLayer(ChooseSpec())(torch.zeros(4), k=value)

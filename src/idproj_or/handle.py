@@ -99,8 +99,9 @@ def _check_executor(executor: Any, workers: int | None, executor_workers: int | 
         )
 
 
-# Keywords of the layers' and rules' forward and solve: no data field may take them.
-RESERVED_NAMES = frozenset({"costs", "pred_cost", "true_cost", "true_sol", "true_obj", "duals", "self"})
+# Keywords of the layers' and rules' forward and solve: no data field may take them ("ids":
+# kept for the instance ids of warm starts).
+RESERVED_NAMES = frozenset({"costs", "pred_cost", "true_cost", "true_sol", "true_obj", "duals", "ids", "self"})
 
 
 def check_field_names(fields: tuple[DataField, ...], *, where: str) -> None:
@@ -324,7 +325,12 @@ class SolveHandle:
                     "to the costs only (identity with projection differentiates the cost); pass "
                     f"{name}=tensor.detach() if a constant was meant"
                 )
-            t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+            try:
+                t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+            except (TypeError, ValueError, RuntimeError):  # None, strings, ragged lists
+                raise ValueError(
+                    f"{self.name}: data {name!r} must hold real numbers, got {type(value).__name__} {value!r:.80}"
+                ) from None
             if t.dtype == torch.bool or t.is_complex() or t.dtype not in _REAL_DTYPES:
                 raise ValueError(f"{self.name}: data {name!r} must hold real numbers, got dtype {t.dtype}")
             t = t.detach().to(device="cpu", dtype=torch.float64)
@@ -423,7 +429,7 @@ class SolveHandle:
         self.sync()
         self.check_basis(basis_version)
         result = self.batch.solve(z, data=data, stop_at_failure=self.on_failure == "raise", duals=duals)
-        sols = result.solutions
+        sols = result.solutions + 0.0  # -0.0 from LP solvers reads as 0
         objective = np.einsum("ij,ij->i", raw, sols) + result.fixed
         info = BatchInfo(
             result.status,
