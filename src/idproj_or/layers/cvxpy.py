@@ -1,13 +1,17 @@
-"""A CVXPY LP or MIP as a layer (the solver: :mod:`idproj_or.solvers.cvxpy`)."""
+"""A CVXPY LP or MIP as a layer (the solver: :mod:`idproj_or.solvers.cvxpy`), and the watch
+that follows the problem's undeclared parameters between calls (front side: it holds the CVXPY
+objects, which never cross to a worker)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..checks import ObjectiveMode
 from ..rules.identity import OptLayer
-from ..solvers.cvxpy import ParameterWatch, cvxpy_spec
+from ..solvers.cvxpy import CvxpySpec, cost_pairs, cvxpy_spec
 
 if TYPE_CHECKING:
     import cvxpy as cp
@@ -106,3 +110,44 @@ class CvxpyLayer(OptLayer):
         super().__init__(spec, **options)
         self._handle.groups = groups
         self._handle.refresh = ParameterWatch(*args, objective=objective, data=data, where=name)
+
+
+class ParameterWatch:
+    """Re-reads the problem's other parameters (neither costs nor declared data) before each
+    solve: a changed value (a capacity, a demand) recompiles the spec, so that the layer never
+    solves a stale model. A change of the equality rows over the cost variables is followed too:
+    the handle takes "auto"'s basis from the current spec
+    (:meth:`~idproj_or.handle.SolveHandle.invariance_basis`). Declared data is per instance and
+    never recompiles."""
+
+    def __init__(
+        self,
+        problem: cp.Problem,
+        parameter: Any,
+        variable: Any,
+        solver: str | None,
+        time_limit: float | None,
+        *,
+        objective: ObjectiveMode,
+        data: Mapping[str, cp.Parameter] | None,
+        where: str,
+    ) -> None:
+        self.args = (problem, parameter, variable, solver, time_limit)
+        self.objective = objective
+        self.data = data
+        pairs, _ = cost_pairs(parameter, variable, where=where)
+        skip = {p.id for p, _ in pairs.values()} | {p.id for p in (data or {}).values()}
+        self.others = [p for p in problem.parameters() if p.id not in skip]
+        self.values = [np.array(p.value, dtype=float) for p in self.others]
+        self.where = where
+
+    def __call__(self) -> CvxpySpec | None:
+        changed = [i for i, (p, v) in enumerate(zip(self.others, self.values)) if not np.array_equal(p.value, v)]
+        if not changed:
+            return None
+        unset = [self.others[i].name() for i in changed if self.others[i].value is None]
+        if unset:
+            raise ValueError(f"{self.where}: parameters {unset} have no value; set them before solving")
+        spec, _ = cvxpy_spec(*self.args, objective=self.objective, data=self.data, where=self.where)
+        self.values = [np.array(p.value, dtype=float) for p in self.others]
+        return spec

@@ -399,7 +399,7 @@ def _compiled_variable_id(chain: Any, variable: cp.Variable) -> int:
     return ids[0] if len(ids) == 1 else -1
 
 
-def _cost_pairs(parameter: Any, variable: Any, *, where: str) -> tuple[dict[str, tuple[Any, Any]], bool]:
+def cost_pairs(parameter: Any, variable: Any, *, where: str) -> tuple[dict[str, tuple[Any, Any]], bool]:
     """``{group: (parameter, variable)}`` (one unnamed group for a single pair) and whether the
     costs come in groups."""
     if isinstance(parameter, Mapping) or isinstance(variable, Mapping):
@@ -436,7 +436,7 @@ def cvxpy_spec(
     objective = check_objective_mode(objective, where=where)
     if not isinstance(problem, cp.Problem):
         raise TypeError(f"{where}: problem must be a cvxpy.Problem, got {type(problem).__name__}")
-    pairs, grouped = _cost_pairs(parameter, variable, where=where)
+    pairs, grouped = cost_pairs(parameter, variable, where=where)
     for group, (param, var) in pairs.items():
         _check_pair(problem, param, var, where=where, label=f"cost group {group!r}: " if grouped else "")
     params = [p for p, _ in pairs.values()]
@@ -764,44 +764,3 @@ def _cost_columns(
         )
     fortran = np.arange(size).reshape(variable.shape, order="F").ravel()
     return first + fortran
-
-
-class ParameterWatch:
-    """Re-reads the problem's other parameters (neither costs nor declared data) before each
-    solve: a changed value (a capacity, a demand) recompiles the spec, so that the layer never
-    solves a stale model. A change of the equality rows over the cost variables is followed too:
-    the handle takes "auto"'s basis from the current spec
-    (:meth:`~idproj_or.handle.SolveHandle.invariance_basis`). Declared data is per instance and
-    never recompiles."""
-
-    def __init__(
-        self,
-        problem: cp.Problem,
-        parameter: Any,
-        variable: Any,
-        solver: str | None,
-        time_limit: float | None,
-        *,
-        objective: ObjectiveMode,
-        data: Mapping[str, cp.Parameter] | None,
-        where: str,
-    ) -> None:
-        self.args = (problem, parameter, variable, solver, time_limit)
-        self.objective = objective
-        self.data = data
-        pairs, _ = _cost_pairs(parameter, variable, where=where)
-        skip = {p.id for p, _ in pairs.values()} | {p.id for p in (data or {}).values()}
-        self.others = [p for p in problem.parameters() if p.id not in skip]
-        self.values = [np.array(p.value, dtype=float) for p in self.others]
-        self.where = where
-
-    def __call__(self) -> CvxpySpec | None:
-        changed = [i for i, (p, v) in enumerate(zip(self.others, self.values)) if not np.array_equal(p.value, v)]
-        if not changed:
-            return None
-        unset = [self.others[i].name() for i in changed if self.others[i].value is None]
-        if unset:
-            raise ValueError(f"{self.where}: parameters {unset} have no value; set them before solving")
-        spec, _ = cvxpy_spec(*self.args, objective=self.objective, data=self.data, where=self.where)
-        self.values = [np.array(p.value, dtype=float) for p in self.others]
-        return spec
