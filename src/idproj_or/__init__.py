@@ -69,6 +69,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Outcome": ("statuses", "Outcome"),
     "CpSatLayer": ("layers.cpsat", "CpSatLayer"),
     "LinearSolverLayer": ("layers.linear", "LinearSolverLayer"),
+    "MathOptLayer": ("layers.mathopt", "MathOptLayer"),
+    "ModelBuilderLayer": ("layers.mathopt", "ModelBuilderLayer"),
     "CvxpyLayer": ("layers.cvxpy", "CvxpyLayer"),
     "AssignmentLayer": ("layers.assignment", "AssignmentLayer"),
     "TSPLayer": ("layers.tsp", "TSPLayer"),
@@ -91,6 +93,7 @@ if TYPE_CHECKING:
     from .layers.cvxpy import CvxpyLayer
     from .layers.knapsack import KnapsackLayer
     from .layers.linear import LinearSolverLayer
+    from .layers.mathopt import MathOptLayer, ModelBuilderLayer
     from .layers.shortest_path import ShortestPathLayer
     from .layers.sorting import RankingLayer, TopKLayer
     from .layers.tsp import TSPLayer
