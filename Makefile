@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compare_pyepo.py
 	$(BIN)/python benchmarks/rules.py
 	$(BIN)/python benchmarks/tsp_solvers.py
+	$(BIN)/python benchmarks/mathopt.py
 
 # The paper's experiments (examples/paper/, cached under benchmarks/results/paper/), then docs/paper.md
 paper: $(STAMP)
