@@ -102,7 +102,7 @@ def _direct_model_builder(r: Random, name, cost, rows, caps):
 
 CASES = [
     (integer, maximize, solver)
-    for integer, solvers in ((False, ("GLOP", "HIGHS")), (True, ("GSCIP", "HIGHS")))
+    for integer, solvers in ((False, ("GLOP", "HIGHS")), (True, ("GSCIP", "HIGHS", "CP_SAT")))
     for maximize in (False, True)
     for solver in solvers
 ]
@@ -165,6 +165,20 @@ def test_parity_serial_vs_pool(force_pool) -> None:
     serial = ipo.MathOptLayer(model, x, data=data)(cost, rows=rows, caps=caps)
     pooled = force_pool(ipo.MathOptLayer(model, x, data=data, workers=2))
     assert torch.equal(pooled(cost, rows=rows, caps=caps), serial)
+
+
+def test_mathopt_ids_with_gaps_map_to_positions() -> None:
+    # Deleted variables and constraints leave gaps in MathOpt's ids; the layer maps ids to rows.
+    model = mathopt.Model()
+    x = [model.add_variable(lb=0, ub=2, name=f"x{i}") for i in range(5)]
+    rows = [model.add_linear_constraint(x[i] + x[i + 1] <= 3) for i in range(4)]
+    model.delete_variable(x[1])
+    model.delete_linear_constraint(rows[0])
+    kept = [x[0], x[4], x[2]]
+    layer = ipo.MathOptLayer(model, kept, solver_type=mathopt.SolverType.GLOP, sense="max", data={"cap": [rows[3]]})
+    y = layer(torch.tensor([1.0, 2.0, 3.0]), cap=torch.tensor([1.5]))
+    # x0 is in no row (its row was deleted), x2 + x3 <= 3 and x3 + x4 <= 1.5: x3 = 0 is best.
+    assert y.tolist() == [2.0, 1.5, 2.0]
 
 
 def test_auto_projection_uses_equality_rows() -> None:

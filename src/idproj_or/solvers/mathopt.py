@@ -42,11 +42,11 @@ _MATHOPT_REFUSED = {
     "ECOS": "is a conic solver for continuous models; use CvxpyLayer for those",
     "SCS": "is a conic solver for continuous models; use CvxpyLayer for those",
 }
-# model_builder solver name (upper case) -> (LP backend, MIP backend); LP backends solve a MIP's
-# relaxation, as model_builder's own Solver does.
-_MODEL_BUILDER_BACKENDS = {
-    "GLOP": ("GLOP", "GLOP"),
-    "PDLP": ("PDLP", "PDLP"),
+# model_builder solver name (upper case) -> (LP backend, MIP backend or None); an LP solver
+# solves a MIP's relaxation, as model_builder's own Solver does.
+_MODEL_BUILDER_BACKENDS: dict[str, tuple[str, str | None]] = {
+    "GLOP": ("GLOP", None),
+    "PDLP": ("PDLP", None),
     "HIGHS": ("HIGHS_LP", "HIGHS"),
     "SCIP": ("SCIP", "SCIP"),
     "SAT": ("SAT", "SAT"),
@@ -199,10 +199,8 @@ def model_builder_spec(
             "(it differentiates a linear objective); state a linear objective"
         )
     lp_backend, mip_backend = _MODEL_BUILDER_BACKENDS[key]
-    is_mip = mip_backend not in ("GLOP", "PDLP", "HIGHS_LP") and (
-        key != "HIGHS" or any(v.is_integer for v in proto.variable)
-    )
-    backend = mip_backend if is_mip else lp_backend
+    is_mip = mip_backend is not None and any(var.is_integer for var in proto.variable)
+    backend = mip_backend if is_mip and mip_backend else lp_backend
 
     def own(item: Any, at: str, what: str) -> int:
         if item.helper is not model.helper:
