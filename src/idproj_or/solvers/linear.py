@@ -417,21 +417,41 @@ def linear_spec(
     proto = linear_solver_pb2.MPModelProto()
     solver.ExportModelToProto(proto)
     bounds = bound_fields(data, functools.partial(_identify, solver, proto, where=where), where=where)
-    _check_backend_takes_the_variables(proto, backend, where=where)
+    return spec_from_proto(
+        proto, index, tuple(arr.shape), backend, is_mip, sense, objective=objective, bounds=bounds, where=where
+    )
+
+
+def spec_from_proto(
+    proto: linear_solver_pb2.MPModelProto,
+    index: list[int],
+    shape: tuple[int, ...],
+    backend: str,
+    is_mip: bool,
+    sense: str | None,
+    *,
+    objective: ObjectiveMode,
+    bounds: Any,
+    where: str,
+) -> LinearSpec:
+    """The resident spec of ``proto`` (modified; from pywraplp, MathOpt or model_builder): its own
+    objective split off, names dropped."""
+    objective = check_objective_mode(objective, where=where)
+    check_backend_takes_the_variables(proto, backend, where=where)
     if objective == "keep" and proto.HasField("quadratic_objective") and len(proto.quadratic_objective.coefficient):
         raise ValueError(
             f"{where}: the model's objective has a quadratic part, which the layer cannot keep (it "
             "differentiates a linear objective); pass objective='replace' to solve the predicted term alone"
         )
-    terms = {}
-    if objective == "keep":
-        terms = {i: var.objective_coefficient for i, var in enumerate(proto.variable) if var.objective_coefficient}
-    offset = proto.objective_offset if objective == "keep" else 0.0
-    declared: Sense = "max" if solver.Objective().maximization() else "min"
+    keep = objective == "keep"
+    terms = {i: var.objective_coefficient for i, var in enumerate(proto.variable) if keep and var.objective_coefficient}
+    offset = proto.objective_offset if keep else 0.0
+    declared: Sense = "max" if proto.maximize else "min"
     resolved = resolve_sense(sense, declared, has_own=bool(terms), where=where)
     proto.ClearField("name")
     proto.ClearField("objective_offset")
     proto.ClearField("quadratic_objective")
+    proto.ClearField("solution_hint")
     proto.maximize = resolved == "max"
     for var in proto.variable:
         var.ClearField("name")
@@ -445,7 +465,7 @@ def linear_spec(
         proto.SerializeToString(deterministic=True),
         backend,
         tuple(index),
-        tuple(arr.shape),
+        shape,
         resolved,
         is_mip,
         tuple(terms),
@@ -484,7 +504,7 @@ def _own_bounds(proto: linear_solver_pb2.MPModelProto, field: BoundField) -> tup
     return lower, np.array([entries[i].upper_bound for i in field.index], dtype=np.float64)
 
 
-def _check_backend_takes_the_variables(proto: linear_solver_pb2.MPModelProto, backend: str, *, where: str) -> None:
+def check_backend_takes_the_variables(proto: linear_solver_pb2.MPModelProto, backend: str, *, where: str) -> None:
     """BOP takes Boolean models only (a continuous variable fails at the first solve, ABNORMAL),
     and OR-Tools' SAT backend solves continuous variables only approximately (it returns worse
     objectives than SCIP labelled OPTIMAL): refuse both before any solve."""

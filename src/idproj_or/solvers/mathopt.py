@@ -21,9 +21,9 @@ from ortools.linear_solver.python import model_builder as mb
 from ortools.math_opt import model_pb2
 from ortools.math_opt.python import mathopt
 
-from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
+from ..checks import ObjectiveMode, as_variable_array
 from .bounds import UPPER, bound_fields, side_of
-from .linear import LinearSpec, _check_backend_takes_the_variables
+from .linear import LinearSpec, spec_from_proto
 
 # MathOpt solver type -> (LP backend or None, MIP backend or None) of the resident route.
 _MATHOPT_BACKENDS: dict[str, tuple[str | None, str | None]] = {
@@ -225,51 +225,4 @@ def model_builder_spec(
     bounds = bound_fields(data, identify, where=where)
     return spec_from_proto(
         proto, index, tuple(arr.shape), backend, is_mip, sense, objective=objective, bounds=bounds, where=where
-    )
-
-
-def spec_from_proto(
-    proto: linear_solver_pb2.MPModelProto,
-    index: list[int],
-    shape: tuple[int, ...],
-    backend: str,
-    is_mip: bool,
-    sense: str | None,
-    *,
-    objective: ObjectiveMode,
-    bounds: Any,
-    where: str,
-) -> LinearSpec:
-    """The resident spec of ``proto`` (modified): its own objective split off, names dropped."""
-    objective = check_objective_mode(objective, where=where)
-    _check_backend_takes_the_variables(proto, backend, where=where)
-    keep = objective == "keep"
-    terms = {i: var.objective_coefficient for i, var in enumerate(proto.variable) if keep and var.objective_coefficient}
-    offset = proto.objective_offset if keep else 0.0
-    declared: Sense = "max" if proto.maximize else "min"
-    resolved = resolve_sense(sense, declared, has_own=bool(terms), where=where)
-    proto.ClearField("name")
-    proto.ClearField("objective_offset")
-    proto.ClearField("solution_hint")
-    proto.maximize = resolved == "max"
-    for var in proto.variable:
-        var.ClearField("name")
-        var.ClearField("objective_coefficient")
-        if not is_mip:
-            # An LP backend solves the relaxation; PDLP rejects integer variables outright.
-            var.is_integer = False
-    for ct in proto.constraint:
-        ct.ClearField("name")
-    return LinearSpec(
-        proto.SerializeToString(deterministic=True),
-        backend,
-        tuple(index),
-        shape,
-        resolved,
-        is_mip,
-        tuple(terms),
-        tuple(float(c) for c in terms.values()),
-        float(offset),
-        bounds,
-        tuple(f.field(integral=False, low=-math.inf, high=math.inf, infinite=True) for f in bounds),
     )
