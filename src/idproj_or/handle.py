@@ -1,22 +1,20 @@
 """The solve handle: one spec's batch solver, with the checks, reports and failure policy that
 every layer shares. It knows nothing of gradients.
 
-Gradient rules (``idproj_or.rules``) call it through their own opaque torch operators and look
-it up by its ``key`` (:func:`handle_for`), so that an operator's arguments stay plain data.
+Layers and gradient rules (``idproj_or.rules``) call it from their opaque torch operators, through
+the solving module's log (:class:`idproj_or.rules.base.SolveLog`).
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import numbers
 import threading
 import warnings
-import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,32 +26,6 @@ from .solvers.base import DataField, ModelSpec, invariance_basis
 from .solvers.scaling import RESOLVED_RANGE, beyond_range
 from .statuses import ERROR, cause
 
-_T = TypeVar("_T")
-
-
-class Registry(Generic[_T]):
-    """Live objects by an int key, held weakly (an entry goes with its object): an operator or a
-    compiled graph holds the int, never the object."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what  # what a key names, for the message of a key that outlived it
-        self._refs: dict[int, weakref.ref[_T]] = {}
-
-    def add(self, key: int, obj: _T) -> None:
-        self._refs[key] = weakref.ref(obj, functools.partial(self._drop, key))
-
-    def _drop(self, key: int, _: object) -> None:
-        self._refs.pop(key, None)
-
-    def get(self, key: int) -> _T:
-        ref = self._refs.get(key)
-        obj = ref() if ref is not None else None
-        if obj is None:
-            raise RuntimeError(f"idproj_or: the {self.what} {key} no longer exists")
-        return obj
-
-
-_handles: Registry[SolveHandle] = Registry("layer of solve handle")
 _REAL_DTYPES = (
     torch.float16,
     torch.bfloat16,
@@ -65,7 +37,6 @@ _REAL_DTYPES = (
     torch.int32,
     torch.int64,
 )
-_keys = itertools.count(1)
 
 
 def real_scalar(value: Any, *, where: str, name: str) -> float:
@@ -188,22 +159,15 @@ class SolveHandle:
         self.basis_version = 0
         self._warned: set[str] = set()
         self._local = threading.local()
-        self.key = self._register()
-
-    def _register(self) -> int:
-        key = next(_keys)
-        _handles.add(key, self)
-        return key
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_local"], state["key"]
+        del state["_local"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
-        self.key = self._register()
 
     @property
     def last_info(self) -> BatchInfo | None:
@@ -441,7 +405,7 @@ class SolveHandle:
             result.scaling_error,
             # a bound on the objective the solver optimised: one on the caller's only if it
             # solved the costs as given (not projected or with a noise margin)
-            np.where((z == raw).all(axis=1), result.bound, np.nan),
+            result.bound if _same(z, raw) else np.where((z == raw).all(axis=1), result.bound, np.nan),
             result.duals,
             result.reduced_costs,
             result.binding,
@@ -542,5 +506,6 @@ class SolveHandle:
         return out
 
 
-def handle_for(key: int) -> SolveHandle:
-    return _handles.get(key)
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two float arrays hold the same values, bit for bit (a memcmp, not a ufunc)."""
+    return a.shape == b.shape and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()

@@ -10,15 +10,17 @@ in-process, in the pool or on an executor, through the opaque operator ``idproj_
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
-from typing import Any, NamedTuple
+import weakref
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import torch
 
 from ..batch import BatchInfo
-from ..handle import Registry, SolveHandle, handle_for, real_scalar
+from ..handle import SolveHandle, real_scalar
 from ..options import RULE_DEFAULTS, CostOptions, RuleOptions, with_defaults
 from .cache import SolutionCache
 from .generators import check_generator, gaussian
@@ -94,6 +96,31 @@ def positive_int(value: Any, *, where: str, name: str) -> int:
     return value
 
 
+_T = TypeVar("_T")
+
+
+class Registry(Generic[_T]):
+    """Live objects by an int key, held weakly (an entry goes with its object): an operator or a
+    compiled graph holds the int, never the object."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what  # what a key names, for the message of a key that outlived it
+        self._refs: dict[int, weakref.ref[_T]] = {}
+
+    def add(self, key: int, obj: _T) -> None:
+        self._refs[key] = weakref.ref(obj, functools.partial(self._drop, key))
+
+    def _drop(self, key: int, _: object) -> None:
+        self._refs.pop(key, None)
+
+    def get(self, key: int) -> _T:
+        ref = self._refs.get(key)
+        obj = ref() if ref is not None else None
+        if obj is None:
+            raise RuntimeError(f"idproj_or: the {self.what} {key} no longer exists")
+        return obj
+
+
 _logs: Registry[SolveLog] = Registry("rule or layer of solve log")
 _log_keys = itertools.count()
 
@@ -102,9 +129,11 @@ class SolveLog:
     """What the handle reported for the last batch that one rule or layer solved, per thread (two
     threads sharing a module each see their own): a rule over a layer shares the layer's handle
     but not its ``last_info``. The opaque solve operators take the log's ``key`` (a compiled
-    graph holds the int, never the object)."""
+    graph holds the int, never the object); the log leads to the module's handle. Fewer operator
+    arguments: each costs torch's dispatch a few microseconds per call."""
 
-    def __init__(self) -> None:
+    def __init__(self, handle: SolveHandle) -> None:
+        self.handle = handle
         self._start()
 
     def _start(self) -> None:
@@ -113,18 +142,21 @@ class SolveLog:
         _logs.add(self.key, self)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {}  # a copy has solved nothing yet
+        return {"handle": self.handle}  # a copy has solved nothing yet
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self.handle = state["handle"]
         self._start()
 
     @property
     def info(self) -> BatchInfo | None:
         return getattr(self._local, "info", None)
 
-    def solve(self, handle: SolveHandle, costs: torch.Tensor, raw: torch.Tensor, **options: Any) -> torch.Tensor:
-        """``handle.solve_tensor(costs, raw, **options)``, with the batch's info recorded here
-        (also when it raises for a failed instance; not when it refuses the input unsolved)."""
+    def solve(self, costs: torch.Tensor, raw: torch.Tensor, **options: Any) -> torch.Tensor:
+        """``handle.solve_tensor(costs, raw, **options)`` on the module's handle, with the batch's
+        info recorded here (also when it raises for a failed instance; not when it refuses the
+        input unsolved)."""
+        handle = self.handle
         before = handle.last_info
         try:
             return handle.solve_tensor(costs, raw, **options)
@@ -157,7 +189,7 @@ class HandleModule(torch.nn.Module):
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
         self._handle = handle
-        self._log = SolveLog()
+        self._log = SolveLog(handle)
         self.shape: tuple[int, ...] = tuple(handle.shape)
         self.sense = handle.sense
         self.noise = options["noise"]
@@ -299,9 +331,7 @@ class Rule(HandleModule):
         if cache is not None and cache.skip(self.solve_ratio, self.generator):
             return cache.best(costs).to(z.dtype)
         names, values = pack_data(frame.data, len(z))
-        y = torch.ops.idproj_or.solve(
-            costs, frame.raw, values, names, self._handle.key, self.basis_version, self._log.key
-        )
+        y = torch.ops.idproj_or.solve(costs, frame.raw, values, names, self.basis_version, self._log.key)
         y = y.to(z.dtype)
         if cache is not None:
             cache.add(y)
@@ -338,8 +368,8 @@ def check_reduction(reduction: str, *, where: str) -> str:
 # Defined with torch.library.Library rather than torch.library.custom_op, whose first call
 # imports torch._dynamo (~2 s) even in plain eager code.
 _LIB = torch.library.Library("idproj_or", "FRAGMENT")
-# key: the handle's; log: the solving rule's (:class:`SolveLog`).
-_LIB.define("solve(Tensor costs, Tensor raw, Tensor data, str names, int key, int version, int log) -> Tensor")
+# log: the solving rule's (:class:`SolveLog`), which leads to its handle.
+_LIB.define("solve(Tensor costs, Tensor raw, Tensor data, str names, int version, int log) -> Tensor")
 
 
 def pack_data(data: dict[str, torch.Tensor], batch: int) -> tuple[str, torch.Tensor]:
@@ -367,12 +397,12 @@ def unpack_data(names: str, packed: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def solve_op(
-    costs: torch.Tensor, raw: torch.Tensor, data: torch.Tensor, names: str, key: int, version: int, log: int
+    costs: torch.Tensor, raw: torch.Tensor, data: torch.Tensor, names: str, version: int, log: int
 ) -> torch.Tensor:
-    """The body of the solve operators: the handle ``key`` solves ``costs`` with the packed
-    ``data``, and the log ``log`` records the batch."""
+    """The body of the solve operators: the handle of the module whose log is ``log`` solves
+    ``costs`` with the packed ``data``, and the log records the batch."""
     found = unpack_data(names, data)
-    return log_for(log).solve(handle_for(key), costs, raw, data=found, basis_version=version)
+    return log_for(log).solve(costs, raw, data=found, basis_version=version)
 
 
 def empty_like_first(first: torch.Tensor, *_: object) -> torch.Tensor:

@@ -31,6 +31,7 @@ from .base import (
     as_handle,
     empty_like_first,
     failed_rows,
+    log_for,
     pack_data,
     rule_options,
     solve_op,
@@ -57,9 +58,8 @@ def identity_forward(
     if decide is None:
         costs64 = solver_costs(z, *frame[:3])
         names, values = pack_data(frame.data, len(w))
-        handle = module.handle
         y = torch.ops.idproj_or.identity_solve(
-            z, costs64, frame.raw, values, names, handle.key, -module.sign, module.basis_version, module.solve_log.key
+            z, costs64, frame.raw, values, names, module.basis_version, module.solve_log.key
         )
     else:
         y = decide(z, frame)
@@ -191,7 +191,7 @@ class OptLayer(HandleModule):
         checked = self._handle.check_data(data, len(w))
         with torch.no_grad():
             w64 = w.to(torch.float64)
-            y = self._log.solve(self._handle, w64, w64, data=checked, duals=duals)
+            y = self._log.solve(w64, w64, data=checked, duals=duals)
             y = y.to(w.dtype).reshape(len(w), *self.shape)
         return self._handle.split_groups(y if batched else y[0])
 
@@ -201,25 +201,16 @@ class OptLayer(HandleModule):
 _LIB = torch.library.Library("idproj_or", "FRAGMENT")
 # z: the projected (noisy) cost, which receives the gradient; costs: what the solver solves (z at
 # the raw scale); raw: the caller's cost (checked, and used for the reported objective).
-# key: the handle's; log: the solving module's (:class:`~idproj_or.rules.base.SolveLog`).
+# log: the solving module's (:class:`~idproj_or.rules.base.SolveLog`), which leads to its handle.
 _LIB.define(
-    "identity_solve(Tensor z, Tensor costs, Tensor raw, Tensor data, str names, int key, float sign, "
-    "int version, int log) -> Tensor"
+    "identity_solve(Tensor z, Tensor costs, Tensor raw, Tensor data, str names, int version, int log) -> Tensor"
 )
 
 
 def _solve(
-    z: torch.Tensor,
-    costs: torch.Tensor,
-    raw: torch.Tensor,
-    data: torch.Tensor,
-    names: str,
-    key: int,
-    sign: float,
-    version: int,
-    log: int,
+    z: torch.Tensor, costs: torch.Tensor, raw: torch.Tensor, data: torch.Tensor, names: str, version: int, log: int
 ) -> torch.Tensor:
-    return solve_op(costs, raw, data, names, key, version, log).to(z.dtype)
+    return solve_op(costs, raw, data, names, version, log).to(z.dtype)
 
 
 _LIB.impl("identity_solve", _solve, "CompositeExplicitAutograd")
@@ -227,14 +218,15 @@ torch.library.register_fake("idproj_or::identity_solve", empty_like_first, lib=_
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-    ctx.sign = inputs[6]
+    # +I for maximisation, -I for minimisation
+    ctx.sign = 1.0 if log_for(inputs[-1]).handle.sense == "max" else -1.0
     ctx.save_for_backward(failed_rows(output))
 
 
 def _backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
     (failed,) = ctx.saved_tensors
     grad = zero_failed(grad if ctx.sign > 0 else -grad, failed)
-    return grad, None, None, None, None, None, None, None, None  # the data carries no gradient
+    return grad, None, None, None, None, None, None  # the data carries no gradient
 
 
 torch.library.register_autograd("idproj_or::identity_solve", _backward, setup_context=_setup_context, lib=_LIB)
