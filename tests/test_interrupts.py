@@ -50,6 +50,19 @@ HEADER = textwrap.dedent(
             x = [s.BoolVar(f"x{i}") for i in range(60)]
             s.Add(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
             return ipo.LinearSolverLayer(s, x, **options), torch.rand(8, 60) + 1.0
+        if kind in ("mathopt", "model_builder"):  # the same subset sum, declared in those APIs
+            w = np.random.default_rng(1).integers(10**6, 10**7, size=60)
+            if kind == "mathopt":
+                from ortools.math_opt.python import mathopt
+                m = mathopt.Model()
+                x = [m.add_binary_variable(name=f"x{i}") for i in range(60)]
+                m.add_linear_constraint(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
+                return ipo.MathOptLayer(m, x, solver_type=mathopt.SolverType.GSCIP, **options), torch.rand(8, 60) + 1.0
+            from ortools.linear_solver.python import model_builder as mb
+            m = mb.Model()
+            x = [m.new_bool_var(f"x{i}") for i in range(60)]
+            m.add(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
+            return ipo.ModelBuilderLayer(m, x, solver_name="scip", **options), torch.rand(8, 60) + 1.0
         if kind == "cvxpy":  # HiGHS cannot be stopped: the call returns without it
             import cvxpy as cp
             w = np.random.default_rng(1).integers(10**6, 10**7, size=60)
@@ -203,7 +216,7 @@ def test_ctrl_c_after_a_solve_is_a_keyboard_interrupt(tmp_path, kind):
     assert gone(family)
 
 
-@pytest.mark.parametrize("kind", ["cpsat", "SCIP", "SAT", "CBC", "cvxpy", "knapsack"])
+@pytest.mark.parametrize("kind", ["cpsat", "SCIP", "SAT", "CBC", "cvxpy", "knapsack", "mathopt", "model_builder"])
 def test_ctrl_c_during_an_in_process_solve_interrupts_it_at_once(tmp_path, kind):
     lines, err, family, reaction = run(tmp_path, DURING_SOLVE, kind, "0")
     assert "not interrupted" not in lines  # never a silently non-optimal decision

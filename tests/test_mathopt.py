@@ -4,6 +4,8 @@ the same model with the same costs and data, parity serial / pool, refused eleme
 from __future__ import annotations
 
 import functools
+import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -318,3 +320,26 @@ def test_duals_and_objective_include_the_models_own_objective() -> None:
     assert y.tolist() == [0.0, 1.0]
     assert layer.last_info.objective.tolist() == [2.0]
     np.testing.assert_allclose(layer.last_info.duals, [[2.0]])
+
+
+@pytest.mark.parametrize("api", ["mathopt", "model_builder"])
+def test_a_time_limit_stops_a_hard_solve_with_a_status_that_says_so(api: str) -> None:
+    # a subset sum with no solution found for seconds: the limit ends it, never a decision as optimal
+    w = np.random.default_rng(1).integers(10**6, 10**7, size=60)
+    target = int(w.sum() // 2) + 1
+    if api == "mathopt":
+        m = mathopt.Model()
+        x = [m.add_binary_variable(name=f"x{i}") for i in range(60)]
+        m.add_linear_constraint(sum(int(a) * v for a, v in zip(w, x)) == target)
+        layer = ipo.MathOptLayer(m, x, solver_type=mathopt.SolverType.GSCIP, time_limit=0.5, on_failure="nan")
+    else:
+        m = mb.Model()
+        x = [m.new_bool_var(f"x{i}") for i in range(60)]
+        m.add(sum(int(a) * v for a, v in zip(w, x)) == target)
+        layer = ipo.ModelBuilderLayer(m, x, solver_name="scip", time_limit=0.5, on_failure="nan")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ipo.SolverWarning)
+        layer(torch.rand(2, 60) + 1.0)
+    assert time.perf_counter() - t0 < 5.0
+    assert set(layer.last_info.status) <= {"time_limit", "feasible"}
