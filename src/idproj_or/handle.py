@@ -387,7 +387,9 @@ class SolveHandle:
         the caller projected with (:meth:`check_basis`), or -1; ``duals``: ask the backend for
         duals, reduced costs and binding constraints (in ``last_info``)."""
         self._check_finite(raw)
-        self._check_finite(z, what="solver costs")
+        same = _same(z, raw)  # the costs as given (no noise margin): checked once, bound reported
+        if not same:
+            self._check_finite(z, what="solver costs")
         data = dict(data or {})
         self._check_data_values(data)
         self.sync()
@@ -405,7 +407,7 @@ class SolveHandle:
             result.scaling_error,
             # a bound on the objective the solver optimised: one on the caller's only if it
             # solved the costs as given (not projected or with a noise margin)
-            result.bound if _same(z, raw) else np.where((z == raw).all(axis=1), result.bound, np.nan),
+            result.bound if same else np.where((z == raw).all(axis=1), result.bound, np.nan),
             result.duals,
             result.reduced_costs,
             result.binding,
