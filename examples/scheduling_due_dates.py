@@ -27,7 +27,6 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
@@ -85,43 +84,14 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[training.History]:
     d = generate(args.train + args.test, seed)
     layer = build_layer(d.durations)
     ds = data.solve_dataset(layer, d.features, d.profits, data={"due": d.due}, progress=not args.quiet)
-    train, test = ds.subset(slice(0, args.train)), ds.subset(slice(args.train, None))
-    torch.manual_seed(seed)
-    trained = training.fit(
-        torch.nn.Linear(FEATURES, JOBS),
-        layer,
-        train,
-        test,
-        epochs=args.epochs,
-        seed=seed,
-        eval_every=0,
-        label="decision-focused",
-        progress=not args.quiet,
-    )
-    two_stage = training.fit_two_stage(torch.nn.Linear(FEATURES, JOBS), layer, train, test, seed=seed)
-    floor = training.oracle(layer, torch.as_tensor(d.expected[args.train :]), test, seed=seed)
-    return [trained, two_stage, floor]
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Job selection with per-instance due dates, trained through CpSatLayer (data={'due': ends}).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--train", type=int, default=1000, help="training instances")
-    p.add_argument("--test", type=int, default=1000, help="test instances")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (data, init, order)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    return harness.compare_on(layer, ds, d.expected, args, seed)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run every seed, print the table; return :func:`idproj_or.demos._harness.summarize`'s output."""
-    args = parse_args(argv)
-    summary = harness.summarize([h for seed in args.seeds for h in run_seed(seed, args)])
-    print(harness.format_table(summary))
-    return summary
+    return harness.small_example(
+        argv, "Job selection with per-instance due dates, trained through CpSatLayer (data={'due': ends}).", run_seed
+    )
 
 
 if __name__ == "__main__":

@@ -251,3 +251,45 @@ def report(histories: Sequence[History], args: argparse.Namespace, *, title: str
     print(format_table(results["summary"]))
     print(f"seeds {args.seeds}; {seconds:.0f} s; results {args.out / 'results.json'}; plot {results['plot']}")
     return results
+
+
+def compare_on(
+    layer: OptLayer, ds: data.OptDataset, expected: Any, args: argparse.Namespace, seed: int
+) -> list[History]:
+    """Decision-focused training (a linear predictor through ``layer``), the two-stage baseline
+    and the oracle floor on one labelled data set: its first ``args.train`` instances train, the
+    rest test; ``expected`` is ``E[c | x]`` of every instance."""
+    train, test = ds.subset(slice(0, args.train)), ds.subset(slice(args.train, None))
+    n_in, n_out = ds.features.shape[1], ds.costs[0].numel()
+    torch.manual_seed(seed)
+    trained = training.fit(
+        torch.nn.Linear(n_in, n_out),
+        layer,
+        train,
+        test,
+        epochs=args.epochs,
+        seed=seed,
+        eval_every=0,
+        label="decision-focused",
+        progress=not args.quiet,
+    )
+    two_stage = training.fit_two_stage(torch.nn.Linear(n_in, n_out), layer, train, test, seed=seed)
+    floor = training.oracle(layer, torch.as_tensor(expected[args.train :]), test, seed=seed)
+    return [trained, two_stage, floor]
+
+
+def small_example(
+    argv: list[str] | None, description: str, run_seed: Callable[[int, argparse.Namespace], list[History]]
+) -> dict[str, dict[str, Any]]:
+    """The command line of a small example: sizes and seeds from ``argv``, ``run_seed`` per seed,
+    the table printed; returns :func:`summarize`'s output."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train", type=int, default=1000, help="training instances")
+    p.add_argument("--test", type=int, default=1000, help="test instances")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (data, init, order)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    summary = summarize([h for seed in args.seeds for h in run_seed(seed, args)])
+    print(format_table(summary))
+    return summary
