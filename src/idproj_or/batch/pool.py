@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +35,15 @@ def _init_worker() -> None:
     # The terminal's Ctrl-C reaches the whole process group: the owner handles it (and stops
     # this worker), so a worker never prints a traceback or dies by itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# Seconds each start-up task keeps its worker busy (see get_pool).
+_START_HOLD = 0.05
+
+
+def _hold(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
 
 
 class _Recording:
@@ -128,9 +138,11 @@ def get_pool(workers: int) -> ProcessPoolExecutor:
             ctx = _Recording(_context())
             executor = ProcessPoolExecutor(workers, mp_context=cast(Any, ctx), initializer=_init_worker)
             pool = _Pool(executor, ctx.processes)
-            # Start every worker now, so that start-up is not mistaken for per-call overhead.
+            # Start every worker now, so that start-up is not mistaken for per-call overhead. The
+            # executor starts a worker per task only while none is idle: each task holds its worker
+            # for a moment, or a quick first worker takes every task and the others never start.
             try:
-                for f in [executor.submit(os.getpid) for _ in range(workers)]:
+                for f in [executor.submit(_hold, _START_HOLD) for _ in range(workers)]:
                     f.result()
             except BrokenProcessPool as exc:
                 pool.stop(kill=False)
