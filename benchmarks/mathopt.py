@@ -119,9 +119,9 @@ def layer(api: str, problem: str) -> ipo.OptLayer:
     sense = "min" if lp else "max"
     if api == "mathopt":
         kind = mathopt.SolverType.GLOP if lp else mathopt.SolverType.GSCIP
-        return ipo.MathOptLayer(model, x, solver_type=kind, sense=sense, projection="none")
+        return ipo.MathOptLayer(model, x, solver=kind, sense=sense, projection="none")
     if api == "model_builder":
-        return ipo.ModelBuilderLayer(model, x, solver_name="glop" if lp else "scip", sense=sense, projection="none")
+        return ipo.ModelBuilderLayer(model, x, solver="glop" if lp else "scip", sense=sense, projection="none")
     return ipo.LinearSolverLayer(model, x, sense, projection="none")
 
 

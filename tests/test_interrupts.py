@@ -57,12 +57,12 @@ HEADER = textwrap.dedent(
                 m = mathopt.Model()
                 x = [m.add_binary_variable(name=f"x{i}") for i in range(60)]
                 m.add_linear_constraint(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
-                return ipo.MathOptLayer(m, x, solver_type=mathopt.SolverType.GSCIP, **options), torch.rand(8, 60) + 1.0
+                return ipo.MathOptLayer(m, x, solver=mathopt.SolverType.GSCIP, **options), torch.rand(8, 60) + 1.0
             from ortools.linear_solver.python import model_builder as mb
             m = mb.Model()
             x = [m.new_bool_var(f"x{i}") for i in range(60)]
             m.add(sum(int(a) * v for a, v in zip(w, x)) == int(w.sum() // 2) + 1)
-            return ipo.ModelBuilderLayer(m, x, solver_name="scip", **options), torch.rand(8, 60) + 1.0
+            return ipo.ModelBuilderLayer(m, x, solver="scip", **options), torch.rand(8, 60) + 1.0
         if kind == "cvxpy":  # HiGHS cannot be stopped: the call returns without it
             import cvxpy as cp
             w = np.random.default_rng(1).integers(10**6, 10**7, size=60)

@@ -12,6 +12,7 @@ from ortools.linear_solver import pywraplp
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 import idproj_or as ipo
+from idproj_or.checks import declare
 from idproj_or.rules.projection import invariance_basis, project
 from idproj_or.solvers.linear import LinearSpec, detect_backend, linear_spec
 
@@ -345,10 +346,10 @@ def test_validation_errors() -> None:
 def test_spec_is_direct_function_of_the_model() -> None:
     # Names do not reach the spec; the sense does; the user's objective travels as plain numbers.
     solver, x = knapsack("SCIP")
-    bare = linear_spec(solver, x, "max", where="t")
+    bare = linear_spec(solver, declare(x, pywraplp.Variable, "max", where="t"))
     solver.Maximize(sum((i + 1) * v for i, v in enumerate(x)) + 4)
-    assert linear_spec(solver, x, None, objective="replace", where="t") == bare
-    kept = linear_spec(solver, x, None, where="t")
+    assert linear_spec(solver, declare(x, pywraplp.Variable, objective="replace", where="t")) == bare
+    kept = linear_spec(solver, declare(x, pywraplp.Variable, where="t"))
     assert kept.own_coeffs == tuple(float(i + 1) for i in range(len(x))) and kept.own_offset == 4.0
     assert kept.model == bare.model  # the proto itself carries no objective
     assert bare.proto().variable[0].name == "" and bare.proto().maximize

@@ -133,7 +133,7 @@ def test_mathopt_decisions_equal_direct_solve(integer: bool, maximize: bool, sol
     for _ in range(3):
         r = Random.draw(rng, integer=integer, maximize=maximize)
         model, x, cts = r.mathopt()
-        layer = ipo.MathOptLayer(model, x, solver_type=solver_type, data={"rows": cts, "caps": x[:2]})
+        layer = ipo.MathOptLayer(model, x, solver=solver_type, data={"rows": cts, "caps": x[:2]})
         cost, rows, caps = _instances(r, rng, 12)
         _check(layer, functools.partial(_direct_mathopt, r, solver_type), cost, rows, caps)
 
@@ -145,7 +145,7 @@ def test_model_builder_decisions_equal_direct_solve(integer: bool, maximize: boo
     for _ in range(3):
         r = Random.draw(rng, integer=integer, maximize=maximize)
         model, x, cts = r.model_builder()
-        layer = ipo.ModelBuilderLayer(model, x, solver_name=name, data={"rows": cts, "caps": x[:2]})
+        layer = ipo.ModelBuilderLayer(model, x, solver=name, data={"rows": cts, "caps": x[:2]})
         cost, rows, caps = _instances(r, rng, 12)
         _check(layer, functools.partial(_direct_model_builder, r, name), cost, rows, caps)
 
@@ -155,8 +155,8 @@ def test_parity_serial_vs_pool(force_pool) -> None:
     r = Random.draw(rng, integer=True, maximize=True)
     cost, rows, caps = (torch.from_numpy(a) for a in _instances(r, rng, 24))
     for make in (
-        lambda **o: ipo.MathOptLayer(*r.mathopt()[:2], solver_type=mathopt.SolverType.GSCIP, **o),
-        lambda **o: ipo.ModelBuilderLayer(*r.model_builder()[:2], solver_name="highs", **o),
+        lambda **o: ipo.MathOptLayer(*r.mathopt()[:2], solver=mathopt.SolverType.GSCIP, **o),
+        lambda **o: ipo.ModelBuilderLayer(*r.model_builder()[:2], solver="highs", **o),
     ):
         serial = make()(cost)
         pooled = force_pool(make(workers=2))
@@ -177,7 +177,7 @@ def test_mathopt_ids_with_gaps_map_to_positions() -> None:
     model.delete_variable(x[1])
     model.delete_linear_constraint(rows[0])
     kept = [x[0], x[4], x[2]]
-    layer = ipo.MathOptLayer(model, kept, solver_type=mathopt.SolverType.GLOP, sense="max", data={"cap": [rows[3]]})
+    layer = ipo.MathOptLayer(model, kept, solver=mathopt.SolverType.GLOP, sense="max", data={"cap": [rows[3]]})
     y = layer(torch.tensor([1.0, 2.0, 3.0]), cap=torch.tensor([1.5]))
     # x0 is in no row (its row was deleted), x2 + x3 <= 3 and x3 + x4 <= 1.5: x3 = 0 is best.
     assert y.tolist() == [2.0, 1.5, 2.0]
@@ -188,7 +188,7 @@ def test_auto_projection_uses_equality_rows() -> None:
     model = mathopt.Model()
     x = [model.add_variable(lb=0, ub=1) for _ in range(3)]
     model.add_linear_constraint(x[0] + x[1] + x[2] == 1)
-    layer = ipo.MathOptLayer(model, x, solver_type=mathopt.SolverType.GLOP, projection="auto")
+    layer = ipo.MathOptLayer(model, x, solver=mathopt.SolverType.GLOP, projection="auto")
     cost = torch.tensor([1.0, 2.0, 4.0], requires_grad=True)
     layer(cost).sum().backward()
     assert layer(cost).tolist() == [1.0, 0.0, 0.0]
@@ -252,17 +252,17 @@ def test_mathopt_proto_refuses_cone_and_sos_constraints(field: str, match: str) 
 )
 def test_mathopt_refuses_unsupported_solver_types(solver: str, match: str) -> None:
     model, x = _mathopt_with(lambda m, x: None)
-    with pytest.raises(ValueError, match=f"solver_type=SolverType.{solver} .*{match}.*supported: SolverType.GLOP"):
-        ipo.MathOptLayer(model, x, solver_type=getattr(mathopt.SolverType, solver))
+    with pytest.raises(ValueError, match=f"solver=SolverType.{solver} .*{match}.*supported: SolverType.GLOP"):
+        ipo.MathOptLayer(model, x, solver=getattr(mathopt.SolverType, solver))
 
 
 def test_mathopt_refuses_lp_solver_with_integer_variables_and_foreign_elements() -> None:
     model = mathopt.Model()
     x = [model.add_binary_variable(name=f"x{i}") for i in range(2)]
     with pytest.raises(ValueError, match=r"SolverType\.GLOP solves LPs only and the model has integer variables"):
-        ipo.MathOptLayer(model, x, solver_type=mathopt.SolverType.GLOP)
+        ipo.MathOptLayer(model, x, solver=mathopt.SolverType.GLOP)
     with pytest.raises(ValueError, match="OR-Tools' SAT backend solves continuous variables only approximately"):
-        ipo.MathOptLayer(model, [model.add_variable(lb=0, ub=1, name="z")], solver_type=mathopt.SolverType.CP_SAT)
+        ipo.MathOptLayer(model, [model.add_variable(lb=0, ub=1, name="z")], solver=mathopt.SolverType.CP_SAT)
     other = mathopt.Model()
     y = other.add_binary_variable(name="y")
     c = other.add_linear_constraint(y <= 1, name="c")
@@ -279,8 +279,8 @@ def test_mathopt_refuses_lp_solver_with_integer_variables_and_foreign_elements()
 def test_model_builder_refuses_enforced_constraints_and_unknown_solvers() -> None:
     model = mb.Model()
     x = [model.new_bool_var(f"x{i}") for i in range(2)]
-    with pytest.raises(ValueError, match=r"solver_name='gurobi' is not supported.*supported: 'glop'"):
-        ipo.ModelBuilderLayer(model, x, solver_name="gurobi")
+    with pytest.raises(ValueError, match=r"solver='gurobi' is not supported.*supported: 'glop'"):
+        ipo.ModelBuilderLayer(model, x, solver="gurobi")
     model.add_enforced(x[0] + x[1] <= 1, x[0], True)
     with pytest.raises(ValueError, match="ModelBuilderLayer: the model has enforced \\(indicator\\)"):
         ipo.ModelBuilderLayer(model, x)
@@ -295,7 +295,7 @@ def test_statuses_infeasible_and_unbounded() -> None:
     model = mathopt.Model()
     x = [model.add_variable(lb=0, ub=5 if i == 0 else np.inf, name=f"x{i}") for i in range(2)]
     floor = model.add_linear_constraint(x[0] >= 1)
-    layer = ipo.MathOptLayer(model, x, solver_type=mathopt.SolverType.HIGHS, data={"floor": [floor]}, on_failure="nan")
+    layer = ipo.MathOptLayer(model, x, solver=mathopt.SolverType.HIGHS, data={"floor": [floor]}, on_failure="nan")
     with pytest.warns(ipo.SolverWarning, match="2 of 3 instances have no decision"):
         y = layer(torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, -1.0]]), floor=torch.tensor([[1.0], [10.0], [1.0]]))
     assert layer.last_info.status == ("optimal", "infeasible", "unbounded")
@@ -315,7 +315,7 @@ def test_duals_and_objective_include_the_models_own_objective() -> None:
     x = [model.add_variable(lb=0, ub=1, name=f"x{i}") for i in range(2)]
     model.add_linear_constraint(x[0] + x[1] <= 1)
     model.maximize(x[0] + 2 * x[1])
-    layer = ipo.MathOptLayer(model, x, solver_type=mathopt.SolverType.GLOP)
+    layer = ipo.MathOptLayer(model, x, solver=mathopt.SolverType.GLOP)
     y = layer.solve(torch.tensor([0.5, 0.0]), duals=True)
     assert y.tolist() == [0.0, 1.0]
     assert layer.last_info.objective.tolist() == [2.0]
@@ -331,12 +331,12 @@ def test_a_time_limit_stops_a_hard_solve_with_a_status_that_says_so(api: str) ->
         m = mathopt.Model()
         x = [m.add_binary_variable(name=f"x{i}") for i in range(60)]
         m.add_linear_constraint(sum(int(a) * v for a, v in zip(w, x)) == target)
-        layer = ipo.MathOptLayer(m, x, solver_type=mathopt.SolverType.GSCIP, time_limit=0.5, on_failure="nan")
+        layer = ipo.MathOptLayer(m, x, solver=mathopt.SolverType.GSCIP, time_limit=0.5, on_failure="nan")
     else:
         m = mb.Model()
         x = [m.new_bool_var(f"x{i}") for i in range(60)]
         m.add(sum(int(a) * v for a, v in zip(w, x)) == target)
-        layer = ipo.ModelBuilderLayer(m, x, solver_name="scip", time_limit=0.5, on_failure="nan")
+        layer = ipo.ModelBuilderLayer(m, x, solver="scip", time_limit=0.5, on_failure="nan")
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ipo.SolverWarning)

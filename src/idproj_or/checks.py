@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -92,6 +93,35 @@ def check_objective_mode(objective: str, *, where: str) -> ObjectiveMode:
             "predicted term) or 'replace' (the predicted term alone)"
         )
     return objective  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a layer over a declared model is given besides the model, checked: the cost
+    variables (an object array in the cost shape; cost groups concatenated flat, with each
+    group's shape in ``groups``), the sense asked for (None: the model's), the objective mode,
+    the per-instance data declaration and the caller's name for messages."""
+
+    variables: np.ndarray
+    groups: dict[str, tuple[int, ...]] | None
+    sense: str | None
+    objective: ObjectiveMode
+    data: Mapping[str, Any] | None
+    where: str
+
+
+def declare(
+    variables: Any,
+    var_type: type,
+    sense: str | None = None,
+    *,
+    objective: str = "keep",
+    data: Mapping[str, Any] | None = None,
+    where: str,
+) -> Declared:
+    """The checked :class:`Declared` of a model whose variables are ``var_type``."""
+    flat, groups = as_variable_groups(variables, var_type, where=where)
+    return Declared(flat, groups, sense, check_objective_mode(objective, where=where), data, where)
 
 
 def resolve_sense(sense: str | None, declared: Sense, *, has_own: bool, where: str) -> Sense:

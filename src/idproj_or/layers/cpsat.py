@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ortools.sat.python import cp_model
 
-from ..checks import ObjectiveMode, Sense, as_variable_groups
-from ..rules.identity import OptLayer
-from ..solvers.cpsat import cpsat_spec
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from ..options import LayerOptions
+from ..checks import Declared
+from ..solvers.cpsat import CpSatSpec, cpsat_spec
+from .declared import DeclaredLayer
 
 
-class CpSatLayer(OptLayer):
+class CpSatLayer(DeclaredLayer):
     """Any OR-Tools CP-SAT ``CpModel`` as a layer: ``y = argmin/argmax own(x) + sum(w * y)`` over
     the model, ``y`` the cost variables and ``own`` the model's own objective (a known part of the
     objective next to the predicted one; none if the model declares none).
@@ -57,28 +51,20 @@ class CpSatLayer(OptLayer):
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:
+        >>> # a knapsack whose capacity each instance gives
         >>> import torch
         >>> from ortools.sat.python import cp_model
         >>> m = cp_model.CpModel()
         >>> x = [m.new_bool_var(f"x{i}") for i in range(4)]
-        >>> _ = m.add(sum(x) == 2)
-        >>> layer = CpSatLayer(m, x, sense="max")
-        >>> layer(torch.tensor([1.0, 4.0, 2.0, 3.0])).tolist()
-        [0.0, 1.0, 0.0, 1.0]
+        >>> cap = m.add(3 * x[0] + 4 * x[1] + 2 * x[2] + 5 * x[3] <= 7)
+        >>> layer = CpSatLayer(m, x, sense="max", data={"cap": [cap]})
+        >>> values = torch.tensor([[1.0, 4.0, 2.0, 3.5], [1.0, 4.0, 2.0, 3.5]])
+        >>> layer(values, cap=torch.tensor([[7], [9]])).tolist()
+        [[0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]
     """
 
-    def __init__(
-        self,
-        model: cp_model.CpModel,
-        variables: Any,
-        sense: Sense | None = None,
-        *,
-        objective: ObjectiveMode = "keep",
-        data: Mapping[str, Any] | None = None,
-        **options: Unpack[LayerOptions],
-    ) -> None:
-        where = type(self).__name__
-        flat, groups = as_variable_groups(variables, cp_model.IntVar, where=where)
-        spec = cpsat_spec(model, flat, sense, objective=objective, data=data, where=where)
-        super().__init__(spec, **options)
-        self._handle.groups = groups
+    _variable_type = cp_model.IntVar
+
+    @staticmethod
+    def _spec(model: Any, solver: Any, declared: Declared) -> CpSatSpec:
+        return cpsat_spec(model, declared)

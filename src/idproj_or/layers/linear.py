@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ortools.linear_solver import pywraplp
 
-from ..checks import ObjectiveMode, Sense, as_variable_groups
-from ..rules.identity import OptLayer
-from ..solvers.linear import linear_spec
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from ..options import LayerOptions
+from ..checks import Declared
+from ..solvers.linear import LinearSpec, linear_spec
+from .declared import DeclaredLayer
 
 
-class LinearSolverLayer(OptLayer):
+class LinearSolverLayer(DeclaredLayer):
     """Any OR-Tools ``pywraplp.Solver`` (LP or MIP) as a layer: ``y = argmin/argmax own(x) +
     sum(w * y)``, ``y`` the cost variables and ``own`` the solver's own objective (its
     coefficients and offset; none if it declares none).
@@ -51,7 +45,7 @@ class LinearSolverLayer(OptLayer):
     activity within ``1e-9`` of its scale of a bound).
 
     Args:
-        solver: the declared model (left untouched).
+        model: the declared ``pywraplp.Solver`` (left untouched).
         variables: array-like of the solver's variables; its shape is the cost shape. A dict of
             array-likes (cost groups, e.g. ``{"open": y, "assign": x}``) makes the layer take and
             return a dict of tensors, one per group.
@@ -65,28 +59,21 @@ class LinearSolverLayer(OptLayer):
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`).
 
     Example:
+        >>> # an LP, and its dual on the budget row
         >>> import torch
         >>> from ortools.linear_solver import pywraplp
-        >>> solver = pywraplp.Solver.CreateSolver("SCIP")
-        >>> x = [solver.BoolVar(f"x{i}") for i in range(4)]
-        >>> _ = solver.Add(sum(x) == 2)
+        >>> solver = pywraplp.Solver.CreateSolver("GLOP")
+        >>> x = [solver.NumVar(0.0, 1.0, f"x{i}") for i in range(3)]
+        >>> budget = solver.Add(x[0] + x[1] + x[2] <= 2)
         >>> layer = LinearSolverLayer(solver, x, sense="max")
-        >>> layer(torch.tensor([1.0, 4.0, 2.0, 3.0])).tolist()
-        [0.0, 1.0, 0.0, 1.0]
+        >>> layer.solve(torch.tensor([1.0, 4.0, 2.0]), duals=True).tolist()
+        [0.0, 1.0, 1.0]
+        >>> layer.last_info.duals.tolist()  # one more unit of budget buys x0's value
+        [[1.0]]
     """
 
-    def __init__(
-        self,
-        solver: pywraplp.Solver,
-        variables: Any,
-        sense: Sense | None = None,
-        *,
-        objective: ObjectiveMode = "keep",
-        data: Mapping[str, Any] | None = None,
-        **options: Unpack[LayerOptions],
-    ) -> None:
-        where = type(self).__name__
-        flat, groups = as_variable_groups(variables, pywraplp.Variable, where=where)
-        spec = linear_spec(solver, flat, sense, objective=objective, data=data, where=where)
-        super().__init__(spec, **options)
-        self._handle.groups = groups
+    _variable_type = pywraplp.Variable
+
+    @staticmethod
+    def _spec(model: Any, solver: Any, declared: Declared) -> LinearSpec:
+        return linear_spec(model, declared)

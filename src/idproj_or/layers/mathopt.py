@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 from ortools.linear_solver.python import model_builder as mb
 from ortools.math_opt.python import mathopt
 
-from ..checks import ObjectiveMode, Sense, as_variable_groups
-from ..rules.identity import OptLayer
+from ..checks import Declared, ObjectiveMode, Sense
+from ..solvers.linear import LinearSpec
 from ..solvers.mathopt import mathopt_spec, model_builder_spec
+from .declared import DeclaredLayer
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -19,7 +20,24 @@ if TYPE_CHECKING:
     from ..options import LayerOptions
 
 
-class MathOptLayer(OptLayer):
+class _SolverChoiceLayer(DeclaredLayer):
+    """A declared model whose layer also takes the solver that solves it."""
+
+    def __init__(
+        self,
+        model: Any,
+        variables: Any,
+        *,
+        solver: Any = None,
+        sense: Sense | None = None,
+        objective: ObjectiveMode = "keep",
+        data: Mapping[str, Any] | None = None,
+        **options: Unpack[LayerOptions],
+    ) -> None:
+        self._declare(model, solver, variables, sense, objective, data, options)
+
+
+class MathOptLayer(_SolverChoiceLayer):
     """A linear MathOpt model (LP or MIP) as a layer: ``y = argmin/argmax own(x) + sum(w * y)``,
     ``y`` the cost variables and ``own`` the model's own linear objective (coefficients and
     offset; none if it declares none).
@@ -47,7 +65,7 @@ class MathOptLayer(OptLayer):
         model: the MathOpt model (left untouched).
         variables: array-like of the model's variables; its shape is the cost shape. A dict of
             array-likes (cost groups) makes the layer take and return a dict of tensors.
-        solver_type: a ``mathopt.SolverType``; default ``GSCIP``.
+        solver: a ``mathopt.SolverType``; default ``GSCIP``.
         sense: ``"min"`` or ``"max"``; default: the model's declared objective sense. With the
             model's objective kept, it must agree with that objective's direction.
         objective: ``"keep"`` (default): the model's own objective plus the predicted term;
@@ -63,30 +81,19 @@ class MathOptLayer(OptLayer):
         >>> model = mathopt.Model()
         >>> x = [model.add_binary_variable(name=f"x{i}") for i in range(4)]
         >>> _ = model.add_linear_constraint(sum(x) == 2)
-        >>> layer = MathOptLayer(model, x, solver_type=mathopt.SolverType.GSCIP, sense="max")
+        >>> layer = MathOptLayer(model, x, solver=mathopt.SolverType.GSCIP, sense="max")
         >>> layer(torch.tensor([1.0, 4.0, 2.0, 3.0])).tolist()
         [0.0, 1.0, 0.0, 1.0]
     """
 
-    def __init__(
-        self,
-        model: mathopt.Model,
-        variables: Any,
-        *,
-        solver_type: mathopt.SolverType = mathopt.SolverType.GSCIP,
-        sense: Sense | None = None,
-        objective: ObjectiveMode = "keep",
-        data: Mapping[str, Any] | None = None,
-        **options: Unpack[LayerOptions],
-    ) -> None:
-        where = type(self).__name__
-        flat, groups = as_variable_groups(variables, mathopt.Variable, where=where)
-        spec = mathopt_spec(model, flat, solver_type, sense, objective=objective, data=data, where=where)
-        super().__init__(spec, **options)
-        self._handle.groups = groups
+    _variable_type = mathopt.Variable
+
+    @staticmethod
+    def _spec(model: Any, solver: Any, declared: Declared) -> LinearSpec:
+        return mathopt_spec(model, solver, declared)
 
 
-class ModelBuilderLayer(OptLayer):
+class ModelBuilderLayer(_SolverChoiceLayer):
     """A model_builder model (``ortools.linear_solver.python.model_builder.Model``, LP or MIP) as
     a layer: ``y = argmin/argmax own(x) + sum(w * y)``, as :class:`MathOptLayer`.
 
@@ -102,36 +109,26 @@ class ModelBuilderLayer(OptLayer):
     Args:
         model: the model_builder model (left untouched).
         variables: array-like (or dict of array-likes) of the model's variables.
-        solver_name: as ``model_builder.Solver`` takes it; default ``"scip"``.
+        solver: a name as ``model_builder.Solver`` takes it; default ``"scip"``.
         sense: ``"min"`` or ``"max"``; default: the model's declared objective sense.
         objective: ``"keep"`` (default) or ``"replace"``.
         data: per-instance bounds: name -> array-like of linear constraints or of variables.
         **options: see :mod:`idproj_or.options`.
 
     Example:
+        >>> # an LP whose budget each instance gives
         >>> import torch
         >>> from ortools.linear_solver.python import model_builder as mb
         >>> model = mb.Model()
-        >>> x = [model.new_bool_var(f"x{i}") for i in range(4)]
-        >>> _ = model.add(sum(x) == 2)
-        >>> layer = ModelBuilderLayer(model, x, solver_name="scip", sense="max")
-        >>> layer(torch.tensor([1.0, 4.0, 2.0, 3.0])).tolist()
-        [0.0, 1.0, 0.0, 1.0]
+        >>> x = [model.new_num_var(0.0, 1.0, f"x{i}") for i in range(3)]
+        >>> budget = model.add(x[0] + x[1] + x[2] <= 2)
+        >>> layer = ModelBuilderLayer(model, x, solver="glop", sense="max", data={"budget": [budget]})
+        >>> layer(torch.tensor([1.0, 4.0, 2.0]), budget=torch.tensor([1.5])).tolist()
+        [0.0, 1.0, 0.5]
     """
 
-    def __init__(
-        self,
-        model: mb.Model,
-        variables: Any,
-        *,
-        solver_name: str = "scip",
-        sense: Sense | None = None,
-        objective: ObjectiveMode = "keep",
-        data: Mapping[str, Any] | None = None,
-        **options: Unpack[LayerOptions],
-    ) -> None:
-        where = type(self).__name__
-        flat, groups = as_variable_groups(variables, mb.Variable, where=where)
-        spec = model_builder_spec(model, flat, solver_name, sense, objective=objective, data=data, where=where)
-        super().__init__(spec, **options)
-        self._handle.groups = groups
+    _variable_type = mb.Variable
+
+    @staticmethod
+    def _spec(model: Any, solver: Any, declared: Declared) -> LinearSpec:
+        return model_builder_spec(model, solver, declared)

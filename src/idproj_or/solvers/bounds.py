@@ -13,6 +13,7 @@ variable its upper bound. A trailing dimension of 2 gives ``(lower, upper)`` pai
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..checks import _flatten
-from .base import Data, DataField
+from .base import Data, DataField, ModelSpec
 
 LOWER, UPPER, BOTH = 0, 1, 2
 # solver_status of an instance whose data puts a lower bound above an upper one: infeasible
@@ -47,6 +48,20 @@ class BoundField:
         return DataField(
             self.name, (len(self.index),), f"{what}, or (lower, upper) pairs", integral, True, low, high, infinite
         )
+
+
+@dataclass(frozen=True)
+class DeclaredSpec(ModelSpec):
+    """What the spec of every declared model (CP-SAT, pywraplp, MathOpt, model_builder) holds
+    beside its backend's fields, keyword-only: the model's own objective, ``own(x) =
+    sum(own_coeffs * x[own_vars]) + own_offset`` (kept), and the per-instance bounds of named
+    constraints and variables with the data they take."""
+
+    own_vars: tuple[int, ...] = dataclasses.field(default=(), kw_only=True)
+    own_coeffs: tuple[float, ...] = dataclasses.field(default=(), kw_only=True)
+    own_offset: float = dataclasses.field(default=0.0, kw_only=True)
+    bounds: tuple[BoundField, ...] = dataclasses.field(default=(), kw_only=True)
+    fields: tuple[DataField, ...] = dataclasses.field(default=(), kw_only=True)
 
 
 def side_of(lower: float, upper: float, *, low_inf: float, high_inf: float) -> int:

@@ -23,10 +23,10 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from .. import statuses
-from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
+from ..checks import Declared, Sense, resolve_sense
 from ..statuses import Outcome
-from .base import NO_DATA, Data, DataField, ModelSpec, ResidentSolver, dense_rows, repeat_rows
-from .bounds import INFEASIBLE_BOUNDS, UPPER, BoundField, Bounds, Change, bound_fields, side_of
+from .base import NO_DATA, Data, DataField, ResidentSolver, dense_rows, repeat_rows
+from .bounds import INFEASIBLE_BOUNDS, UPPER, BoundField, Bounds, Change, DeclaredSpec, bound_fields, side_of
 from .scaling import integer_costs, proven, scale_exponent, scaling_error, sum_error
 
 
@@ -190,20 +190,13 @@ def binding_rows(proto: Any, values: Sequence[int]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CpSatSpec(ModelSpec):
+class CpSatSpec(DeclaredSpec):
     resident_solver = CpSatSolver
     on_caller_thread = True
     proto_text: str
     var_index: tuple[int, ...]  # proto index of each cost entry (flattened)
     shape: tuple[int, ...]
     sense: Sense
-    # The model's own objective, own(x) = sum(own_coeffs * x[own_vars]) + own_offset (kept).
-    own_vars: tuple[int, ...] = ()
-    own_coeffs: tuple[float, ...] = ()
-    own_offset: float = 0.0
-    # Per-instance bounds of named linear constraints and variables (:mod:`.bounds`).
-    bounds: tuple[BoundField, ...] = ()
-    fields: tuple[DataField, ...] = ()
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         model = cp_model.CpModel()
@@ -272,19 +265,11 @@ def cpsat_equalities(
     return dense_rows(rows, n)
 
 
-def cpsat_spec(
-    model: cp_model.CpModel,
-    variables: Any,
-    sense: str | None,
-    *,
-    objective: ObjectiveMode = "keep",
-    data: Any = None,
-    where: str,
-) -> CpSatSpec:
+def cpsat_spec(model: cp_model.CpModel, declared: Declared) -> CpSatSpec:
+    """The spec of a CP-SAT model over the cost variables of ``declared``."""
+    where, objective, arr = declared.where, declared.objective, declared.variables
     if not isinstance(model, cp_model.CpModel):
         raise TypeError(f"{where}: model must be an ortools.sat.python.cp_model.CpModel, got {type(model).__name__}")
-    objective = check_objective_mode(objective, where=where)
-    arr = as_variable_array(variables, cp_model.IntVar, where=where)
     proto = model.proto
     n_vars = len(proto.variables)
     index = np.array([v.index for v in arr.reshape(-1)], dtype=np.int64)
@@ -293,7 +278,7 @@ def cpsat_spec(
             raise ValueError(
                 f"{where}: variables[{pos}] ({var.name!r}, proto index {var.index}) is not a variable of this model"
             )
-    terms, offset, declared = own_objective(proto)
+    terms, offset, own_sense = own_objective(proto)
     if objective == "replace":
         terms, offset = {}, 0.0
     terms = {v: c for v, c in terms.items() if c != 0.0}
@@ -303,8 +288,8 @@ def cpsat_spec(
             "kept once the predicted term is added; pass objective='replace' or state the bound as "
             "a constraint"
         )
-    resolved = resolve_sense(sense, declared, has_own=bool(terms), where=where)
-    bounds = bound_fields(data, functools.partial(_identify, proto, where=where), where=where)
+    resolved = resolve_sense(declared.sense, own_sense, has_own=bool(terms), where=where)
+    bounds = bound_fields(declared.data, functools.partial(_identify, proto, where=where), where=where)
     clean = model.clone()
     clean.proto.clear_objective()
     clean.proto.clear_floating_point_objective()
@@ -313,11 +298,11 @@ def cpsat_spec(
         tuple(index.tolist()),
         tuple(arr.shape),
         resolved,
-        tuple(terms),
-        tuple(terms.values()),
-        offset,
-        bounds,
-        tuple(_data_field(proto, f, literal_vars(proto)) for f in bounds),
+        own_vars=tuple(terms),
+        own_coeffs=tuple(terms.values()),
+        own_offset=offset,
+        bounds=bounds,
+        fields=tuple(_data_field(proto, f, literal_vars(proto)) for f in bounds),
     )
 
 

@@ -45,10 +45,10 @@ from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.linear_solver.python import model_builder_helper as mbh
 
 from .. import statuses
-from ..checks import ObjectiveMode, Sense, as_variable_array, check_objective_mode, resolve_sense
+from ..checks import Declared, Sense, resolve_sense
 from ..statuses import Outcome
-from .base import NO_DATA, Data, DataField, ModelSpec, ResidentSolver, dense_rows, repeat_rows
-from .bounds import INFEASIBLE_BOUNDS, UPPER, BoundField, Bounds, Change, bound_fields, side_of
+from .base import NO_DATA, Data, ResidentSolver, dense_rows, repeat_rows
+from .bounds import INFEASIBLE_BOUNDS, UPPER, BoundField, Bounds, Change, DeclaredSpec, bound_fields, side_of
 from .scaling import beyond_range
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
@@ -331,7 +331,7 @@ class LinearSolver(ResidentSolver):
 
 
 @dataclass(frozen=True)
-class LinearSpec(ModelSpec):
+class LinearSpec(DeclaredSpec):
     resident_solver = LinearSolver
     # SCIP can ignore stop requests for seconds and CBC/CLP cannot be stopped: a helper thread
     # keeps Ctrl-C prompt (the hand-off, ~0.2 ms a call, is small beside a fresh solver per solve)
@@ -341,13 +341,6 @@ class LinearSpec(ModelSpec):
     shape: tuple[int, ...]
     sense: Sense
     is_mip: bool
-    # The model's own objective, own(x) = sum(own_coeffs * x[own_vars]) + own_offset (kept).
-    own_vars: tuple[int, ...] = ()
-    own_coeffs: tuple[float, ...] = ()
-    own_offset: float = 0.0
-    # Per-instance bounds of named constraints and variables (:mod:`.bounds`).
-    bounds: tuple[BoundField, ...] = ()
-    fields: tuple[DataField, ...] = ()
 
     def proto(self) -> linear_solver_pb2.MPModelProto:
         proto = linear_solver_pb2.MPModelProto()
@@ -389,21 +382,13 @@ def linear_equalities(
     return dense_rows(rows, n)
 
 
-def linear_spec(
-    solver: pywraplp.Solver,
-    variables: Any,
-    sense: str | None,
-    *,
-    objective: ObjectiveMode = "keep",
-    data: Any = None,
-    where: str,
-) -> LinearSpec:
+def linear_spec(solver: pywraplp.Solver, declared: Declared) -> LinearSpec:
+    """The spec of a pywraplp model over the cost variables of ``declared``."""
+    where, arr = declared.where, declared.variables
     if not isinstance(solver, pywraplp.Solver):
         raise TypeError(
             f"{where}: solver must be an ortools.linear_solver.pywraplp.Solver, got {type(solver).__name__}"
         )
-    objective = check_objective_mode(objective, where=where)
-    arr = as_variable_array(variables, pywraplp.Variable, where=where)
     n_vars = solver.NumVariables()
     index: list[int] = []
     for pos, v in enumerate(arr.reshape(-1).tolist()):
@@ -416,27 +401,21 @@ def linear_spec(
     is_mip = bool(solver.IsMip())
     proto = linear_solver_pb2.MPModelProto()
     solver.ExportModelToProto(proto)
-    bounds = bound_fields(data, functools.partial(_identify, solver, proto, where=where), where=where)
-    return spec_from_proto(
-        proto, index, tuple(arr.shape), backend, is_mip, sense, objective=objective, bounds=bounds, where=where
-    )
+    bounds = bound_fields(declared.data, functools.partial(_identify, solver, proto, where=where), where=where)
+    return spec_from_proto(proto, index, backend, is_mip, declared, bounds)
 
 
 def spec_from_proto(
     proto: linear_solver_pb2.MPModelProto,
     index: list[int],
-    shape: tuple[int, ...],
     backend: str,
     is_mip: bool,
-    sense: str | None,
-    *,
-    objective: ObjectiveMode,
+    declared: Declared,
     bounds: Any,
-    where: str,
 ) -> LinearSpec:
     """The resident spec of ``proto`` (modified; from pywraplp, MathOpt or model_builder): its own
     objective split off, names dropped."""
-    objective = check_objective_mode(objective, where=where)
+    where, objective = declared.where, declared.objective
     check_backend_takes_the_variables(proto, backend, where=where)
     if objective == "keep" and proto.HasField("quadratic_objective") and len(proto.quadratic_objective.coefficient):
         raise ValueError(
@@ -446,8 +425,8 @@ def spec_from_proto(
     keep = objective == "keep"
     terms = {i: var.objective_coefficient for i, var in enumerate(proto.variable) if keep and var.objective_coefficient}
     offset = proto.objective_offset if keep else 0.0
-    declared: Sense = "max" if proto.maximize else "min"
-    resolved = resolve_sense(sense, declared, has_own=bool(terms), where=where)
+    own_sense: Sense = "max" if proto.maximize else "min"
+    resolved = resolve_sense(declared.sense, own_sense, has_own=bool(terms), where=where)
     proto.ClearField("name")
     proto.ClearField("objective_offset")
     proto.ClearField("quadratic_objective")
@@ -465,14 +444,14 @@ def spec_from_proto(
         proto.SerializeToString(deterministic=True),
         backend,
         tuple(index),
-        shape,
+        tuple(declared.variables.shape),
         resolved,
         is_mip,
-        tuple(terms),
-        tuple(float(c) for c in terms.values()),
-        float(offset),
-        bounds,
-        tuple(f.field(integral=False, low=-math.inf, high=math.inf, infinite=True) for f in bounds),
+        own_vars=tuple(terms),
+        own_coeffs=tuple(float(c) for c in terms.values()),
+        own_offset=float(offset),
+        bounds=bounds,
+        fields=tuple(f.field(integral=False, low=-math.inf, high=math.inf, infinite=True) for f in bounds),
     )
 
 

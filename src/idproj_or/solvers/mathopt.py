@@ -21,7 +21,7 @@ from ortools.linear_solver.python import model_builder as mb
 from ortools.math_opt import model_pb2
 from ortools.math_opt.python import mathopt
 
-from ..checks import ObjectiveMode, as_variable_array
+from ..checks import Declared
 from .bounds import UPPER, bound_fields, side_of
 from .linear import LinearSpec, spec_from_proto
 
@@ -98,26 +98,19 @@ def mathopt_to_mp(proto: model_pb2.ModelProto, *, where: str) -> linear_solver_p
     return out
 
 
-def mathopt_spec(
-    model: mathopt.Model,
-    variables: Any,
-    solver_type: Any,
-    sense: str | None,
-    *,
-    objective: ObjectiveMode = "keep",
-    data: Any = None,
-    where: str,
-) -> LinearSpec:
-    """The spec of a MathOpt model solved by ``solver_type`` (a ``mathopt.SolverType``)."""
+def mathopt_spec(model: mathopt.Model, solver: Any, declared: Declared) -> LinearSpec:
+    """The spec of a MathOpt model solved by ``solver`` (a ``mathopt.SolverType``; None: GSCIP)."""
+    where = declared.where
     if not isinstance(model, mathopt.Model):
         raise TypeError(f"{where}: model must be an ortools.math_opt.python.mathopt.Model, got {type(model).__name__}")
-    if not isinstance(solver_type, mathopt.SolverType):
-        raise TypeError(f"{where}: solver_type must be a mathopt.SolverType, got {solver_type!r}")
-    name = solver_type.name
+    solver = mathopt.SolverType.GSCIP if solver is None else solver
+    if not isinstance(solver, mathopt.SolverType):
+        raise TypeError(f"{where}: solver must be a mathopt.SolverType, got {solver!r}")
+    name = solver.name
     if name not in _MATHOPT_BACKENDS:
         supported = ", ".join(f"SolverType.{k}" for k in _MATHOPT_BACKENDS)
         why = _MATHOPT_REFUSED.get(name, "is not supported")
-        raise ValueError(f"{where}: solver_type=SolverType.{name} {why}; supported: {supported}")
+        raise ValueError(f"{where}: solver=SolverType.{name} {why}; supported: {supported}")
     proto = mathopt_to_mp(model.export_model(), where=where)
     is_mip = any(var.is_integer for var in proto.variable)
     lp_backend, mip_backend = _MATHOPT_BACKENDS[name]
@@ -138,8 +131,8 @@ def mathopt_spec(
             raise ValueError(f"{at} ({item.name!r}) is not a variable of this model") from None
         return positions[item.id]
 
-    arr = as_variable_array(variables, mathopt.Variable, where=where)
-    index = [variable_index(v, f"{where}: variables[{pos}]") for pos, v in enumerate(arr.reshape(-1).tolist())]
+    flat = declared.variables.reshape(-1).tolist()
+    index = [variable_index(v, f"{where}: variables[{pos}]") for pos, v in enumerate(flat)]
 
     def identify(name: str, pos: int, item: Any) -> tuple[bool, int, int]:
         at = f"{where}: data {name!r}[{pos}]"
@@ -158,33 +151,23 @@ def mathopt_spec(
             "or a variable of the model"
         )
 
-    bounds = bound_fields(data, identify, where=where)
-    return spec_from_proto(
-        proto, index, tuple(arr.shape), backend, is_mip, sense, objective=objective, bounds=bounds, where=where
-    )
+    return spec_from_proto(proto, index, backend, is_mip, declared, bound_fields(declared.data, identify, where=where))
 
 
-def model_builder_spec(
-    model: mb.Model,
-    variables: Any,
-    solver_name: str,
-    sense: str | None,
-    *,
-    objective: ObjectiveMode = "keep",
-    data: Any = None,
-    where: str,
-) -> LinearSpec:
-    """The spec of a model_builder model solved by ``solver_name`` (as ``model_builder.Solver``
-    takes it, e.g. ``"scip"``)."""
+def model_builder_spec(model: mb.Model, solver: str | None, declared: Declared) -> LinearSpec:
+    """The spec of a model_builder model solved by ``solver`` (a name as ``model_builder.Solver``
+    takes it; None: ``"scip"``)."""
+    where = declared.where
     if not isinstance(model, mb.Model):
         raise TypeError(
             f"{where}: model must be an ortools.linear_solver.python.model_builder.Model, got {type(model).__name__}"
         )
-    key = solver_name.upper() if isinstance(solver_name, str) else None
+    solver = "scip" if solver is None else solver
+    key = solver.upper() if isinstance(solver, str) else None
     if key not in _MODEL_BUILDER_BACKENDS:
         supported = ", ".join(repr(k.lower()) for k in _MODEL_BUILDER_BACKENDS)
         raise ValueError(
-            f"{where}: solver_name={solver_name!r} is not supported (the resident route runs OR-Tools' "
+            f"{where}: solver={solver!r} is not supported (the resident route runs OR-Tools' "
             f"bundled solvers); supported: {supported}"
         )
     proto = model.export_to_proto()
@@ -207,8 +190,7 @@ def model_builder_spec(
             raise ValueError(f"{at} ({item.name!r}) is not a {what} of this model")
         return int(item.index)
 
-    arr = as_variable_array(variables, mb.Variable, where=where)
-    index = [own(v, f"{where}: variables[{pos}]", "variable") for pos, v in enumerate(arr.reshape(-1).tolist())]
+    index = [own(v, f"{where}: variables[{pos}]", "variable") for pos, v in enumerate(declared.variables.flat)]
 
     def identify(name: str, pos: int, item: Any) -> tuple[bool, int, int]:
         at = f"{where}: data {name!r}[{pos}]"
@@ -222,7 +204,4 @@ def model_builder_spec(
             f"{at} is a {type(item).__name__}; expected a linear constraint (model.add(...)) or a variable of the model"
         )
 
-    bounds = bound_fields(data, identify, where=where)
-    return spec_from_proto(
-        proto, index, tuple(arr.shape), backend, is_mip, sense, objective=objective, bounds=bounds, where=where
-    )
+    return spec_from_proto(proto, index, backend, is_mip, declared, bound_fields(declared.data, identify, where=where))

@@ -50,7 +50,7 @@ from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.sat.python import cp_model
 
 from .. import statuses
-from ..checks import Sense, check_sense, check_size
+from ..checks import Sense, check_sense, check_size, declare
 from ..statuses import Outcome
 from .base import NO_DATA, Data, ModelSpec, ResidentSolver
 from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
@@ -297,7 +297,7 @@ def tsp_spec(
         if symmetric:
             return SymmetricTspSpec(n, resolved)
         model, x = circuit_model(n)
-        base = cpsat_spec(model, x, resolved, where=where)
+        base = cpsat_spec(model, declare(x, cp_model.IntVar, resolved, where=where))
         return TspCpSatSpec(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
     limit = None if solution_limit is None else check_size(solution_limit, "solution_limit", where=where)
     return TspRoutingSpec(
