@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(PIP) -q -e ".[test,examples,docs,dask]"
+	$(PIP) -q -e ".[test,examples,docs,dask,routing]"
 	touch $(STAMP)
 
 install: $(STAMP)

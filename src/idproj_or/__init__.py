@@ -74,6 +74,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "CvxpyLayer": ("layers.cvxpy", "CvxpyLayer"),
     "AssignmentLayer": ("layers.assignment", "AssignmentLayer"),
     "TSPLayer": ("layers.tsp", "TSPLayer"),
+    "VRPLayer": ("layers.vrp", "VRPLayer"),
     "KnapsackLayer": ("layers.knapsack", "KnapsackLayer"),
     "ShortestPathLayer": ("layers.shortest_path", "ShortestPathLayer"),
     "TopKLayer": ("layers.sorting", "TopKLayer"),
@@ -97,6 +98,7 @@ if TYPE_CHECKING:
     from .layers.shortest_path import ShortestPathLayer
     from .layers.sorting import RankingLayer, TopKLayer
     from .layers.tsp import TSPLayer
+    from .layers.vrp import VRPLayer
     from .rules.blackbox import Blackbox
     from .rules.identity import OptLayer, ProjectedIdentity
     from .rules.identity import ProjectedIdentity as Identity

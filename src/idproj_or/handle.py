@@ -445,11 +445,13 @@ class SolveHandle:
                     "; its costs span more than floating-point solvers resolve (largest / smallest "
                     f"nonzero magnitude above {RESOLVED_RANGE:.0e}; last_info.scaling_error is inf)"
                 )
-            elif error > 0:
+            elif error > 0 and "OPTIMAL" in info.solver_status[i]:
                 why += (
                     "; the solver's integer or float arithmetic cannot resolve these costs: the decision "
                     f"may be up to {error:.3g} worse than optimal for that alone (last_info.scaling_error)"
                 )
+            elif error > 0:  # a heuristic or a time limit: the rounding is not why
+                why += f"; the rounding of the costs to the solver's arithmetic can add up to {error:.3g}"
             self._warn_once(
                 "not_optimal",
                 f"{len(loose)} of {len(info)} decisions are not proven optimal (instance {i}: {why}); see "

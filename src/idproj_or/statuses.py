@@ -74,7 +74,8 @@ def cause(status: str, solver_status: str, time_limit: float | None) -> str:
     """Why an instance has no decision (or none proven optimal), in words."""
     said = f" (the solver said {solver_status})" if solver_status else ""
     if status == TIME_LIMIT:
-        return f"no feasible point within time_limit={time_limit:g} s{said}"
+        budget = f"time_limit={time_limit:g} s" if time_limit is not None else "the solver's budget"
+        return f"no feasible point within {budget}{said}"
     if status == FEASIBLE:
         limit = f" within time_limit={time_limit:g} s" if time_limit is not None else ""
         return f"a feasible decision not proven optimal{limit}{said}"
