@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rules.py
 	$(BIN)/python benchmarks/tsp_solvers.py
 	$(BIN)/python benchmarks/mathopt.py
+	$(BIN)/python benchmarks/vrp.py
+	$(BIN)/python benchmarks/vrp_learning.py --train 200 --test 100 --epochs 5 --seeds 1
 
 # The paper's experiments (examples/paper/, cached under benchmarks/results/paper/), then docs/paper.md
 paper: $(STAMP)

@@ -15,7 +15,9 @@ import torch
 from ortools.sat.python import cp_model
 from scipy.optimize import linprog
 
+import idproj_or as ipo
 from idproj_or import metrics
+from tests.vrp_reference import check_solution
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--train", "200", "--test", "50", "--epochs", "3", "--quiet"]
@@ -32,6 +34,7 @@ def _example(name: str) -> ModuleType:
 knapsack = _example("knapsack_capacities")
 portfolio = _example("portfolio_budget")
 scheduling = _example("scheduling_due_dates")
+cvrp = _example("cvrp")
 
 
 @pytest.mark.parametrize("example", [knapsack, portfolio, scheduling], ids=lambda m: m.__name__)
@@ -136,3 +139,21 @@ def test_schedule_meets_each_due_date_and_regret_matches_brute_force():
         assert _on_time(accepted, d.durations, d.due[i])
         assert float(pred[i].numpy() @ y[i]) == _best_schedule(d.durations, d.due[i], pred[i].numpy())
         assert got[i] == _best_schedule(d.durations, d.due[i], d.profits[i]) - float(d.profits[i] @ y[i])
+
+
+def test_cvrp_tiny_run_trains_and_routes_respect_each_instances_demands(capsys):
+    summary = cvrp.main(["--train", "96", "--test", "32", "--epochs", "2", "--quiet"])
+    trained, two_stage, floor = summary["decision-focused"], summary["two-stage"], summary["oracle E[c|x]"]
+    assert trained["mean"] < 0.85 * trained["untrained"]
+    assert 0.0 <= floor["mean"] < two_stage["mean"] < trained["untrained"]
+    d, demands, _ = cvrp.generate(6, 0)
+    layer = cvrp.build_layer()
+    y = layer.solve(torch.as_tensor(cvrp.edges(d.costs)), demands=torch.as_tensor(demands)).numpy()
+    for yi, di in zip(y, demands):
+        routes = check_solution(yi, di.tolist(), cvrp.CAPACITY, cvrp.VEHICLES)
+        assert sorted(c for r in routes for c in r) == list(range(1, cvrp.CUSTOMERS + 1))
+    # the same routes as a layer built with that instance's demands: the data reached the solver
+    own = ipo.VRPLayer(
+        cvrp.CUSTOMERS, cvrp.CAPACITY, demands[0], n_vehicles=cvrp.VEHICLES, method="pyvrp", iterations=cvrp.ITERATIONS
+    )
+    assert torch.equal(own.solve(torch.as_tensor(cvrp.edges(d.costs[:1])))[0], torch.as_tensor(y[0]))
