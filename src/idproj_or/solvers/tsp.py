@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
@@ -187,7 +188,26 @@ _ROUTING_FAILURE = {
 }
 
 
-class RoutingTspSolver(ResidentSolver):
+class StoppableRouting:
+    """What the OR-Tools routing solvers share for Ctrl-C: the routing search holds the GIL for
+    the whole solve, so it polls a Python limit, which lets the thread that takes Ctrl-C run and
+    stops the search once :meth:`interrupt` was called."""
+
+    stopped = False
+
+    def interrupt(self) -> None:
+        self.stopped = True
+
+    def _poll(self) -> bool:
+        return self.stopped
+
+    def search(self, routing: pywrapcp.RoutingModel, params: Any) -> Any:
+        self.stopped = False
+        routing.AddSearchMonitor(routing.solver().CustomLimit(self._poll))
+        return routing.SolveWithParameters(params)
+
+
+class RoutingTspSolver(StoppableRouting, ResidentSolver):
     def __init__(self, spec: TspRoutingSpec) -> None:
         self.n = spec.n
         self.sign = -1.0 if spec.sense == "max" else 1.0
@@ -223,8 +243,10 @@ class RoutingTspSolver(ResidentSolver):
         matrix, residual = self.integer_costs(cost)
         transit = routing.RegisterTransitMatrix(matrix.tolist())
         routing.SetArcCostEvaluatorOfAllVehicles(transit)
-        solution = routing.SolveWithParameters(self.params)
+        solution = self.search(routing, self.params)
         status = routing_enums_pb2.RoutingSearchStatus.Value.Name(routing.status())
+        if self.stopped:
+            return statuses.no_decision(statuses.INTERRUPTED, status)
         if solution is None:
             return statuses.no_decision(_ROUTING_FAILURE.get(status, statuses.ERROR), status)
         y = np.zeros((self.n, self.n))

@@ -56,7 +56,7 @@ from ..statuses import Outcome
 from .base import NO_DATA, Data, DataField, ModelSpec, ResidentSolver
 from .cpsat import CpSatSolver, CpSatSpec, cpsat_spec
 from .scaling import integer_costs, proven, scale_exponent
-from .tsp import edge_index
+from .tsp import StoppableRouting, edge_index
 
 METHODS = ("exact", "routing", "pyvrp")
 HEURISTIC_TIME_LIMIT = 1.0  # seconds per instance for a heuristic given neither time_limit nor iterations
@@ -281,7 +281,7 @@ _NO_ROUTES = {
 }
 
 
-class RoutingVrpSolver(VrpHeuristicSolver):
+class RoutingVrpSolver(StoppableRouting, VrpHeuristicSolver):
     """OR-Tools routing: one vehicle per allowed route, a capacity dimension; the model is built
     per instance (a resident routing model carries search state from one solve to the next)."""
 
@@ -308,7 +308,9 @@ class RoutingVrpSolver(VrpHeuristicSolver):
         routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitMatrix(arcs.tolist()))
         load = routing.RegisterUnaryTransitVector([0, *demands.tolist()])
         routing.AddDimensionWithVehicleCapacity(load, 0, [capacity] * vehicles, True, "load")
-        solution = routing.SolveWithParameters(self.params)
+        solution = self.search(routing, self.params)
+        if self.stopped:
+            return None, "INTERRUPTED", False
         word = routing_enums_pb2.RoutingSearchStatus.Value.Name(routing.status())
         if solution is None:
             return None, word, False
