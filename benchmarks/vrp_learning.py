@@ -25,7 +25,6 @@ iterations=EVAL_ITERATIONS)`` on the test set (the true optima by the same evalu
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 import warnings
@@ -39,12 +38,12 @@ from tqdm.auto import tqdm
 
 import idproj_or as ipo
 from idproj_or import data
+from vrp import CAPACITY, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "vrp_learning.json"
-DOC = ROOT / "docs" / "adapters" / "routing.md"
 BEGIN, END = "<!-- vrp_learning: begin -->", "<!-- vrp_learning: end -->"
-FEATURES, CAPACITY = 5, 30
+FEATURES = 5
 TRAIN_ITERATIONS, EVAL_ITERATIONS = 300, 2000
 
 
@@ -173,13 +172,8 @@ def main() -> None:
     res = run(args)
     text = table(res)
     print(text)
-    if args.dry:
-        return
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(res, indent=1) + "\n")
-    doc = DOC.read_text()
-    start, stop = doc.index(BEGIN) + len(BEGIN), doc.index(END)
-    DOC.write_text(doc[:start] + "\n" + text + "\n" + doc[stop:])
+    if not args.dry:
+        publish(res, text, OUT, BEGIN, END)
 
 
 if __name__ == "__main__":

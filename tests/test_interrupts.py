@@ -228,7 +228,11 @@ def test_ctrl_c_during_an_in_process_solve_interrupts_it_at_once(tmp_path, kind)
 
 @pytest.mark.parametrize("kind", ["cpsat", "SCIP", "knapsack"])
 def test_ctrl_c_during_a_pool_solve_stops_the_workers_and_leaves_no_process(tmp_path, kind):
-    lines, err, family, reaction = run(tmp_path, DURING_SOLVE, kind, "2")
+    check_pool_interrupt(*run(tmp_path, DURING_SOLVE, kind, "2"))
+
+
+def check_pool_interrupt(lines: list[str], err: str, family: set[int], reaction: float | None) -> None:
+    """What a Ctrl-C during a pool solve must do (the scenario's output, as :func:`run` reads it)."""
     workers = [int(p) for p in lines[0].split()[1:]]
     assert len(workers) == 2 and set(workers) <= family
     assert reaction is not None and reaction < 2.0, lines

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import idproj_or as ipo
-from tests.test_interrupts import DURING_SOLVE, HEADER, gone, run
+from tests.test_interrupts import DURING_SOLVE, HEADER, check_pool_interrupt, gone, run
 from tests.vrp_reference import check_solution
 
 METHODS = ("exact", "routing", "pyvrp")
@@ -84,16 +84,7 @@ def test_ctrl_c_during_an_in_process_vrp_solve_interrupts_it_at_once(tmp_path, m
 
 @pytest.mark.parametrize("method", METHODS)
 def test_ctrl_c_during_a_pool_vrp_solve_stops_the_workers_and_leaves_no_process(tmp_path, method):
-    lines, err, family, reaction = run(tmp_path, VRP_DURING_SOLVE, f"vrp-{method}", "2")
-    workers = [int(p) for p in lines[0].split()[1:]]
-    assert len(workers) == 2 and set(workers) <= family
-    assert reaction is not None and reaction < 2.0, lines
-    assert lines[-1] == "still works"  # a fresh pool solves the next batch
-    # the workers got the terminal's SIGINT too: no traceback, no solver chatter
-    assert "Traceback" not in err and err.strip() == "", err[-3000:]
-    # the fork server, the resource tracker and every worker end with the script
-    assert len(family) >= 4
-    assert gone(family)
+    check_pool_interrupt(*run(tmp_path, VRP_DURING_SOLVE, f"vrp-{method}", "2"))
 
 
 # --- Dask -----------------------------------------------------------------------------------------

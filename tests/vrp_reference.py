@@ -72,6 +72,15 @@ def set_partitions(items: Sequence[int]) -> Iterator[list[list[int]]]:
             yield [*partition[:k], [first, *partition[k]], *partition[k + 1 :]]
 
 
+def _instance(costs: np.ndarray, demands: Sequence[int], symmetric: bool) -> tuple[list[int], int, np.ndarray]:
+    """Integer demands, the number of customers and the ``(n + 1, n + 1)`` arc costs."""
+    demand_list = [int(d) for d in demands]
+    n = len(demand_list)
+    arc = edge_matrix(n, np.asarray(costs, dtype=float)) if symmetric else np.array(costs, dtype=float)
+    assert arc.shape == (n + 1, n + 1), arc.shape
+    return demand_list, n, arc
+
+
 def brute_force(
     costs: np.ndarray,
     demands: Sequence[int],
@@ -83,11 +92,7 @@ def brute_force(
 ) -> tuple[float | None, np.ndarray | None]:
     """The optimal objective value and one optimal decision, or ``(None, None)`` when no set of
     routes serves every customer within the capacity and the vehicle count."""
-    demands = [int(d) for d in demands]
-    n = len(demands)
-    costs = np.asarray(costs, dtype=float)
-    arc = edge_matrix(n, costs) if symmetric else costs.copy()
-    assert arc.shape == (n + 1, n + 1), arc.shape
+    demands, n, arc = _instance(costs, demands, symmetric)
     better = (lambda a, b: a > b) if sense == "max" else (lambda a, b: a < b)
     block_best: dict[tuple[int, ...], tuple[float, tuple[int, ...]] | None] = {}
 
@@ -211,10 +216,8 @@ def dp_optimum(
     problem as :func:`brute_force`, for up to ~12 customers): Held-Karp gives each subset's best
     route, then routes are added one at a time, each containing the lowest customer not yet
     served. None when infeasible."""
-    demands = np.asarray([int(d) for d in demands], dtype=np.int64)
-    n = len(demands)
-    arc = edge_matrix(n, costs) if symmetric else np.array(costs, dtype=float)
-    assert arc.shape == (n + 1, n + 1), arc.shape
+    demand_list, n, arc = _instance(costs, demands, symmetric)
+    demands = np.asarray(demand_list, dtype=np.int64)
     sign = -1.0 if sense == "max" else 1.0
     arc = sign * arc
     full = 1 << n
