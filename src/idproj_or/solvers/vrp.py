@@ -39,6 +39,7 @@ routing within its budget is ``"time_limit"``.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import itertools
 import math
@@ -235,6 +236,7 @@ class VrpHeuristicSolver(ResidentSolver):
         scaled = integer_costs(shifted, exponent)
         return scaled.coeffs * self.off_diagonal, (scaled.residual + lost) * self.off_diagonal
 
+    @abc.abstractmethod
     def routes(
         self, arcs: np.ndarray, demands: np.ndarray, capacity: int, time_limit: float | None
     ) -> tuple[list[list[int]] | None, str, bool]:
