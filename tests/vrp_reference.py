@@ -6,6 +6,10 @@ Nodes 0..n, node 0 the depot, customers 1..n. Symmetric costs are edge costs in 
 edge (2 on the depot edge of a route ``0 -> i -> 0``). Asymmetric costs are an ``(n + 1, n + 1)``
 arc matrix (diagonal ignored); a decision is the 0/1 arc matrix of the routes.
 
+With time windows (``windows`` ``(n + 1, 2)``, ``service`` ``(n + 1,)``, ``travel`` ``(n + 1, n +
+1)``, the depot first), a route leaves the depot at ``e_0 + s_0`` at the earliest, starts each
+customer's service at ``max(arrival, e_i)``, which must be at most ``l_i``, and is back by ``l_0``.
+
 The optimum enumerates every set partition of the customers into routes (each block within the
 capacity, at most ``n_vehicles`` blocks) and the best order of each block over all permutations
 (memoised per block): fast enough up to 7 customers.
@@ -60,6 +64,24 @@ def objective(costs: np.ndarray, decision: np.ndarray, symmetric: bool) -> float
     return float((c * np.asarray(decision, dtype=float)).sum())
 
 
+Timing = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def on_time(path: Sequence[int], timing: Timing | None) -> bool:
+    """Whether the route ``path`` (customers in order) meets every window, leaving as early as
+    it can (waiting is allowed, so leaving later never helps)."""
+    if timing is None:
+        return True
+    windows, service, travel = (np.asarray(a, dtype=np.int64) for a in timing)
+    now, here = int(windows[0, 0]), 0
+    for node in path:
+        now = max(now + int(service[here]) + int(travel[here, node]), int(windows[node, 0]))
+        if now > windows[node, 1]:
+            return False
+        here = node
+    return now + int(service[here]) + int(travel[here, 0]) <= windows[0, 1]
+
+
 def set_partitions(items: Sequence[int]) -> Iterator[list[list[int]]]:
     """Every partition of ``items`` into non-empty blocks (each exactly once)."""
     if not items:
@@ -89,6 +111,7 @@ def brute_force(
     *,
     symmetric: bool = True,
     sense: str = "min",
+    timing: Timing | None = None,
 ) -> tuple[float | None, np.ndarray | None]:
     """The optimal objective value and one optimal decision, or ``(None, None)`` when no set of
     routes serves every customer within the capacity and the vehicle count."""
@@ -103,6 +126,8 @@ def brute_force(
             else:
                 found: tuple[float, tuple[int, ...]] | None = None
                 for perm in itertools.permutations(block):
+                    if not on_time(perm, timing):
+                        continue
                     path = (0, *perm, 0)
                     value = sum(arc[a, b] for a, b in itertools.pairwise(path))
                     if found is None or better(value, found[0]):
@@ -138,10 +163,12 @@ def check_solution(
     n_vehicles: int | None = None,
     *,
     symmetric: bool = True,
+    timing: Timing | None = None,
 ) -> list[list[int]]:
     """The routes of ``decision`` (customers in visiting order from the depot); AssertionError
     unless it is a feasible CVRP solution: integral, every customer visited exactly once by a
-    route from and back to the depot, each route within the capacity, at most ``n_vehicles``."""
+    route from and back to the depot, each route within the capacity, at most ``n_vehicles``,
+    and on time (a symmetric decision's route in one of its two directions)."""
     demands = [int(d) for d in demands]
     n = len(demands)
     y = np.asarray(decision, dtype=float)
@@ -200,6 +227,9 @@ def check_solution(
         assert load <= capacity, f"route {route} carries {load} > capacity {capacity}"
     if n_vehicles is not None:
         assert len(routes) <= n_vehicles, f"{len(routes)} routes > n_vehicles={n_vehicles}: {routes}"
+    for route in routes:
+        directions = (route, route[::-1]) if symmetric else (route,)
+        assert any(on_time(r, timing) for r in directions), f"route {route} misses a time window"
     return routes
 
 

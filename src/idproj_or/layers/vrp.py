@@ -27,10 +27,12 @@ class VRPLayer(OptLayer):
     arcs of the routes. ``projection="auto"`` uses the customers' degree equalities.
 
     Per-instance data: ``layer(costs, demands=d, capacity=q)``, ``d`` of shape ``(n,)`` or
-    ``(B, n)`` and ``q`` of shape ``()`` or ``(B,)``, integers; the constructor's otherwise. An
-    instance that no routing can serve is ``"infeasible"`` (its solver status says why:
-    ``DEMAND_ABOVE_CAPACITY``, ``DEMAND_ABOVE_FLEET_CAPACITY``, or the exact solver's
-    ``INFEASIBLE``), handled as ``on_failure`` says.
+    ``(B, n)`` and ``q`` of shape ``()`` or ``(B,)``, integers; the constructor's otherwise. A
+    layer built with time windows also takes ``time_windows``, ``service_times`` and
+    ``travel_times`` per instance. An instance that no routing can serve is ``"infeasible"``
+    (its solver status says why: ``DEMAND_ABOVE_CAPACITY``, ``DEMAND_ABOVE_FLEET_CAPACITY``,
+    ``EMPTY_TIME_WINDOW``, ``TIME_WINDOW_UNREACHABLE``, or the exact solver's ``INFEASIBLE``),
+    handled as ``on_failure`` says.
 
     Args:
         n_customers: number of customers ``n`` (>= 1).
@@ -47,6 +49,13 @@ class VRPLayer(OptLayer):
         iterations: the heuristics' budget: OR-Tools' solution limit, PyVRP's iterations. With
             it, and no ``time_limit``, results are the same on every run, serial or in workers;
             with neither, a heuristic runs 1 s per instance.
+        time_windows: ``(n + 1, 2)`` integers, the depot first: node ``i``'s service starts in
+            ``[e_i, l_i]`` (a vehicle arriving early waits); routes leave the depot at or after
+            ``e_0`` and are back by ``l_0``. None (default): no times.
+        service_times: ``n + 1`` integers, each node's service time (the depot's is spent
+            before leaving); default 0. Only with ``time_windows``.
+        travel_times: ``(n + 1, n + 1)`` integers, the time from ``i`` to ``j``; needed with
+            ``time_windows`` (the costs are what is learnt; the times are data).
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
             ``executor_workers``, ``time_limit``, ``on_failure``, ``generator`` (see
             :mod:`idproj_or.options`).
@@ -70,6 +79,9 @@ class VRPLayer(OptLayer):
         sense: Sense = "min",
         seed: int = 0,
         iterations: int | None = None,
+        time_windows: Any = None,
+        service_times: Any = None,
+        travel_times: Any = None,
         **options: Unpack[LayerOptions],
     ) -> None:
         spec = vrp_spec(
@@ -82,6 +94,9 @@ class VRPLayer(OptLayer):
             sense=sense,
             seed=seed,
             iterations=iterations,
+            time_windows=time_windows,
+            service_times=service_times,
+            travel_times=travel_times,
             where=type(self).__name__,
         )
         super().__init__(spec, **options)
