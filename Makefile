@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tsp_solvers.py
 	$(BIN)/python benchmarks/mathopt.py
 	$(BIN)/python benchmarks/vrp.py
-	$(BIN)/python benchmarks/vrp_learning.py --train 200 --test 100 --epochs 3 --seeds 1
+	$(BIN)/python benchmarks/vrp_learning.py
 
 # The paper's experiments (examples/paper/, cached under benchmarks/results/paper/), then docs/paper.md
 paper: $(STAMP)
