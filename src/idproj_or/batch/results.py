@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..solvers.base import ChunkResult
+from ..solvers.certificate import BOX_CERTIFICATE, Certified
 from ..statuses import FEASIBLE, NOT_SOLVED, OPTIMAL, SOLVED, cause
 
 
@@ -149,3 +150,30 @@ def unattempted(costs: np.ndarray) -> ChunkResult:
     """A chunk of instances not attempted (after a failure, with ``stop_at_failure``)."""
     n = len(costs)
     return ChunkResult(np.full_like(costs, np.nan), [NOT_SOLVED] * n, [""] * n, np.zeros(n))
+
+
+def certified(cert: Certified, inner: BatchResult | None, rest: np.ndarray, shape: tuple[int, ...]) -> BatchResult:
+    """One batch's result from the rows the box certificate decided and ``inner``, the solved
+    ``rest`` (None: none)."""
+    n = shape[0]
+    sols = np.full(shape, np.nan)
+    sols[cert.mask] = cert.x
+    status = np.full(n, OPTIMAL, dtype=object)
+    words = np.full(n, BOX_CERTIFICATE, dtype=object)
+    times = np.full(n, cert.seconds / n)
+    fixed = np.full(n, np.nan)
+    fixed[cert.mask] = cert.fixed
+    errors = np.zeros(n)
+    bound = np.full(n, np.nan)
+    bound[cert.mask] = cert.bound
+    mode = "serial"
+    if inner is not None:
+        sols[rest], fixed[rest], errors[rest], bound[rest] = (
+            inner.solutions,
+            inner.fixed,
+            inner.scaling_error,
+            inner.bound,
+        )
+        status[rest], words[rest], times[rest] = inner.status, inner.solver_status, inner.wall_time
+        mode = inner.mode
+    return BatchResult(sols, tuple(status.tolist()), tuple(words.tolist()), times, mode, fixed, errors, bound)

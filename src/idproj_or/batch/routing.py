@@ -22,7 +22,7 @@ from ..statuses import SOLVED
 from .interrupts import run_in_process
 from .pool import discard_pool, get_pool, may_start_pool
 from .resident import Task, remote_chunk
-from .results import BatchResult, gather, unattempted
+from .results import BatchResult, certified, gather, unattempted
 
 # Target seconds of solving per pool chunk, and chunks per worker at most (load balance: solve
 # times are heavy-tailed, and a free worker takes the next chunk; a round trip costs ~1 ms).
@@ -82,6 +82,7 @@ class BatchSolver:
                 "script, which pool workers do not run; define it in an importable module"
             )
         self.payload = pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+        self.box = spec.box
         self.key = hashlib.sha256(self.payload).hexdigest()
         self.on_caller_thread = spec.on_caller_thread
         self.workers = workers
@@ -132,9 +133,26 @@ class BatchSolver:
     ) -> BatchResult:
         """Decisions for the rows of ``costs`` with ``data``'s rows (field -> ``(B, ...)``); with
         ``stop_at_failure`` the rows after a failed one (within its chunk) are not attempted;
-        with ``duals`` the backends that know them report duals (:class:`BatchInfo`)."""
+        with ``duals`` the backends that know them report duals (:class:`BatchInfo`). The rows
+        that the spec's box certificate decides (:mod:`idproj_or.solvers.certificate`) are not
+        sent to a solver."""
+        data = dict(data or {})
+        if self.box is None or duals:
+            return self._solve(costs, data, stop_at_failure, duals)
+        cert = self.box.certify(costs, data)
+        if not cert.mask.any():
+            return self._solve(costs, data, stop_at_failure, duals)
+        rest = np.flatnonzero(~cert.mask)
+        inner = (
+            self._solve(costs[rest], {k: v[rest] for k, v in data.items()}, stop_at_failure, duals)
+            if len(rest)
+            else None
+        )
+        return certified(cert, inner, rest, costs.shape)
+
+    def _solve(self, costs: np.ndarray, data: Data, stop_at_failure: bool, duals: bool) -> BatchResult:
         n = len(costs)
-        task = Task(costs, dict(data or {}), self.time_limit, stop_at_failure, duals)
+        task = Task(costs, data, self.time_limit, stop_at_failure, duals)
         stop = stop_at_failure
         if self.executor is not None and self.route != "serial":
             parallel = self.executor_workers or max(1, self.executor.submit(_cluster_threads).result())

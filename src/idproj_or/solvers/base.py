@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -264,6 +264,9 @@ class ModelSpec(abc.ABC):
     resident_solver: ClassVar[type[ResidentSolver]]
     # The per-instance data the spec accepts (a dataclass field in specs that take data).
     fields: tuple[DataField, ...] = ()
+    # A linear model's box certificate (idproj_or.solvers.certificate.LinearBox), checked by the
+    # caller before any solve; None: none.
+    box: Any = None
 
     def build(self) -> ResidentSolver:
         """Rebuild the model and its solver (once per worker)."""

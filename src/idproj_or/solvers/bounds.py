@@ -16,12 +16,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..checks import _flatten
 from .base import Data, DataField, ModelSpec
+
+if TYPE_CHECKING:
+    from .certificate import LinearBox
 
 LOWER, UPPER, BOTH = 0, 1, 2
 # solver_status of an instance whose data puts a lower bound above an upper one: infeasible
@@ -54,14 +57,16 @@ class BoundField:
 class DeclaredSpec(ModelSpec):
     """What the spec of every declared model (CP-SAT, pywraplp, MathOpt, model_builder) holds
     beside its backend's fields, keyword-only: the model's own objective, ``own(x) =
-    sum(own_coeffs * x[own_vars]) + own_offset`` (kept), and the per-instance bounds of named
-    constraints and variables with the data they take."""
+    sum(own_coeffs * x[own_vars]) + own_offset`` (kept), the per-instance bounds of named
+    constraints and variables with the data they take, and the model as the box certificate
+    reads it (:mod:`idproj_or.solvers.certificate`; None: not a plain linear model)."""
 
     own_vars: tuple[int, ...] = dataclasses.field(default=(), kw_only=True)
     own_coeffs: tuple[float, ...] = dataclasses.field(default=(), kw_only=True)
     own_offset: float = dataclasses.field(default=0.0, kw_only=True)
     bounds: tuple[BoundField, ...] = dataclasses.field(default=(), kw_only=True)
     fields: tuple[DataField, ...] = dataclasses.field(default=(), kw_only=True)
+    box: LinearBox | None = dataclasses.field(default=None, kw_only=True)
 
 
 def side_of(lower: float, upper: float, *, low_inf: float, high_inf: float) -> int:

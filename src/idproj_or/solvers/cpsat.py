@@ -27,6 +27,7 @@ from ..checks import Declared, Sense, resolve_sense
 from ..statuses import Outcome
 from .base import NO_DATA, Data, DataField, ResidentSolver, dense_rows, repeat_rows
 from .bounds import INFEASIBLE_BOUNDS, UPPER, BoundField, Bounds, Change, DeclaredSpec, bound_fields, side_of
+from .certificate import cpsat_box
 from .scaling import integer_costs, proven, scale_exponent, scaling_error, sum_error
 
 
@@ -303,6 +304,7 @@ def cpsat_spec(model: cp_model.CpModel, declared: Declared) -> CpSatSpec:
         own_offset=offset,
         bounds=bounds,
         fields=tuple(_data_field(proto, f, literal_vars(proto)) for f in bounds),
+        box=cpsat_box(clean.proto, index.tolist(), terms, offset, resolved, bounds),
     )
 
 
