@@ -486,7 +486,9 @@ def test_forty_cpsat_layers_stay_resident_in_a_thread(monkeypatch):
         x = [m.new_bool_var(f"x{j}") for j in range(4)]
         m.add(sum(x) <= 1 + i % 3)
         m.add(sum((j + 1) * v for j, v in enumerate(x)) <= 3 + i)  # distinct models
-        layers.append(ipo.CpSatLayer(m, x, sense="max"))
+        layer = ipo.CpSatLayer(m, x, sense="max")
+        layer._handle.batch.box = None  # every batch must reach a resident solver
+        layers.append(layer)
     costs = batch(2, n=4)
     counts = []
     outputs: dict[int, torch.Tensor] = {}
