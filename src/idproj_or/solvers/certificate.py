@@ -101,9 +101,9 @@ class LinearBox:
         return sparse.csr_array((np.ones(n), (self.var_index, np.arange(n))), shape=(len(self.low), n))
 
     @functools.cached_property
-    def parts(self) -> tuple[sparse.csr_array, sparse.csr_array]:
-        """The matrix's positive and negative coefficients."""
-        return self.matrix.maximum(0).tocsr(), self.matrix.minimum(0).tocsr()
+    def parts(self) -> tuple[sparse.csr_array, sparse.csr_array, sparse.csr_array]:
+        """The matrix's positive and negative coefficients, and their magnitudes."""
+        return self.matrix.maximum(0).tocsr(), self.matrix.minimum(0).tocsr(), abs(self.matrix).tocsr()
 
     def _instance_bounds(self, data: Data, batch: int) -> tuple[np.ndarray, ...]:
         """Per-instance ``(B, v)`` variable and ``(B, m)`` row bounds after the data."""
@@ -138,14 +138,14 @@ class LinearBox:
         floor = np.where(np.isfinite(low), low, np.where(np.isfinite(high), high, 0.0))
         x = np.where(signed > 0, low, np.where(signed < 0, high, floor))
         x_min, x_max = np.where(free, low, x), np.where(free, high, x)
-        positive, negative = self.parts
+        positive, negative, magnitude = self.parts
         with np.errstate(invalid="ignore"):  # inf - inf: a free variable in a row, not certified
             act_min = (positive @ x_min.T + negative @ x_max.T).T
             act_max = (positive @ x_max.T + negative @ x_min.T).T
         if self.integral:  # exact while every partial sum stays below 2^52
             slack_low = slack_high = 0.0
             reach = np.maximum(np.abs(x_min), np.abs(x_max))
-            exact = (abs(positive - negative) @ reach.T).T.max(axis=1, initial=0.0) <= EXACT_LIMIT
+            exact = (magnitude @ reach.T).T.max(axis=1, initial=0.0) <= EXACT_LIMIT
             exact &= (np.abs(np.where(np.isfinite(row_low), row_low, 0.0)) <= EXACT_LIMIT).all(axis=1)
             exact &= (np.abs(np.where(np.isfinite(row_high), row_high, 0.0)) <= EXACT_LIMIT).all(axis=1)
         else:
