@@ -154,18 +154,21 @@ def train(task: Task, step: Callable[..., torch.Tensor], epochs: list[int], seed
     return {"regret": regret, "seconds_per_epoch": seconds / max(epochs)}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, done: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Every method on every seed; ``done`` receives the results after each seed."""
     warnings.simplefilter("ignore", ipo.SolverWarning)
     methods: dict[str, Callable[[Task], Callable[..., torch.Tensor]]] = {
         f"ours {rule}": (lambda task, rule=rule: ours(task, rule)) for rule in ("identity", "spo+", "dbb", "pfy")
     }
     methods["PyEPO SPO+ (Gurobi RCI)"] = pyepo_spo
-    out: dict[str, Any] = {"setting": vars(args), "runs": {}, "heuristic_gap": []}
+    out: dict[str, Any] = {"setting": {**vars(args), "seeds": []}, "runs": {}, "heuristic_gap": []}
     for seed in args.seeds:
         task = Task(args.customers, seed, args.train, args.test)
         out["heuristic_gap"].append(task.heuristic_gap())
         for name, make in tqdm(methods.items(), desc=f"seed {seed}"):
             out["runs"].setdefault(name, []).append(train(task, make(task), args.epochs, seed))
+        out["setting"]["seeds"].append(seed)
+        done(out)
     return out
 
 
@@ -201,11 +204,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--dry", action="store_true", help="print the table, write nothing")
     args = parser.parse_args()
-    res = run(args)
-    text = table(res)
-    print(text)
-    if not args.dry:
-        publish(res, text, OUT, BEGIN, END)
+
+    def done(res: dict[str, Any]) -> None:
+        # Published after each seed, so that a long run cut short keeps its finished seeds.
+        text = table(res)
+        print(text, flush=True)
+        if not args.dry:
+            publish(res, text, OUT, BEGIN, END)
+
+    run(args, done)
 
 
 if __name__ == "__main__":
