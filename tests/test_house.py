@@ -60,6 +60,7 @@ def _imports(path: Path) -> list[str]:
 # its task, the results) knows nothing of where batches are routed.
 BATCH_LAYERS = {
     "results": 0,
+    "warm": 0,
     "resident": 0,
     "forkserver": 0,
     "interrupts": 1,

@@ -333,9 +333,13 @@ class OptDataset(torch.utils.data.Dataset):
         items = (self.features[i], self.costs[i], self.solutions[i], self.objectives[i])
         return (*items, self.data_of(i)) if self.data else items
 
-    def data_of(self, index: int | slice | np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
-        """The data of the instances at ``index``, to pass on as ``layer(costs, **data)``."""
-        return {name: values[index] for name, values in self.data.items()}
+    def data_of(self, index: int | slice | np.ndarray | torch.Tensor, *, ids: bool = False) -> dict[str, torch.Tensor]:
+        """The data of the instances at ``index``, to pass on as ``layer(costs, **data)``; with
+        ``ids=True`` also their indices as ``ids`` (the instance ids of warm starts)."""
+        out = {name: values[index] for name, values in self.data.items()}
+        if ids:
+            out["ids"] = torch.arange(len(self.features))[index]
+        return out
 
     def subset(self, index: slice | np.ndarray | torch.Tensor) -> OptDataset:
         """The instances at ``index`` (e.g. ``slice(0, 1000)``) as a new data set."""

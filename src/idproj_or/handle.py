@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .batch import BatchInfo, BatchSolver, is_dask_executor
+from .batch.warm import WarmStates
 from .errors import SolverError, SolverWarning, user_stacklevel
 from .options import ON_FAILURE, ROUTES, OnFailure, Route
 from .solvers.base import DataField, ModelSpec, invariance_basis
@@ -71,7 +72,7 @@ def _check_executor(executor: Any, workers: int | None, executor_workers: int | 
 
 
 # Keywords of the layers' and rules' forward and solve: no data field may take them ("ids":
-# kept for the instance ids of warm starts).
+# the instance ids of warm starts, which travel with the data).
 RESERVED_NAMES = frozenset({"costs", "pred_cost", "true_cost", "true_sol", "true_obj", "duals", "ids", "self"})
 
 
@@ -83,6 +84,42 @@ def check_field_names(fields: tuple[DataField, ...], *, where: str) -> None:
                 f"{where}: data name {name!r} must be a Python identifier, used once, and none of "
                 f"{', '.join(sorted(RESERVED_NAMES))} (it becomes a keyword of the layer's call)"
             )
+
+
+# Instance ids are exact in the float64 data channel below this.
+IDS_LIMIT = 2**53
+
+
+def check_ids(value: Any, batch: int, *, where: str) -> torch.Tensor:
+    """Instance ids as a ``(batch,)`` float64 tensor (the data channel's dtype, exact below
+    2^53): integers, one per instance, distinct, in ``[0, 2^53)``; otherwise a ValueError."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"{where}: ids must be a 1-d sequence of ints, got {type(value).__name__}") from None
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex() or t.dtype not in _REAL_DTYPES:
+        raise ValueError(f"{where}: ids must hold integers (one id per instance), got dtype {t.dtype}")
+    if tuple(t.shape) != (batch,):
+        raise ValueError(
+            f"{where}: ids must have shape ({batch},), one per instance of the batch, got {tuple(t.shape)}"
+        )
+    ids = t.to(torch.int64)
+    bad = (ids < 0) | (ids >= IDS_LIMIT)
+    if bad.any():
+        k = int(torch.nonzero(bad)[0])
+        raise ValueError(f"{where}: ids[{k}] = {int(ids[k])} is out of range: ids are integers in [0, 2**53)")
+    unique, counts = torch.unique(ids, return_counts=True)
+    if len(unique) < batch:
+        i = int(unique[counts > 1][0])
+        at = torch.nonzero(ids == i).flatten().tolist()
+        raise ValueError(
+            f"{where}: id {i} appears more than once in the batch (at {at}); each instance of a batch "
+            "needs its own id (e.g. its index in the dataset)"
+        )
+    return ids.to(torch.float64)
 
 
 def _check_route(route: Any, workers: int | None, *, where: str) -> None:
@@ -114,6 +151,7 @@ class SolveHandle:
         executor_workers: int | None = None,
         time_limit: float | None = None,
         on_failure: OnFailure = "raise",
+        warm_start: bool | None = None,
     ) -> None:
         _positive_int_or_none(workers, where=name, name="workers")
         _positive_int_or_none(executor_workers, where=name, name="executor_workers")
@@ -133,6 +171,13 @@ class SolveHandle:
                 )
         if on_failure not in ON_FAILURE:
             raise ValueError(f"{name}: on_failure={on_failure!r} must be one of {', '.join(map(repr, ON_FAILURE))}")
+        if warm_start not in (None, True, False):
+            raise ValueError(f"{name}: warm_start={warm_start!r} must be None (the backend's default), True or False")
+        if warm_start and spec.warm_start is None:
+            raise ValueError(
+                f"{name}: warm_start=True is not supported: its solver takes no start (an exact chunk "
+                "solver, or a backend without hints or bases)"
+            )
         check_field_names(spec.fields, where=name)
         self.name = name
         self.spec = spec
@@ -143,6 +188,11 @@ class SolveHandle:
         self.size = math.prod(self.shape)
         self.sense = spec.sense
         self.on_failure: OnFailure = on_failure
+        # Warm starts: on where the backend's measured default says so, unless set; an explicit
+        # True makes ids required in every forward.
+        self.warm_start = bool(spec.warm_start) if warm_start is None else warm_start
+        self.ids_required = warm_start is True
+        self.states = WarmStates()
         self.batch = BatchSolver(
             spec,
             workers=workers,
@@ -163,11 +213,13 @@ class SolveHandle:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_local"]
+        state["states"] = None  # a cache: a copy starts cold
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
+        self.states = WarmStates()
 
     @property
     def last_info(self) -> BatchInfo | None:
@@ -258,6 +310,7 @@ class SolveHandle:
         """Solve ``spec`` from now on (same shape and sense), keeping the routing options."""
         old = self.batch
         self.spec = spec
+        self.states.clear()  # states of the old model
         self.batch = BatchSolver(
             spec,
             workers=old.workers,
@@ -279,6 +332,9 @@ class SolveHandle:
         fields = self.fields
         out: dict[str, torch.Tensor] = {}
         for name, value in data.items():
+            if name == "ids":
+                out[name] = check_ids(value, batch, where=self.name)
+                continue
             field = fields.get(name)
             if field is None:
                 known = ", ".join(fields) if fields else "none: this layer was declared without data"
@@ -380,7 +436,8 @@ class SolveHandle:
         duals: bool = False,
     ) -> np.ndarray:
         """Decisions for the solver's costs ``z`` (rows) with the per-instance ``data`` (field
-        -> ``(B, ...)``, from :meth:`check_data`); ``raw`` are the costs the caller passed
+        -> ``(B, ...)``, from :meth:`check_data`; its ``"ids"``, when given, are the instance
+        ids of warm starts); ``raw`` are the costs the caller passed
         (before projection and noise), checked for non-finite entries and used for the reported
         objective. Rows without a decision are NaN with ``on_failure="nan"``; with ``"raise"``
         the first one raises :class:`SolverError`. ``basis_version``: that of the "auto" basis
@@ -391,10 +448,15 @@ class SolveHandle:
         if not same:
             self._check_finite(z, what="solver costs")
         data = dict(data or {})
+        ids = data.pop("ids", None)
         self._check_data_values(data)
         self.sync()
         self.check_basis(basis_version)
-        result = self.batch.solve(z, data=data, stop_at_failure=self.on_failure == "raise", duals=duals)
+        keys = None if ids is None or not self.warm_start else ids.astype(np.int64)
+        warm = None if keys is None else self.states.rows(keys)
+        result = self.batch.solve(z, data=data, stop_at_failure=self.on_failure == "raise", duals=duals, warm=warm)
+        if keys is not None:
+            self.states.keep(keys, result.warm)
         sols = result.solutions + 0.0  # -0.0 from LP solvers reads as 0
         objective = np.einsum("ij,ij->i", raw, sols) + result.fixed
         info = BatchInfo(

@@ -33,6 +33,11 @@
                      ``last_info`` says why
 ``generator``        ``torch.Generator`` for the noise and a rule's perturbations, or None (the
                      global RNG); anything else is a ValueError at construction
+``warm_start``       None (default): the backend's measured default; True / False: warm starts
+                     on / off. On, a call with ``ids=`` (each instance's index in the dataset;
+                     ``fit`` passes them) starts each instance's solve from what its previous
+                     solve left (docs/warm_start.md); True makes ``ids=`` required in every
+                     forward, and is a ValueError where the solver takes no start
 ==================== =======================================================================
 
 Gradient rules (:mod:`idproj_or.rules`) over an existing layer take ``projection``, ``noise``
@@ -80,6 +85,7 @@ class LayerOptions(CostOptions, total=False):
     executor_workers: int | None
     time_limit: float | None
     on_failure: OnFailure
+    warm_start: bool | None
 
 
 class RuleOptions(CostOptions, total=False):
@@ -99,6 +105,7 @@ DEFAULTS: LayerOptions = {
     "time_limit": None,
     "on_failure": "raise",
     "generator": None,
+    "warm_start": None,
 }
 
 

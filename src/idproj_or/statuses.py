@@ -45,7 +45,8 @@ class Outcome(NamedTuple):
     user's units (NaN when it gives none); with duals requested, ``duals`` (one per constraint
     of the model, in the backend's order: d objective / d right-hand side), ``reduced_costs``
     (one per cost entry) and ``binding`` (per constraint: tight at the decision), None when the
-    backend has none."""
+    backend has none; with warm starts requested, ``warm``: what the backend keeps of this solve
+    to start the instance's next one from (e.g. every variable's value), None otherwise."""
 
     x: np.ndarray | None
     status: str
@@ -56,6 +57,7 @@ class Outcome(NamedTuple):
     duals: np.ndarray | None = None
     reduced_costs: np.ndarray | None = None
     binding: np.ndarray | None = None
+    warm: np.ndarray | None = None
 
 
 def no_decision(status: str, solver_status: str) -> Outcome:

@@ -133,7 +133,8 @@ def fit(
         predictor: maps ``(B, p)`` features to ``(B, *layer.shape)`` (or flat) costs.
         layer: the optimisation layer (its projection and noise apply in training).
         train: training data (:func:`idproj_or.data.solve_dataset`); its per-instance ``data``
-            goes to the layer with each batch.
+            goes to the layer with each batch, and the instances' indices as ``ids=`` (warm
+            starts).
         test: test data, for the normalized regret.
         loss: ``"regret"`` or ``"hamming"`` (see :func:`decision_loss`).
         epochs: passes over ``train``.
@@ -181,7 +182,8 @@ def fit(
             epoch_regret = 0.0
             for index in _batches(len(train), batch_size, generator):
                 x, c, w, z = train[index][:4]
-                y = layer(predictor(x).reshape(len(x), *layer.shape), **train.data_of(index))
+                # ids: each instance starts from its previous solve (where the layer warm-starts)
+                y = layer(predictor(x).reshape(len(x), *layer.shape), **train.data_of(index, ids=True))
                 value = decision_loss(loss, y, c, w, sense=layer.sense)
                 optimizer.zero_grad()
                 value.backward()

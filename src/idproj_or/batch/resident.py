@@ -61,21 +61,30 @@ def resident_count() -> int:
 
 class Task(NamedTuple):
     """A chunk of instances and how to solve them: ``costs`` ``(B, n)``, ``data`` (field ->
-    ``(B, ...)``), the time limit per instance, whether to stop at the first failure, and
-    whether to report duals (:meth:`ResidentSolver.solve_many`)."""
+    ``(B, ...)``), the time limit per instance, whether to stop at the first failure, whether to
+    report duals, and the instances' warm states (None: no warm start;
+    :meth:`ResidentSolver.solve_many`)."""
 
     costs: np.ndarray
     data: Data
     time_limit: float | None
     stop: bool
     duals: bool = False
+    warm: np.ndarray | None = None
 
     def rows(self, a: int, b: int) -> Task:
-        return self._replace(costs=self.costs[a:b], data={k: v[a:b] for k, v in self.data.items()})
+        warm = None if self.warm is None else self.warm[a:b]
+        return self._replace(costs=self.costs[a:b], data={k: v[a:b] for k, v in self.data.items()}, warm=warm)
 
     def run(self, solver: ResidentSolver, cancel: threading.Event | None = None) -> ChunkResult:
         return solver.solve_many(
-            self.costs, self.time_limit, data=self.data, duals=self.duals, stop_at_failure=self.stop, cancel=cancel
+            self.costs,
+            self.time_limit,
+            data=self.data,
+            duals=self.duals,
+            stop_at_failure=self.stop,
+            cancel=cancel,
+            warm=self.warm,
         )
 
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..solvers.base import ChunkResult
-from ..solvers.certificate import BOX_CERTIFICATE, Certified
+from ..solvers.certificate import Certified
 from ..statuses import FEASIBLE, NOT_SOLVED, OPTIMAL, SOLVED, cause
 
 
@@ -103,6 +103,7 @@ class BatchResult:
     duals: np.ndarray | None = None
     reduced_costs: np.ndarray | None = None
     binding: np.ndarray | None = None
+    warm: np.ndarray | None = None  # (B, s) states to keep (NaN rows: none); None: not requested
 
     @property
     def solved(self) -> np.ndarray:
@@ -126,7 +127,7 @@ def gather(chunks: list[ChunkResult], mode: str) -> BatchResult:
     errors = np.concatenate([np.zeros(len(c.status)) if c.scaling_error is None else c.scaling_error for c in chunks])
     bound = np.concatenate([np.full(len(c.status), np.nan) if c.bound is None else c.bound for c in chunks])
     solved = _solved(status)
-    extras = (_stack(chunks, f) for f in ("duals", "reduced_costs", "binding"))
+    extras = (_stack(chunks, f) for f in ("duals", "reduced_costs", "binding", "warm"))
     return BatchResult(sols, status, words, times, mode, np.where(solved, fixed, np.nan), errors, bound, *extras)
 
 
@@ -152,20 +153,22 @@ def unattempted(costs: np.ndarray) -> ChunkResult:
     return ChunkResult(np.full_like(costs, np.nan), [NOT_SOLVED] * n, [""] * n, np.zeros(n))
 
 
-def certified(cert: Certified, inner: BatchResult | None, rest: np.ndarray, shape: tuple[int, ...]) -> BatchResult:
-    """One batch's result from the rows the box certificate decided and ``inner``, the solved
-    ``rest`` (None: none)."""
+def certified(
+    decided: list[tuple[Certified, np.ndarray]], inner: BatchResult | None, rest: np.ndarray, shape: tuple[int, ...]
+) -> BatchResult:
+    """One batch's result from the rows that certificates decided (each with the batch rows it
+    decided) and ``inner``, the solved ``rest`` (None: none)."""
     n = shape[0]
     sols = np.full(shape, np.nan)
-    sols[cert.mask] = cert.x
     status = np.full(n, OPTIMAL, dtype=object)
-    words = np.full(n, BOX_CERTIFICATE, dtype=object)
-    times = np.full(n, cert.seconds / n)
+    words = np.full(n, "", dtype=object)
+    times = np.zeros(n)
     fixed = np.full(n, np.nan)
-    fixed[cert.mask] = cert.fixed
     errors = np.zeros(n)
     bound = np.full(n, np.nan)
-    bound[cert.mask] = cert.bound
+    for cert, rows in decided:
+        sols[rows], fixed[rows], bound[rows], words[rows] = cert.x, cert.fixed, cert.bound, cert.word
+        times[rows] = cert.seconds / len(rows)
     mode = "serial"
     if inner is not None:
         sols[rest], fixed[rest], errors[rest], bound[rest] = (
@@ -176,4 +179,10 @@ def certified(cert: Certified, inner: BatchResult | None, rest: np.ndarray, shap
         )
         status[rest], words[rest], times[rest] = inner.status, inner.solver_status, inner.wall_time
         mode = inner.mode
-    return BatchResult(sols, tuple(status.tolist()), tuple(words.tolist()), times, mode, fixed, errors, bound)
+    warm = None
+    if inner is not None and inner.warm is not None:  # the decided rows keep their states
+        warm = np.full((n, inner.warm.shape[1]), np.nan)
+        warm[rest] = inner.warm
+    return BatchResult(
+        sols, tuple(status.tolist()), tuple(words.tolist()), times, mode, fixed, errors, bound, warm=warm
+    )

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import WorkerError
 from ..options import Route
 from ..solvers.base import ChunkResult, Data, ModelSpec
+from ..solvers.certificate import Certified
 from ..statuses import SOLVED
 from .interrupts import run_in_process
 from .pool import discard_pool, get_pool, may_start_pool
@@ -129,30 +130,56 @@ class BatchSolver:
         return min(n, parallel * k)
 
     def solve(
-        self, costs: np.ndarray, *, data: Data | None = None, stop_at_failure: bool = True, duals: bool = False
+        self,
+        costs: np.ndarray,
+        *,
+        data: Data | None = None,
+        stop_at_failure: bool = True,
+        duals: bool = False,
+        warm: np.ndarray | None = None,
     ) -> BatchResult:
         """Decisions for the rows of ``costs`` with ``data``'s rows (field -> ``(B, ...)``); with
         ``stop_at_failure`` the rows after a failed one (within its chunk) are not attempted;
-        with ``duals`` the backends that know them report duals (:class:`BatchInfo`). The rows
-        that the spec's box certificate decides (:mod:`idproj_or.solvers.certificate`) are not
-        sent to a solver."""
+        with ``duals`` the backends that know them report duals (:class:`BatchInfo`); with
+        ``warm`` (``(B, s)`` states, NaN rows where none) each row starts from its state and the
+        result's ``warm`` holds the states to keep. The rows that the spec's box certificate
+        decides (:mod:`idproj_or.solvers.certificate`) are not sent to a solver."""
         data = dict(data or {})
         if self.box is None or duals:
-            return self._solve(costs, data, stop_at_failure, duals)
-        cert = self.box.certify(costs, data)
-        if not cert.mask.any():
-            return self._solve(costs, data, stop_at_failure, duals)
-        rest = np.flatnonzero(~cert.mask)
+            return self._solve(costs, data, stop_at_failure, duals, warm)
+        n = len(costs)
+        rest = np.arange(n)
+        decided: list[tuple[Certified, np.ndarray]] = []
+        checks = [lambda c, d, w: self.box.certify(c, d)]
+        if warm is not None and warm.shape[1] and self.box.basis:
+            checks.append(lambda c, d, w: self.box.certify_basis(c, d, w))
+        for check in checks:
+            cert = check(costs[rest], {k: v[rest] for k, v in data.items()}, None if warm is None else warm[rest])
+            if cert.mask.any():
+                decided.append((cert, rest[cert.mask]))
+                rest = rest[~cert.mask]
+            if not len(rest):
+                break
+        if not decided:
+            return self._solve(costs, data, stop_at_failure, duals, warm)
         inner = (
-            self._solve(costs[rest], {k: v[rest] for k, v in data.items()}, stop_at_failure, duals)
+            self._solve(
+                costs[rest],
+                {k: v[rest] for k, v in data.items()},
+                stop_at_failure,
+                duals,
+                None if warm is None else warm[rest],
+            )
             if len(rest)
             else None
         )
-        return certified(cert, inner, rest, costs.shape)
+        return certified(decided, inner, rest, costs.shape)
 
-    def _solve(self, costs: np.ndarray, data: Data, stop_at_failure: bool, duals: bool) -> BatchResult:
+    def _solve(
+        self, costs: np.ndarray, data: Data, stop_at_failure: bool, duals: bool, warm: np.ndarray | None
+    ) -> BatchResult:
         n = len(costs)
-        task = Task(costs, data, self.time_limit, stop_at_failure, duals)
+        task = Task(costs, data, self.time_limit, stop_at_failure, duals, warm)
         stop = stop_at_failure
         if self.executor is not None and self.route != "serial":
             parallel = self.executor_workers or max(1, self.executor.submit(_cluster_threads).result())

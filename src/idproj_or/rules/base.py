@@ -256,7 +256,13 @@ class HandleModule(torch.nn.Module):
         return self._handle.split_groups(y if batched else y[0])
 
     def instance_data(self, data: dict[str, Any], batch: int) -> dict[str, torch.Tensor]:
-        """The per-instance data passed to a call (:meth:`SolveHandle.check_data`)."""
+        """The per-instance data passed to a call (:meth:`SolveHandle.check_data`), with the
+        instance ids of warm starts (``ids=``: required by a layer built with ``warm_start=True``)."""
+        if self._handle.ids_required and "ids" not in data:
+            raise ValueError(
+                f"{type(self).__name__}: the layer was built with warm_start=True, which keeps a start per "
+                "instance: pass ids=... (each instance's index in the dataset) with the costs"
+            )
         return self._handle.check_data(data, batch)
 
     def prepare(self, w: torch.Tensor, data: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, Frame]:
@@ -299,7 +305,7 @@ class Rule(HandleModule):
             self.cache = SolutionCache(self.shape, self.sense, solutions, where=name)
 
     def instance_data(self, data: dict[str, Any], batch: int) -> dict[str, torch.Tensor]:
-        if data and self.cache is not None:
+        if set(data) - {"ids"} and self.cache is not None:
             raise ValueError(
                 f"{type(self).__name__}: per-instance data cannot go with solve_ratio < 1 or a "
                 "solution pool: a pooled solution of one instance may be infeasible for another's data"

@@ -146,8 +146,8 @@ class OptLayer(HandleModule):
     Args:
         spec: the picklable model recipe.
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
-            ``executor_workers``, ``time_limit``, ``on_failure``, ``generator``
-            (:mod:`idproj_or.options`).
+            ``executor_workers``, ``time_limit``, ``on_failure``, ``generator``,
+            ``warm_start`` (:mod:`idproj_or.options`).
     """
 
     def __init__(self, spec: ModelSpec, **options: Unpack[LayerOptions]) -> None:
@@ -162,12 +162,14 @@ class OptLayer(HandleModule):
             executor_workers=opts["executor_workers"],
             time_limit=opts["time_limit"],
             on_failure=opts["on_failure"],
+            warm_start=opts["warm_start"],
         )
         super().__init__(handle, opts)
 
     def forward(self, costs: Any, **data: Any) -> Any:
         """Decisions for ``costs`` (``shape`` or ``(B, *shape)``; a dict per group for a layer
-        with cost groups) with the instances' ``data`` (keywords declared with the layer)."""
+        with cost groups) with the instances' ``data`` (keywords declared with the layer) and
+        ``ids=`` (the instances' ids, for warm starts)."""
         return identity_forward(self, costs, data)
 
     spec = _FromHandle[ModelSpec]()
@@ -179,6 +181,8 @@ class OptLayer(HandleModule):
     """``"auto"``, ``"pool"`` or ``"serial"``: where batches run (:mod:`idproj_or.options`)."""
     time_limit = _FromHandle[float | None]()
     on_failure = _FromHandle[OnFailure]()
+    warm_start = _FromHandle[bool]()
+    """Whether calls with ``ids=`` start each instance from its previous solve."""
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, workers={self.workers}, route={self.route!r}, on_failure={self.on_failure!r}"

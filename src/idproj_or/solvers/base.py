@@ -51,7 +51,8 @@ class ChunkResult(NamedTuple):
     backend's statuses and the seconds spent on each row; per row, the model's own objective at
     the decision, the scaling error and the solver's bound (:class:`~idproj_or.statuses.Outcome`;
     None: all 0, bound NaN); with duals requested, ``(B, m)`` constraint duals and binding
-    flags and ``(B, n)`` reduced costs of the cost variables (None: the backend has none)."""
+    flags and ``(B, n)`` reduced costs of the cost variables (None: the backend has none); with
+    warm starts requested, ``(B, s)`` warm states (NaN rows: none)."""
 
     solutions: np.ndarray
     status: list[str]
@@ -63,6 +64,7 @@ class ChunkResult(NamedTuple):
     duals: np.ndarray | None = None
     reduced_costs: np.ndarray | None = None
     binding: np.ndarray | None = None
+    warm: np.ndarray | None = None
 
     def outcome(self, i: int) -> Outcome:
         """Row ``i`` as an :class:`~idproj_or.statuses.Outcome` (a single solve of a chunk solver)."""
@@ -70,7 +72,7 @@ class ChunkResult(NamedTuple):
         fixed = 0.0 if self.fixed is None or not solved else float(self.fixed[i])
         error = 0.0 if self.scaling_error is None else float(self.scaling_error[i])
         bound = math.nan if self.bound is None else float(self.bound[i])
-        extras = (None if a is None else a[i] for a in (self.duals, self.reduced_costs, self.binding))
+        extras = (None if a is None else a[i] for a in (self.duals, self.reduced_costs, self.binding, self.warm))
         x = self.solutions[i] if solved else None
         return Outcome(x, self.status[i], self.solver_status[i], fixed, error, bound, *extras)
 
@@ -102,6 +104,11 @@ class ResidentSolver(abc.ABC):
     # Whether the caller asked for duals, reduced costs and binding constraints (set by
     # solve_many for its chunk; backends that have none ignore it).
     duals_requested = False
+    # Warm starts (set by solve_many): whether the caller keeps each solve's state
+    # (Outcome.warm), and the state of the instance being solved, from its previous solve (None:
+    # a cold start). Backends without warm starts ignore both.
+    warm_requested = False
+    hint: np.ndarray | None = None
 
     @abc.abstractmethod
     def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
@@ -154,13 +161,16 @@ class ResidentSolver(abc.ABC):
         duals: bool = False,
         stop_at_failure: bool = False,
         cancel: threading.Event | None = None,
+        warm: np.ndarray | None = None,
     ) -> ChunkResult:
         """Solve the rows of ``costs`` in order, row ``i`` with ``data``'s row ``i`` of each field.
 
         Rows without a decision are NaN. With ``stop_at_failure`` the rows after the first
         failure are not attempted (``not_solved``), nor are any once ``cancel`` is set. With
         ``duals`` the backends that know them report duals, reduced costs and binding
-        constraints. Solvers that can treat a whole chunk at once (vectorised over rows) are
+        constraints. With ``warm`` (``(B, s)``, NaN rows where an instance has no state yet; ``s``
+        may be 0) each row starts from its state and reports the state to keep (``warm`` of the
+        result); the answer depends only on the row's cost, data and state. Solvers that can treat a whole chunk at once (vectorised over rows) are
         :class:`ChunkSolver` s; each row's answer must not depend on the other rows, so that
         any chunking gives the same results.
         """
@@ -174,12 +184,18 @@ class ResidentSolver(abc.ABC):
         words = [""] * n
         outcomes: list[Outcome | None] = [None] * n
         self.duals_requested = duals
+        self.warm_requested = warm is not None
         for i, cost in enumerate(costs):
             if cancel is not None and cancel.is_set():
                 break
             row = {name: values[i] for name, values in data.items()}
             t0 = time.perf_counter()
-            out = self.verdict(self._solve_with(cost, time_limit, row), cost, row)
+            self.hint = warm_row(warm, i)
+            try:
+                out = self._solve_with(cost, time_limit, row)
+            finally:
+                self.hint = None  # the zero-cost probe of verdict() starts cold
+            out = self.verdict(out, cost, row)
             times[i] = time.perf_counter() - t0
             statuses[i], words[i], bounds[i] = out.status, out.solver_status, out.bound
             if out.x is not None:
@@ -198,7 +214,16 @@ class ResidentSolver(abc.ABC):
             _rows(outcomes, "duals", float),
             _rows(outcomes, "reduced_costs", float),
             _rows(outcomes, "binding", bool),
+            _rows(outcomes, "warm", float) if warm is not None else None,
         )
+
+
+def warm_row(warm: np.ndarray | None, i: int) -> np.ndarray | None:
+    """Row ``i`` of a chunk's warm states, or None where it has none (NaN or no columns)."""
+    if warm is None or not warm.shape[1]:
+        return None
+    row = warm[i]
+    return None if np.isnan(row).any() else row
 
 
 class ChunkSolver(ResidentSolver):
@@ -267,6 +292,12 @@ class ModelSpec(abc.ABC):
     # A linear model's box certificate (idproj_or.solvers.certificate.LinearBox), checked by the
     # caller before any solve; None: none.
     box: Any = None
+
+    @property
+    def warm_start(self) -> bool | None:
+        """Whether warm starts (:mod:`idproj_or.batch.warm`) are on by default for this model
+        (True where measured to pay), or None when its solver takes no start."""
+        return None
 
     def build(self) -> ResidentSolver:
         """Rebuild the model and its solver (once per worker)."""

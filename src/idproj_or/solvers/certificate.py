@@ -17,10 +17,20 @@ executor), so results stay identical.
 Integral models (CP-SAT's) are checked exactly: an instance whose row sums could pass 2^52 in
 magnitude is left to the solver. Others are checked within ``FLOAT_TOLERANCE`` relative, the
 feasibility tolerance solvers use.
+
+The basis certificate (LPs on GLOP or CLP, with warm starts): each instance id keeps its last
+optimal vertex ``x*`` and an optimal basis there (:func:`choose_basis`, in the worker). For the
+instance's new cost ``t`` the basis gives duals ``y`` (``B^T y = t_B``) and reduced costs
+``d = t - [A | -I]^T y`` over the variables and the rows' logicals; ``x*`` is optimal when it
+is feasible for the instance's bounds and ``d`` has the KKT signs there (``d >= 0`` at a lower
+bound, ``<= 0`` at an upper one, ``0`` strictly between), all within ``DUAL_TOLERANCE`` of the
+cost's scale, 100 times tighter than GLOP's own optimality tolerance. The check needs no solver,
+only a batched ``m x m`` solve in the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -29,13 +39,20 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.linalg
 from scipy import sparse
 
 from .base import Data
 from .bounds import BOTH, LOWER, UPPER, BoundField
 
 BOX_CERTIFICATE = "BOX_CERTIFICATE"
+BASIS_CERTIFICATE = "BASIS_CERTIFICATE"
 FLOAT_TOLERANCE = 1e-9
+DUAL_TOLERANCE = 1e-9
+OPEN_BOUND = 1e20
+# Rows of an LP with the basis certificate, at most: its check solves one dense m x m system per
+# instance.
+BASIS_ROWS = 256
 # Integral data at most this large: every sum of a row is exact in float64.
 EXACT_LIMIT = 2.0**52
 
@@ -43,13 +60,15 @@ EXACT_LIMIT = 2.0**52
 class Certified(NamedTuple):
     """The rows of a batch the certificate decides: ``mask`` ``(B,)``; for those rows the cost
     entries' values ``x`` ``(k, n)``, the model's own objective there ``fixed`` and the optimum
-    in the user's sense ``bound``; ``seconds`` spent on the whole check."""
+    in the user's sense ``bound``; ``seconds`` spent on the whole check, and the solver status
+    word the decided rows report."""
 
     mask: np.ndarray
     x: np.ndarray
     fixed: np.ndarray
     bound: np.ndarray
     seconds: float
+    word: str = BOX_CERTIFICATE
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +85,8 @@ class LinearBox:
         bounds: the data names (per-instance bounds of variables or constraints) and
             ``row_of``: each constraint index's row (-1: none).
         integral: every coefficient and bound is an integer (so are an instance's data).
+        basis: the model is an LP whose solver reports optimal bases as warm states
+            (:meth:`certify_basis`).
     """
 
     var_index: np.ndarray
@@ -80,12 +101,13 @@ class LinearBox:
     bounds: tuple[BoundField, ...]
     row_of: np.ndarray
     integral: bool
+    basis: bool = False
 
     def _key(self) -> tuple[Any, ...]:
         arrays = (self.var_index, self.low, self.high, self.row_low, self.row_high, self.own, self.row_of)
         m = self.matrix
         parts = (*arrays, m.data, m.indices, m.indptr)
-        shape = (m.shape, self.own_offset, self.sign, self.bounds, self.integral)
+        shape = (m.shape, self.own_offset, self.sign, self.bounds, self.integral, self.basis)
         return (*(a.tobytes() for a in parts), *(a.shape for a in parts), *shape)
 
     def __eq__(self, other: object) -> bool:  # value equality: specs compare equal when rebuilt
@@ -118,6 +140,8 @@ class LinearBox:
             index = np.asarray(field.index)
             lo, hi = (low, high) if field.variables else (row_low, row_high)
             at = index if field.variables else self.row_of[index]
+            # a bound of magnitude >= 1e20 is infinite, as the LP solvers read it
+            values = np.where(np.abs(values) >= OPEN_BOUND, np.copysign(np.inf, values), values)
             if values.ndim == 3:  # (lower, upper) pairs
                 lo[:, at], hi[:, at] = values[..., 0], values[..., 1]
                 continue
@@ -163,6 +187,152 @@ class LinearBox:
         fixed = chosen @ self.own + self.own_offset
         bound = np.einsum("ij,ij->i", total[ok], chosen) + self.own_offset
         return Certified(ok, chosen[:, self.var_index], fixed, bound, time.perf_counter() - t0)
+
+    @functools.cached_property
+    def columns(self) -> np.ndarray:
+        """The dense ``(m, v + m)`` matrix ``[A | -I]``: the variables, then each row's logical
+        ``s = a x`` (within the row's bounds)."""
+        m = self.matrix.shape[0]
+        return np.hstack([self.matrix.toarray(), -np.eye(m)])
+
+    def certify_basis(self, costs: np.ndarray, data: Data, states: np.ndarray) -> Certified:
+        """Which rows of ``costs`` ``(B, n)`` (with ``data``'s rows) their state's vertex and
+        basis (``states``: ``(B, 2v + m)`` from :func:`basis_state`, NaN rows: none) decide."""
+        t0 = time.perf_counter()
+        batch = len(costs)
+        v, m = len(self.low), self.matrix.shape[0]
+        mask = np.zeros(batch, dtype=bool)
+        empty = np.empty((0, len(self.var_index)))
+        if states.shape[1] != 2 * v + m:
+            return Certified(mask, empty, np.empty(0), np.empty(0), time.perf_counter() - t0, BASIS_CERTIFICATE)
+        basic = states[:, v:] > 0.5
+        rows = np.flatnonzero(~np.isnan(states).any(axis=1) & (basic.sum(axis=1) == m))
+        x = states[rows, :v]
+        total = (self.scatter @ costs[rows].T).T + self.own
+        signed = self.sign * total
+        cols = self.columns
+        ext = np.hstack([signed, np.zeros((len(rows), m))])
+        where = np.argsort(~basic[rows], axis=1, kind="stable")[:, :m]  # the basic columns
+        bases = np.transpose(cols[:, where], (1, 2, 0))  # (k, m basic, m rows): B^T per row
+        y = _solve_rows(bases, np.take_along_axis(ext, where, axis=1))
+        d = ext - y @ cols
+        low, high, row_low, row_high = self._instance_bounds({k: a[rows] for k, a in data.items()}, len(rows))
+        value = np.hstack([x, (self.matrix @ x.T).T])
+        lo, hi = np.hstack([low, row_low]), np.hstack([high, row_high])
+        with np.errstate(invalid="ignore"):  # inf - inf: an open side
+            x_tol = FLOAT_TOLERANCE * np.maximum(
+                1.0, np.maximum(np.abs(np.where(np.isfinite(lo), lo, 0)), np.abs(value))
+            )
+            at_low = np.abs(value - lo) <= x_tol
+            at_high = np.abs(value - hi) <= x_tol
+            feasible = ((value >= lo - x_tol) & (value <= hi + x_tol)).all(axis=1)
+        scale = np.maximum(1.0, np.maximum(np.abs(ext).max(axis=1), (np.abs(y) @ np.abs(cols)).max(axis=1)))
+        d_tol = DUAL_TOLERANCE * scale[:, None]
+        signs = (at_low & at_high) | (at_low & (d >= -d_tol)) | (at_high & (d <= d_tol)) | (np.abs(d) <= d_tol)
+        ok = feasible & signs.all(axis=1) & np.isfinite(d).all(axis=1)
+        mask[rows[ok]] = True
+        chosen = x[ok]
+        fixed = chosen @ self.own + self.own_offset
+        bound = np.einsum("ij,ij->i", total[ok], chosen) + self.own_offset
+        return Certified(mask, chosen[:, self.var_index], fixed, bound, time.perf_counter() - t0, BASIS_CERTIFICATE)
+
+
+def _solve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a[i] y[i] = b[i]`` for each row; NaN rows where ``a[i]`` is singular."""
+    try:
+        return np.linalg.solve(a, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        out = np.full(b.shape, np.nan)
+        for i in range(len(a)):
+            with contextlib.suppress(np.linalg.LinAlgError):
+                out[i] = np.linalg.solve(a[i], b[i])
+        return out
+
+
+def choose_basis(
+    columns: np.ndarray, value: np.ndarray, low: np.ndarray, high: np.ndarray, reduced: np.ndarray
+) -> np.ndarray | None:
+    """An optimal basis at a solver's optimal vertex, as a ``(v + m,)`` mask over ``columns``
+    (``[A | -I]``): every column strictly between its bounds (``value``: the variables' values
+    and the rows' activities; ``low`` / ``high`` their bounds), completed to ``m`` independent
+    columns from those with a zero reduced cost (``reduced``: the variables' reduced costs and
+    the rows' duals). The duals of such a basis are the solver's, so it is optimal for the cost
+    it was solved at; None when no such basis is found (the caller's check is the safeguard)."""
+    m = columns.shape[0]
+    scale = np.maximum(1.0, np.abs(np.where(np.isfinite(low), low, 0.0)))
+    inside = (value > low + FLOAT_TOLERANCE * scale) & (value < high - FLOAT_TOLERANCE * scale)
+    zero = np.abs(reduced) <= DUAL_TOLERANCE * max(1.0, float(np.abs(reduced).max(initial=0.0)))
+    must = np.flatnonzero(inside)
+    may = np.flatnonzero(zero & ~inside)
+    if len(must) > m:
+        return None
+    chosen = list(must)
+    rest = columns[:, may]
+    if len(must):
+        q, r = np.linalg.qr(columns[:, must])
+        if np.abs(np.diag(r)).min() <= 1e-9 * max(1.0, np.abs(r).max()):
+            return None
+        rest = rest - q @ (q.T @ rest)
+    need = m - len(must)
+    if need:
+        if rest.shape[1] < need:
+            return None
+        _, r, pivots = scipy.linalg.qr(rest, mode="economic", pivoting=True)
+        diag = np.abs(np.diag(r))
+        if len(diag) < need or diag[need - 1] <= 1e-9 * max(1.0, diag[0]):
+            return None
+        chosen += may[pivots[:need]].tolist()
+    mask = np.zeros(columns.shape[1], dtype=bool)
+    mask[chosen] = True
+    return mask
+
+
+def mp_box(
+    proto: Any,
+    var_index: Sequence[int],
+    own: Mapping[int, float],
+    own_offset: float,
+    sense: str,
+    bounds: Sequence[BoundField],
+    *,
+    is_mip: bool,
+    basis: bool,
+) -> LinearBox | None:
+    """The certificate's view of an ``MPModelProto`` (pywraplp, MathOpt, model_builder), or None
+    when it has general constraints (indicators, SOS, ...) or a quadratic part. Integer variables
+    of a MIP take their bounds rounded inward (the corner must be integral)."""
+    if len(proto.general_constraint) or (
+        proto.HasField("quadratic_objective") and len(proto.quadratic_objective.coefficient)
+    ):
+        return None
+    low = np.array([var.lower_bound for var in proto.variable], dtype=np.float64)
+    high = np.array([var.upper_bound for var in proto.variable], dtype=np.float64)
+    if is_mip:
+        integer = np.array([var.is_integer for var in proto.variable], dtype=bool)
+        low[integer], high[integer] = np.ceil(low[integer]), np.floor(high[integer])
+    indptr = np.cumsum([0] + [len(ct.var_index) for ct in proto.constraint])
+    indices = np.array([v for ct in proto.constraint for v in ct.var_index], dtype=np.int64)
+    data = np.array([c for ct in proto.constraint for c in ct.coefficient], dtype=np.float64)
+    matrix = sparse.csr_array((data, indices, indptr), shape=(len(proto.constraint), len(low)))
+    matrix.sum_duplicates()
+    own_coeffs = np.zeros(len(low))
+    for v, c in own.items():
+        own_coeffs[v] += c
+    return LinearBox(
+        np.asarray(var_index, dtype=np.int64),
+        low,
+        high,
+        matrix,
+        np.array([ct.lower_bound for ct in proto.constraint], dtype=np.float64),
+        np.array([ct.upper_bound for ct in proto.constraint], dtype=np.float64),
+        own_coeffs,
+        float(own_offset),
+        -1.0 if sense == "max" else 1.0,
+        tuple(bounds),
+        np.arange(len(proto.constraint), dtype=np.int64),
+        integral=False,
+        basis=basis and len(proto.constraint) <= BASIS_ROWS,
+    )
 
 
 # CP-SAT's unbounded sides of a linear row (INT_MIN, INT_MAX) and anything as large.

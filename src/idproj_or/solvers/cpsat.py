@@ -88,6 +88,19 @@ class CpSatSolver(ResidentSolver):
         self.solver.parameters.catch_sigint_signal = False
         self._time_limit: float | None = None
         self._interrupted = False
+        self.all_vars = list(range(len(self.model.proto.variables)))
+
+    def _hint(self) -> None:
+        """The instance's previous solution as CP-SAT's hint (every variable), or none."""
+        proto = self.model.proto
+        hint = self.hint
+        if hint is None or len(hint) != len(self.all_vars) or np.abs(hint).max(initial=0) >= 2**53:
+            if proto.has_solution_hint():
+                proto.clear_solution_hint()
+            return
+        proto.clear_solution_hint()
+        proto.solution_hint.vars.extend(self.all_vars)
+        proto.solution_hint.values.extend(hint.astype(np.int64).tolist())
 
     def _domains_changed(self) -> None:
         self.peaks = np.maximum(np.abs(self.low), np.abs(self.high))
@@ -143,6 +156,7 @@ class CpSatSolver(ResidentSolver):
             self.solver.parameters.max_time_in_seconds = float("inf") if time_limit is None else time_limit
             self._time_limit = time_limit
         self._interrupted = False
+        self._hint()
         status = self.solver.solve(self.model)
         name = self.solver.status_name(status)
         if self._interrupted:  # a stopped search may still report FEASIBLE: never a decision
@@ -169,7 +183,8 @@ class CpSatSolver(ResidentSolver):
         slack = float((scaled.residual + rounding) @ self.peaks)
         bound = self.sign * (low / scaled.scale - slack) + self.own_offset
         binding = binding_rows(self.model.proto, self.solver.response_proto.solution) if self.duals_requested else None
-        return Outcome(values[self.index], common, name, fixed, error, bound, binding=binding)
+        warm = values if self.warm_requested else None
+        return Outcome(values[self.index], common, name, fixed, error, bound, binding=binding, warm=warm)
 
 
 def binding_rows(proto: Any, values: Sequence[int]) -> np.ndarray:
@@ -198,6 +213,11 @@ class CpSatSpec(DeclaredSpec):
     var_index: tuple[int, ...]  # proto index of each cost entry (flattened)
     shape: tuple[int, ...]
     sense: Sense
+
+    @property
+    def warm_start(self) -> bool:
+        # A hint of the previous optimum: -20 to -25% of a 48x3 knapsack's solve (docs/warm_start.md).
+        return True
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         model = cp_model.CpModel()
