@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/mathopt.py
 	$(BIN)/python benchmarks/vrp.py
 	$(BIN)/python benchmarks/vrp_learning.py
-	$(BIN)/python benchmarks/shortcuts.py
+	$(BIN)/python benchmarks/warm_start.py
 
 # The paper's experiments (examples/paper/, cached under benchmarks/results/paper/), then docs/paper.md
 paper: $(STAMP)
