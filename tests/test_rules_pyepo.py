@@ -127,3 +127,15 @@ def test_imle_equals_pyepo_for_the_same_seed(problem, two_sides):
     torch.testing.assert_close(sol, ref_sol)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
     assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("two_sides", [False, True])
+def test_perturbation_gradient_equals_pyepo(problem, two_sides):
+    layer, model, pred, true, _, _, _ = problem
+    ours = ipo.PerturbationGradient(layer, sigma=2.0, two_sides=two_sides, reduction="none")
+    theirs = pyepo.func.PG(model, sigma=2.0, two_sides=two_sides, processes=1, reduction="none")
+    loss, grad = _grad(lambda p: ours(p, true).sum(), pred)
+    ref_loss, ref_grad = _grad(lambda p: theirs(p, true).sum(), pred)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
+    assert grad.abs().sum() > 0

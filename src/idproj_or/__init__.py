@@ -61,6 +61,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "PerturbedOpt": ("rules.perturbed", "PerturbedOpt"),
     "FenchelYoung": ("rules.perturbed", "FenchelYoung"),
     "IMLE": ("rules.imle", "IMLE"),
+    "PerturbationGradient": ("rules.pg", "PerturbationGradient"),
     "BatchInfo": ("batch.results", "BatchInfo"),
     "STATUSES": ("statuses", "STATUSES"),
     "ModelSpec": ("solvers.base", "ModelSpec"),
@@ -104,6 +105,7 @@ if TYPE_CHECKING:
     from .rules.identity import ProjectedIdentity as Identity
     from .rules.imle import IMLE
     from .rules.perturbed import FenchelYoung, PerturbedOpt
+    from .rules.pg import PerturbationGradient
     from .rules.spo import SPOPlus
     from .solvers.base import DataField, ModelSpec, ResidentSolver
     from .statuses import Outcome
