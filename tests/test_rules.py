@@ -420,3 +420,16 @@ def test_a_rule_takes_a_layer_or_its_handle_and_reports_solver_failures():
     m.add(sum(x) == 4)  # infeasible
     with pytest.raises(ipo.SolverError, match="CpSatLayer: instance 0 of the batch has no solution"):
         ipo.PerturbedOpt(ipo.CpSatLayer(m, x), n_samples=2)(torch.zeros(2, 3))
+
+
+def test_multiplicative_perturbations_keep_each_cost_sign_and_mean():
+    layer = ipo.ShortestPathLayer.grid(3, 3)
+    rule = ipo.PerturbedOpt(
+        layer, n_samples=4000, sigma=0.8, multiplicative=True, generator=torch.Generator().manual_seed(0)
+    )
+    z = torch.tensor([[0.5, -2.0, 1.0, 3.0, 0.1, -0.3, 2.0, 1.5, 0.7, 0.2, 1.1, 0.9]], dtype=torch.float64)
+    noises = rule.samples((1, 4000, 12), z)
+    costs, _ = rule.perturb(z, rule.prepare(z)[1], noises)
+    assert (torch.sign(costs) == torch.sign(z).unsqueeze(1)).all()
+    torch.testing.assert_close(costs.mean(dim=1), z, rtol=0.05, atol=0.0)  # E[exp(sZ - s^2/2)] = 1
+    assert "multiplicative=True" in repr(rule)

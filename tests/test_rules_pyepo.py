@@ -139,3 +139,36 @@ def test_perturbation_gradient_equals_pyepo(problem, two_sides):
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
     assert grad.abs().sum() > 0
+
+
+def test_multiplicative_perturbed_opt_equals_pyepo_dpomul(problem):
+    layer, model, pred, _, _, _, upstream = problem
+    pred = pred.abs() + 0.1  # sign-preserving perturbations are meant for costs of one sign
+    ours = ipo.PerturbedOpt(
+        layer, n_samples=5, sigma=0.5, multiplicative=True, generator=torch.Generator().manual_seed(135)
+    )
+    theirs = pyepo.func.perturbedOptMul(model, n_samples=5, sigma=0.5, processes=1, seed=135)
+    sol, grad = _grad(ours, pred, upstream)
+    ref_sol, ref_grad = _grad(theirs, pred, upstream)
+    torch.testing.assert_close(sol, ref_sol)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
+    assert grad.abs().sum() > 0
+
+
+def test_multiplicative_fenchel_young_equals_pyepo_pfymul(problem):
+    layer, model, pred, _, sols, _, _ = problem
+    pred = pred.abs() + 0.1
+    ours = ipo.FenchelYoung(
+        layer,
+        n_samples=5,
+        sigma=0.5,
+        reduction="none",
+        multiplicative=True,
+        generator=torch.Generator().manual_seed(135),
+    )
+    theirs = pyepo.func.perturbedFenchelYoungMul(model, n_samples=5, sigma=0.5, processes=1, seed=135, reduction="none")
+    loss, grad = _grad(lambda p: ours(p, sols).sum(), pred)
+    ref_loss, ref_grad = _grad(lambda p: theirs(p, sols).sum(), pred)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
+    assert grad.abs().sum() > 0

@@ -102,7 +102,7 @@ class IMLE(Perturbed):
         two_sides: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(layer, n_samples=n_samples, sigma=sigma, options=options)
+        super().__init__(layer, n_samples=n_samples, sigma=sigma, multiplicative=False, options=options)
         name = type(self).__name__
         self.lambd = positive(lambd, where=name, name="lambd")
         self.kappa = positive(kappa, where=name, name="kappa")

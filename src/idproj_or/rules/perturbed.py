@@ -22,6 +22,13 @@ value here is the Fenchel-Young loss minus a per-label constant. Its gradient an
 during training are exact (up to Monte Carlo error); its level is not comparable across labels
 and is not 0 at the optimum. It is ``>= 0`` in expectation (Jensen).
 
+With ``multiplicative=True`` (PyEPO's ``perturbedOptMul`` and ``perturbedFenchelYoungMul``, DPOMul
+and PFYMul) the perturbation is ``c_hat * exp(sigma Z - sigma^2 / 2)``: each entry keeps its sign,
+for solvers that need, e.g., nonnegative edge costs (PyEPO #7), and its expectation is ``c_hat``.
+The perturbed optimiser's backward then divides entrywise by ``n sigma c_hat`` (clamped away from
+0 at ``1e-8`` with its sign, as PyEPO); the Fenchel-Young gradient is ``E[y * exp(sigma Z -
+sigma^2 / 2)]`` in place of ``E[y]``, by autograd through the perturbed costs.
+
 With ``projection=``, ``c_hat`` is ``P(pred)`` (plus the training noise margin), so ``sigma`` is
 measured against a cost of unit norm under ``"norm"``/``"std"``/``"auto"``.
 """
@@ -51,23 +58,33 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class Perturbed(Rule):
-    """What the perturbed rules share: ``n_samples`` Gaussian perturbations of scale ``sigma``,
-    solved as one batch."""
+# PyEPO's least magnitude of the multiplicative backward's divisor (pyepo.utils._EPS).
+EPS = 1e-8
 
-    def __init__(self, layer: Any, *, n_samples: int, sigma: float, options: RuleOptions) -> None:
+
+class Perturbed(Rule):
+    """What the perturbed rules share: ``n_samples`` Gaussian perturbations of scale ``sigma``
+    (additive, or multiplicative and sign-preserving), solved as one batch."""
+
+    def __init__(self, layer: Any, *, n_samples: int, sigma: float, multiplicative: bool, options: RuleOptions) -> None:
         name = type(self).__name__
         super().__init__(as_handle(layer, where=name), rule_options(options, where=name))
         self.n_samples = positive_int(n_samples, where=name, name="n_samples")
         self.sigma = positive(sigma, where=name, name="sigma")
+        self.multiplicative = bool(multiplicative)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, n_samples={self.n_samples}, sigma={self.sigma}"
+        extra = ", multiplicative=True" if self.multiplicative else ""
+        return f"{super().extra_repr()}, n_samples={self.n_samples}, sigma={self.sigma}{extra}"
 
     def perturb(self, z: torch.Tensor, frame: Frame, noises: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The perturbed costs ``z + sigma noises`` (``(B, S, n)``, differentiable in ``z``) and
-        their decisions (detached), solved as one batch of ``B * S``."""
-        costs = z.unsqueeze(1) + self.sigma * noises
+        """The perturbed costs ``z + sigma noises`` (or ``z * exp(sigma noises - sigma^2 / 2)``;
+        ``(B, S, n)``, differentiable in ``z``) and their decisions (detached), solved as one
+        batch of ``B * S``."""
+        if self.multiplicative:
+            costs = z.unsqueeze(1) * torch.exp(self.sigma * noises - 0.5 * self.sigma**2)
+        else:
+            costs = z.unsqueeze(1) + self.sigma * noises
         return costs, self.decide_samples(costs, frame)
 
 
@@ -79,6 +96,8 @@ class PerturbedOpt(Perturbed):
         n_samples: perturbations per instance (default 10).
         sigma: noise scale (default 1).
         variance_reduction: PyEPO's leave-one-out baseline in backward (default True).
+        multiplicative: sign-preserving perturbations ``c_hat * exp(sigma Z - sigma^2 / 2)``
+            (PyEPO's DPOMul; default False).
         **options: ``projection`` (default ``"none"``), ``noise``, ``generator`` (draws the
             perturbations too), ``solve_ratio``, ``solutions`` (:mod:`idproj_or.options`).
 
@@ -98,9 +117,10 @@ class PerturbedOpt(Perturbed):
         n_samples: int = 10,
         sigma: float = 1.0,
         variance_reduction: bool = True,
+        multiplicative: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(layer, n_samples=n_samples, sigma=sigma, options=options)
+        super().__init__(layer, n_samples=n_samples, sigma=sigma, multiplicative=multiplicative, options=options)
         self.variance_reduction = bool(variance_reduction)
 
     def forward(self, pred_cost: Any, **data: Any) -> Any:
@@ -111,26 +131,34 @@ class PerturbedOpt(Perturbed):
         y = _ScoreFunction.apply(z, sols, noises, self)
         return self.unflat(y, batched, dtype)
 
+    def scale(self, z: torch.Tensor) -> torch.Tensor | float:
+        """The score-function estimator's divisor: ``n sigma``, or entrywise ``n sigma z`` (its
+        magnitude at least ``EPS``, its sign kept) for multiplicative perturbations."""
+        if not self.multiplicative:
+            return self.n_samples * self.sigma
+        d = self.sigma * z
+        return self.n_samples * torch.where(d.abs() < EPS, torch.where(d >= 0, EPS, -EPS), d)
+
 
 class _ScoreFunction(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, z: torch.Tensor, sols: torch.Tensor, noises: torch.Tensor, rule: PerturbedOpt
     ) -> torch.Tensor:
-        ctx.save_for_backward(sols, noises)
+        ctx.save_for_backward(z.detach(), sols, noises)
         ctx.rule = rule
         return sols.mean(dim=1)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        sols, noises = ctx.saved_tensors
+        z, sols, noises = ctx.saved_tensors
         rule: PerturbedOpt = ctx.rule
         n = sols.shape[1]
         failed = failed_rows(sols)
         reward = torch.einsum("bsd,bd->bs", torch.nan_to_num(sols), torch.nan_to_num(grad))
         if rule.variance_reduction and n > 1:
             reward = (reward - reward.mean(dim=1, keepdim=True)) * (n / (n - 1))
-        out = torch.einsum("bsd,bs->bd", noises, reward) / (n * rule.sigma)
+        out = torch.einsum("bsd,bs->bd", noises, reward) / rule.scale(z)
         return zero_failed(out, failed), None, None, None
 
 
@@ -145,6 +173,8 @@ class FenchelYoung(Perturbed):
         n_samples: perturbations per instance (default 10).
         sigma: noise scale (default 1).
         reduction: as PyEPO, default ``"mean"``.
+        multiplicative: sign-preserving perturbations ``c_hat * exp(sigma Z - sigma^2 / 2)``
+            (PyEPO's PFYMul; default False).
         **options: ``projection`` (default ``"none"``), ``noise``, ``generator``,
             ``solve_ratio``, ``solutions`` (:mod:`idproj_or.options`).
 
@@ -165,9 +195,10 @@ class FenchelYoung(Perturbed):
         n_samples: int = 10,
         sigma: float = 1.0,
         reduction: str = "mean",
+        multiplicative: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(layer, n_samples=n_samples, sigma=sigma, options=options)
+        super().__init__(layer, n_samples=n_samples, sigma=sigma, multiplicative=multiplicative, options=options)
         self.reduction = check_reduction(reduction, where=type(self).__name__)
 
     def forward(self, pred_cost: Any, true_sol: Any, **data: Any) -> torch.Tensor:
