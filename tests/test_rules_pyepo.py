@@ -172,3 +172,41 @@ def test_multiplicative_fenchel_young_equals_pyepo_pfymul(problem):
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
     assert grad.abs().sum() > 0
+
+
+def _pool_dataset(layer, model):
+    """PyEPO's dataset (its own solves) and our pool from the same decisions."""
+    from pyepo.data.dataset import optDataset
+
+    gen = torch.Generator().manual_seed(11)
+    costs = (torch.rand(12, layer.size, generator=gen) + 0.1).numpy()
+    feats = torch.rand(12, 3, generator=gen).numpy()
+    ds = optDataset(model, feats, costs)
+    return ds, torch.as_tensor(ds.sols, dtype=torch.float32)
+
+
+POOL_RULES = {
+    "NCE": (ipo.NoiseContrastive, "noiseContrastiveEstimation", "sol"),
+    "CMAP": (ipo.ContrastiveMAP, "contrastiveMAP", "sol"),
+    "ptLTR": (ipo.PointwiseLTR, "pointwiseLearningToRank", "cost"),
+    "prLTR": (ipo.PairwiseLTR, "pairwiseLearningToRank", "cost"),
+    "lsLTR": (ipo.ListwiseLTR, "listwiseLearningToRank", "cost"),
+}
+
+
+@pytest.mark.parametrize("rule", list(POOL_RULES))
+def test_pool_rules_equal_pyepo(problem, rule):
+    layer, model, pred, true, sols, _, _ = problem
+    ours_cls, theirs_name, label = POOL_RULES[rule]
+    ds, pool = _pool_dataset(layer, model)
+    ours = ours_cls(layer, solutions=pool, reduction="none")
+    theirs = getattr(pyepo.func, theirs_name)(model, processes=1, reduction="none", dataset=ds)
+    target = sols if label == "sol" else true
+    for _ in range(2):  # the second call's pool holds the first call's solves
+        loss, grad = _grad(lambda p: ours(p, target).sum(), pred)
+        ref_loss, ref_grad = _grad(lambda p: theirs(p, target).sum(), pred)
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
+        assert len(ours.cache) == len(theirs.solpool)
+        pred = pred * 0.5 + true
+    assert grad.abs().sum() > 0

@@ -62,6 +62,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "FenchelYoung": ("rules.perturbed", "FenchelYoung"),
     "IMLE": ("rules.imle", "IMLE"),
     "PerturbationGradient": ("rules.pg", "PerturbationGradient"),
+    "NoiseContrastive": ("rules.contrastive", "NoiseContrastive"),
+    "ContrastiveMAP": ("rules.contrastive", "ContrastiveMAP"),
+    "PointwiseLTR": ("rules.rank", "PointwiseLTR"),
+    "PairwiseLTR": ("rules.rank", "PairwiseLTR"),
+    "ListwiseLTR": ("rules.rank", "ListwiseLTR"),
     "BatchInfo": ("batch.results", "BatchInfo"),
     "STATUSES": ("statuses", "STATUSES"),
     "ModelSpec": ("solvers.base", "ModelSpec"),
@@ -101,11 +106,13 @@ if TYPE_CHECKING:
     from .layers.tsp import TSPLayer
     from .layers.vrp import VRPLayer
     from .rules.blackbox import Blackbox
+    from .rules.contrastive import ContrastiveMAP, NoiseContrastive
     from .rules.identity import OptLayer, ProjectedIdentity
     from .rules.identity import ProjectedIdentity as Identity
     from .rules.imle import IMLE
     from .rules.perturbed import FenchelYoung, PerturbedOpt
     from .rules.pg import PerturbationGradient
+    from .rules.rank import ListwiseLTR, PairwiseLTR, PointwiseLTR
     from .rules.spo import SPOPlus
     from .solvers.base import DataField, ModelSpec, ResidentSolver
     from .statuses import Outcome

@@ -354,6 +354,29 @@ class Rule(HandleModule):
         return gaussian(shape, like, self.generator)
 
 
+class PoolRule(Rule):
+    """Base of the rules over a pool of solutions (contrastive and learning-to-rank losses,
+    Mulamba et al. 2021, Mandi et al. 2022): the pool starts from ``solutions`` (required, e.g.
+    the training set's optimal decisions) and each call refreshes it with probability
+    ``solve_ratio`` by solving the batch's costs (their new distinct decisions join)."""
+
+    def __init__(self, layer: Any, *, reduction: str, options: RuleOptions) -> None:
+        name = type(self).__name__
+        if options.get("solutions") is None:
+            raise ValueError(
+                f"{name}: solutions= is required: the pool of decisions the loss compares with (e.g. the "
+                "training set's optimal decisions, OptDataset.solutions)"
+            )
+        super().__init__(as_handle(layer, where=name), rule_options(options, where=name))
+        self.reduction = check_reduction(reduction, where=name)
+
+    def pool(self, z: torch.Tensor, frame: Frame) -> torch.Tensor:
+        """The ``(P, n)`` pool after this call's refresh, in ``z``'s dtype and device."""
+        self.decide(z.detach(), frame)  # solves (and joins the pool) with probability solve_ratio
+        assert self.cache is not None and self.cache.pool is not None
+        return self.cache.pool.to(device=z.device, dtype=z.dtype)
+
+
 def rule_options(options: RuleOptions, *, where: str) -> RuleOptions:
     return with_defaults(options, where=where, defaults=RULE_DEFAULTS)
 
