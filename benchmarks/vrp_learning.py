@@ -22,13 +22,15 @@ iterations=EVAL_ITERATIONS)`` on the test set (the true optima by the same evalu
 5-epoch model is the 20-epoch run after 5 epochs). Seconds per epoch are training steps only.
 The table also gives the gap the training heuristic leaves against the evaluator on the test
 set's true costs. ``--train``, ``--test``, ``--epochs`` and ``--seeds`` set a smaller run, and
-the table says which was run. Writes ``benchmarks/results/vrp_learning.json`` and the table
-between the markers of ``docs/adapters/routing.md``.
+the table says which was run. Writes ``benchmarks/results/vrp_learning.json``, the table between
+the markers of ``docs/adapters/routing.md`` and ``docs/benchmarks.md``, and the plot
+``docs/img/learning_vrp.png``; ``--report`` rewrites those from the JSON without training.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 import warnings
@@ -46,6 +48,8 @@ from vrp import CAPACITY, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "vrp_learning.json"
+BENCH_DOC = ROOT / "docs" / "benchmarks.md"
+PLOT = ROOT / "docs" / "img" / "learning_vrp.png"
 BEGIN, END = "<!-- vrp_learning: begin -->", "<!-- vrp_learning: end -->"
 FEATURES = 5
 TRAIN_ITERATIONS, EVAL_ITERATIONS = 50, 300
@@ -195,6 +199,51 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(res: dict[str, Any]) -> None:
+    """Regret after each epoch count (bars, mean over seeds, std as error bars) and seconds per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, epochs = list(res["runs"]), res["setting"]["epochs"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 0.4 * len(names) + 1.4), dpi=120, sharey=True)
+    y = np.arange(len(names))
+    height = 0.8 / len(epochs)
+    for k, e in enumerate(epochs):
+        values = np.array([[100 * r["regret"][str(e)] for r in res["runs"][n]] for n in names])
+        left.barh(y + k * height, values.mean(1), height, xerr=values.std(1), label=f"{e} epochs")
+    left.set_yticks(y + height * (len(epochs) - 1) / 2, names, fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("normalized test regret (%)")
+    left.legend(fontsize=8)
+    seconds = [np.mean([r["seconds_per_epoch"] for r in res["runs"][n]]) for n in names]
+    right.barh(y + height * (len(epochs) - 1) / 2, seconds, 0.6, color="tab:gray")
+    right.set_xscale("log")
+    right.set_xlabel("seconds per epoch (log)")
+    for ax in (left, right):
+        ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(
+        f"CVRP-{res['setting']['customers']}: ours on PyVRP vs PyEPO on Gurobi, seeds {res['setting']['seeds']}"
+    )
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT)
+    plt.close(fig)
+
+
+def report(res: dict[str, Any], *, write: bool) -> None:
+    """The table on both pages and the plot (``write=False``: print only)."""
+    text = table(res)
+    print(text, flush=True)
+    if write:
+        publish(res, text, OUT, BEGIN, END)
+        doc = BENCH_DOC.read_text()
+        start, stop = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+        BENCH_DOC.write_text(doc[:start] + "\n" + text + "\n" + doc[stop:])
+        plot(res)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20)
@@ -203,16 +252,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs="+", default=[5, 20], help="evaluate after these epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--dry", action="store_true", help="print the table, write nothing")
+    parser.add_argument("--report", action="store_true", help="rewrite the tables and the plot from the JSON")
     args = parser.parse_args()
-
-    def done(res: dict[str, Any]) -> None:
-        # Published after each seed, so that a long run cut short keeps its finished seeds.
-        text = table(res)
-        print(text, flush=True)
-        if not args.dry:
-            publish(res, text, OUT, BEGIN, END)
-
-    run(args, done)
+    if args.report:
+        report(json.loads(OUT.read_text()), write=True)
+        return
+    # Published after each seed, so that a long run cut short keeps its finished seeds.
+    run(args, lambda res: report(res, write=not args.dry))
 
 
 if __name__ == "__main__":
