@@ -19,6 +19,8 @@ from idproj_or.solvers.certificate import BASIS_CERTIFICATE
 
 
 def knapsack(n: int = 12, dims: int = 2, seed: int = 0, **options: object) -> ipo.CpSatLayer:
+    """A CP-SAT knapsack, warm-started unless ``warm_start=`` says otherwise."""
+    options = {"warm_start": True, **options}
     rng = np.random.default_rng(seed)
     weights = rng.integers(1, 10, (dims, n))
     model = cp_model.CpModel()
@@ -73,12 +75,14 @@ def objective(y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return (y.reshape(len(y), -1) * c.reshape(len(c), -1)).sum(1)
 
 
-def test_cpsat_warm_starts_by_default_and_keep_a_state_per_id() -> None:
+def test_cpsat_warm_starts_on_request_and_keep_a_state_per_id() -> None:
+    default = knapsack(warm_start=None)
+    assert default.warm_start is False  # measured not to pay by default (docs/warm_start.md)
+    costs = torch.rand(10, 12, dtype=torch.float64)
+    default(costs, ids=torch.arange(10))
+    assert len(default.handle.states) == 0
     layer = knapsack()
     assert layer.warm_start is True
-    costs = torch.rand(10, 12, dtype=torch.float64)
-    layer(costs)
-    assert len(layer.handle.states) == 0  # no ids: nothing kept
     layer(costs, ids=torch.arange(10))
     assert len(layer.handle.states) == 10
     off = knapsack(warm_start=False)

@@ -61,7 +61,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "PerturbedOpt": ("rules.perturbed", "PerturbedOpt"),
     "FenchelYoung": ("rules.perturbed", "FenchelYoung"),
     "IMLE": ("rules.imle", "IMLE"),
+    "AdaptiveIMLE": ("rules.aimle", "AdaptiveIMLE"),
     "PerturbationGradient": ("rules.pg", "PerturbationGradient"),
+    "ConeAligned": ("rules.cave", "ConeAligned"),
+    "RegularizedFrankWolfe": ("rules.regularized", "RegularizedFrankWolfe"),
+    "RegularizedFenchelYoung": ("rules.regularized", "RegularizedFenchelYoung"),
     "NoiseContrastive": ("rules.contrastive", "NoiseContrastive"),
     "ContrastiveMAP": ("rules.contrastive", "ContrastiveMAP"),
     "PointwiseLTR": ("rules.rank", "PointwiseLTR"),
@@ -88,6 +92,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "problems": ("problems", None),
     "data": ("data", None),
     "metrics": ("metrics", None),
+    "acronyms": ("rules.acronyms", None),
 }
 
 __all__ = ["SolverError", "SolverWarning", "WorkerError", *_LAZY]
@@ -105,7 +110,10 @@ if TYPE_CHECKING:
     from .layers.sorting import RankingLayer, TopKLayer
     from .layers.tsp import TSPLayer
     from .layers.vrp import VRPLayer
+    from .rules import acronyms
+    from .rules.aimle import AdaptiveIMLE
     from .rules.blackbox import Blackbox
+    from .rules.cave import ConeAligned
     from .rules.contrastive import ContrastiveMAP, NoiseContrastive
     from .rules.identity import OptLayer, ProjectedIdentity
     from .rules.identity import ProjectedIdentity as Identity
@@ -113,6 +121,7 @@ if TYPE_CHECKING:
     from .rules.perturbed import FenchelYoung, PerturbedOpt
     from .rules.pg import PerturbationGradient
     from .rules.rank import ListwiseLTR, PairwiseLTR, PointwiseLTR
+    from .rules.regularized import RegularizedFenchelYoung, RegularizedFrankWolfe
     from .rules.spo import SPOPlus
     from .solvers.base import DataField, ModelSpec, ResidentSolver
     from .statuses import Outcome

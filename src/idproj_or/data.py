@@ -10,7 +10,9 @@ Every generator draws the *ground truth* (the matrix ``B``, item weights, city c
 that both share one ground truth.
 
 :func:`solve_dataset` solves the true costs once through a layer and returns an
-:class:`OptDataset` of tensors ``(features, costs, solutions, objectives)``.
+:class:`OptDataset` of tensors ``(features, costs, solutions, objectives)``;
+:func:`solve_knn_dataset` builds the kNN-robust targets of Schutte et al. (2024) instead (PyEPO's
+``optDatasetKNN``), from the combined costs of :func:`knn_costs`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
+from scipy.spatial import distance
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
@@ -383,31 +387,183 @@ def solve_dataset(
         >>> ds.solutions.tolist(), ds.objectives.tolist()
         ([[[0.0, 1.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]], [3.0, 2.0])
     """
-    feats = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    feats, given = _check_solve_inputs(layer, features, costs, chunk, data, "solve_dataset")
     # Solve the costs as they will be stored, so that decisions, objectives and costs agree.
     true = torch.as_tensor(np.asarray(costs)).to(dtype).to(torch.float64)
-    if feats.ndim != 2:
-        raise ValueError(f"solve_dataset: features must be (N, p), got shape {tuple(feats.shape)}")
-    if tuple(true.shape[1:]) != layer.shape or len(true) != len(feats):
-        raise ValueError(
-            f"solve_dataset: costs must be ({len(feats)}, {', '.join(map(str, layer.shape))}) to match "
-            f"{len(feats)} features and the layer's cost shape, got {tuple(true.shape)}"
-        )
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"solve_dataset: chunk={chunk!r} must be a positive int")
-    given: dict[str, Any] = {name: torch.as_tensor(np.asarray(values)) for name, values in (data or {}).items()}
-    for name, values in given.items():
-        if values.ndim == 0 or len(values) != len(true):
-            raise ValueError(
-                f"solve_dataset: data {name!r} must have one row per instance ({len(true)}), got shape "
-                f"{tuple(values.shape)}"
-            )
-    parts = []
-    with tqdm(total=len(true), desc=desc, disable=not progress, leave=False) as bar:
-        for start in range(0, len(true), chunk):
-            rows = {name: values[start : start + chunk] for name, values in given.items()}
-            parts.append(layer.solve(true[start : start + chunk], **rows))
-            bar.update(len(parts[-1]))
-    sols = torch.cat(parts)
+    sols = _solve_chunks(layer, true, given, chunk, progress, desc)
     objectives = (true * sols).reshape(len(true), -1).sum(dim=1)
     return OptDataset(feats.to(dtype), true.to(dtype), sols.to(dtype), objectives, given)
+
+
+def _solve_chunks(
+    layer: OptLayer, costs: torch.Tensor, data: Mapping[str, Any], chunk: int, progress: bool, desc: str
+) -> torch.Tensor:
+    """``layer.solve`` over ``chunk`` rows of ``costs`` (and of each ``data`` entry) at a time."""
+    parts = []
+    with tqdm(total=len(costs), desc=desc, disable=not progress, leave=False) as bar:
+        for start in range(0, len(costs), chunk):
+            rows: dict[str, Any] = {name: values[start : start + chunk] for name, values in data.items()}
+            parts.append(layer.solve(costs[start : start + chunk], **rows))
+            bar.update(len(parts[-1]))
+    return torch.cat(parts)
+
+
+def _check_solve_inputs(
+    layer: OptLayer,
+    features: np.ndarray | torch.Tensor,
+    costs: np.ndarray | torch.Tensor,
+    chunk: int,
+    data: Mapping[str, Any] | None,
+    where: str,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(N, p)`` float64 features and the per-instance data as tensors, checked against the
+    ``(N, *layer.shape)`` costs."""
+    feats = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    if feats.ndim != 2:
+        raise ValueError(f"{where}: features must be (N, p), got shape {tuple(feats.shape)}")
+    shape = tuple(np.shape(costs))
+    if shape[1:] != layer.shape or shape[0] != len(feats):
+        raise ValueError(
+            f"{where}: costs must be ({len(feats)}, {', '.join(map(str, layer.shape))}) to match "
+            f"{len(feats)} features and the layer's cost shape, got {shape}"
+        )
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"{where}: chunk={chunk!r} must be a positive int")
+    given = {name: torch.as_tensor(np.asarray(values)) for name, values in (data or {}).items()}
+    for name, values in given.items():
+        if values.ndim == 0 or len(values) != len(feats):
+            raise ValueError(
+                f"{where}: data {name!r} must have one row per instance ({len(feats)}), got shape {tuple(values.shape)}"
+            )
+    return feats, given
+
+
+def knn_costs(
+    features: np.ndarray | torch.Tensor,
+    costs: np.ndarray | torch.Tensor,
+    *,
+    k: int = 10,
+    weight: float = 0.5,
+) -> np.ndarray:
+    """The kNN-robust costs of Schutte et al. (IJCAI 2024), as PyEPO's ``optDatasetKNN`` forms them.
+
+    For instance ``i`` with neighbours ``j_1..j_k`` (the ``k`` nearest in Euclidean distance
+    between features, itself excluded), the ``k`` combined costs
+    ``weight * c_i + (1 - weight) * c_{j_l}``. The neighbours are PyEPO's exactly:
+    ``np.argpartition`` of ``scipy.spatial.distance.cdist`` distances with the diagonal set to
+    ``inf``; between neighbours at equal distances ``argpartition`` picks one (so does PyEPO,
+    with the same numpy), and in that order.
+
+    Args:
+        features: ``(N, p)`` features.
+        costs: ``(N, *cost_shape)`` costs.
+        k: neighbours per instance, ``1 <= k < N``.
+        weight: the instance's own weight in each combination, in ``[0, 1]`` (1: no smoothing).
+
+    Returns:
+        ``(N, k, *cost_shape)`` float64 combined costs, the ``l``-th with the ``l``-th neighbour.
+
+    Example:
+        >>> knn_costs(np.array([[0.0], [1.0], [3.0]]), np.array([[0.0, 2.0], [2.0, 0.0], [4.0, 4.0]]), k=1).tolist()
+        [[[1.0, 1.0]], [[1.0, 1.0]], [[3.0, 2.0]]]
+    """
+    return _knn_costs(features, costs, k, weight, "knn_costs")
+
+
+def _knn_costs(
+    features: np.ndarray | torch.Tensor, costs: np.ndarray | torch.Tensor, k: int, weight: float, where: str
+) -> np.ndarray:
+    feats = torch.as_tensor(features).detach().cpu().numpy() if isinstance(features, torch.Tensor) else features
+    true = torch.as_tensor(costs).detach().cpu().numpy() if isinstance(costs, torch.Tensor) else costs
+    feats = np.asarray(feats, dtype=np.float64)
+    true = np.asarray(true, dtype=np.float64)
+    if feats.ndim != 2:
+        raise ValueError(f"{where}: features must be (N, p), got shape {feats.shape}")
+    if true.ndim < 2 or len(true) != len(feats):
+        raise ValueError(f"{where}: costs must be ({len(feats)}, ...) to match {len(feats)} features, got {true.shape}")
+    # PyEPO's conditions: validate_positive_int(k), k < num_data, validate_probability(weight)
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"{where}: k={k!r} must be a positive int")
+    if k >= len(feats):
+        raise ValueError(
+            f"{where}: k={k} must be below the number of instances ({len(feats)}): each has at most "
+            f"{len(feats) - 1} neighbours (itself excluded)"
+        )
+    if not (isinstance(weight, Real) and not isinstance(weight, bool) and 0.0 <= float(weight) <= 1.0):
+        raise ValueError(f"{where}: weight={weight!r} must be a number in [0, 1]")
+    flat = true.reshape(len(true), -1)
+    distances = distance.cdist(feats, feats, "euclidean")
+    np.fill_diagonal(distances, np.inf)  # itself excluded
+    index = np.argpartition(distances, k, axis=1)[:, :k]
+    # PyEPO's expression, (N, d, k), so that the sums agree to the last bit
+    combined = weight * flat[:, :, np.newaxis] + (1 - weight) * np.transpose(flat[index], (0, 2, 1))
+    return np.moveaxis(combined, 2, 1).reshape(len(true), k, *true.shape[1:])
+
+
+def solve_knn_dataset(
+    layer: OptLayer,
+    features: np.ndarray | torch.Tensor,
+    costs: np.ndarray | torch.Tensor,
+    *,
+    k: int = 10,
+    weight: float = 0.5,
+    chunk: int = 200,
+    progress: bool = True,
+    desc: str = "solving kNN costs",
+    dtype: torch.dtype = torch.float32,
+    data: Mapping[str, Any] | None = None,
+) -> OptDataset:
+    """kNN-robust targets (Schutte et al., IJCAI 2024; PyEPO's ``optDatasetKNN``): every instance's
+    ``k`` combined costs (:func:`knn_costs`) solved through ``layer``, and their means.
+
+    With ``c_{i,l} = weight * c_i + (1 - weight) * c_{j_l}`` over the ``k`` nearest neighbours
+    ``j_l`` of instance ``i`` in feature space and ``y_{i,l} = y(c_{i,l})``, the data set holds
+    ``costs[i] = mean_l c_{i,l}``, ``solutions[i] = mean_l y_{i,l}`` (a fractional target) and
+    ``objectives[i] = mean_l <c_{i,l}, y_{i,l}>`` (float64; not ``<costs[i], solutions[i]>``
+    in general). The ``N k`` solves go through ``layer.solve`` in batches of ``chunk`` (the
+    layer's pool when it has ``workers=``); the combined costs are solved in float64, and
+    instance ``i``'s data goes with each of its ``k`` combinations.
+
+    Args:
+        layer: the layer whose model is solved (its ``solve``: exact, no projection or noise).
+        features: ``(N, p)`` features (the neighbours are the nearest in these).
+        costs: ``(N, *layer.shape)`` true costs.
+        k: neighbours per instance, ``1 <= k < N``.
+        weight: the instance's own weight in each combination, in ``[0, 1]`` (1: no smoothing,
+            the targets of :func:`solve_dataset` up to ties).
+        chunk: combined costs per ``layer.solve`` call.
+        progress: show a tqdm progress bar.
+        desc: the progress bar's label.
+        dtype: floating dtype of the returned features, costs and solutions.
+        data: per-instance data of the layer (name -> ``(N, ...)``), as for :func:`solve_dataset`.
+
+    Returns:
+        :class:`OptDataset` of the mean costs, solutions and objectives.
+
+    Example:
+        >>> import idproj_or as ipo
+        >>> from ortools.sat.python import cp_model
+        >>> m = cp_model.CpModel()
+        >>> x = [m.new_bool_var(f"x{i}") for i in range(2)]
+        >>> _ = m.add(sum(x) == 1)
+        >>> layer = ipo.CpSatLayer(m, x, sense="min")
+        >>> feats, costs = np.array([[0.0], [1.0], [3.0]]), np.array([[0.0, 2.0], [3.0, 0.0], [4.0, 3.0]])
+        >>> ds = solve_knn_dataset(layer, feats, costs, k=2, progress=False)
+        >>> ds.solutions.tolist(), ds.objectives.tolist()
+        ([[0.5, 0.5], [0.0, 1.0], [0.5, 0.5]], [1.5, 1.25, 1.75])
+    """
+    feats, given = _check_solve_inputs(layer, features, costs, chunk, data, "solve_knn_dataset")
+    combined = _knn_costs(features, costs, k, weight, "solve_knn_dataset")
+    n = len(combined)
+    flat = torch.from_numpy(np.ascontiguousarray(combined)).reshape(n * k, *layer.shape)
+    rows = {name: values.repeat_interleave(k, dim=0) for name, values in given.items()}
+    sols = _solve_chunks(layer, flat, rows, chunk, progress, desc).to(torch.float64).reshape(n, k, -1)
+    objectives = (flat.reshape(n, k, -1) * sols).sum(dim=2).mean(dim=1)
+    mean_costs = torch.from_numpy(np.moveaxis(combined.reshape(n, k, -1), 1, 2).mean(axis=2))
+    return OptDataset(
+        feats.to(dtype),
+        mean_costs.reshape(n, *layer.shape).to(dtype),
+        sols.mean(dim=1).reshape(n, *layer.shape).to(dtype),
+        objectives,
+        given,
+    )

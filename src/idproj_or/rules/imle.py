@@ -17,6 +17,9 @@ to the target distribution, ``c_s + s lambda g`` (``s = +1`` min, ``-1`` max), s
 top-k experiments use it as the baseline of identity with projection.
 
 With ``projection=``, ``c_hat`` is ``P(pred)`` (plus the training noise margin).
+
+:class:`PerturbAndMAP` holds all of this but the step ``lambda``: :class:`IMLE` fixes it, the
+adaptive I-MLE (:mod:`.aimle`) sets it at each backward.
 """
 
 from __future__ import annotations
@@ -68,7 +71,45 @@ def sum_of_gamma(
     return torch.ops.idproj_or.sum_of_gamma(list(shape), float(kappa), like.detach(), generator_key(generator))
 
 
-class IMLE(Perturbed):
+class PerturbAndMAP(Perturbed):
+    """What :class:`IMLE` and :class:`~idproj_or.rules.aimle.AdaptiveIMLE` share: forward, the
+    mean decision of ``n_samples`` Sum-of-Gamma perturbations ``c_hat + sigma eps_s``; backward,
+    the same perturbations moved to the target distribution by the step ``lambda`` that
+    :meth:`target_step` gives, solved again, and their difference divided by ``lambda +``
+    :attr:`guard` (``2 lambda + guard`` with ``two_sides``); :meth:`observe` sees the result."""
+
+    # Added to the backward's divisor: 0 where lambda > 0 always (I-MLE).
+    guard = 0.0
+
+    def __init__(
+        self, layer: Any, *, n_samples: int, sigma: float, kappa: float, two_sides: bool, options: RuleOptions
+    ) -> None:
+        super().__init__(layer, n_samples=n_samples, sigma=sigma, multiplicative=False, options=options)
+        self.kappa = positive(kappa, where=type(self).__name__, name="kappa")
+        self.two_sides = bool(two_sides)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, kappa={self.kappa}, two_sides={self.two_sides}"
+
+    def forward(self, pred_cost: Any, **data: Any) -> Any:
+        w, batched, dtype = self.flat(pred_cost)
+        z, frame = self.prepare(w, self.instance_data(data, len(w)))
+        eps = sum_of_gamma((len(z), self.n_samples, z.shape[1]), kappa=self.kappa, generator=self.generator, like=z)
+        costs, sols = self.perturb(z.detach(), frame, eps)
+        y = _TargetDistribution.apply(z, costs, sols, self, frame)
+        return self.unflat(y, batched, dtype)
+
+    def target_step(self, z: torch.Tensor, grad: torch.Tensor) -> torch.Tensor | float:
+        """The step ``lambda`` of this backward, for the ``(B, n)`` costs ``z`` and the NaN-free
+        ``(B, n)`` gradient ``grad = dL/dy``."""
+        raise NotImplementedError
+
+    def observe(self, grad: torch.Tensor) -> torch.Tensor:
+        """The ``(B, n)`` gradient ``dL/dc_hat`` that backward returns (here: ``grad`` itself)."""
+        return grad
+
+
+class IMLE(PerturbAndMAP):
     """I-MLE over any idproj_or layer: ``y = imle(pred_cost)``, the mean of ``n_samples``
     perturb-and-MAP decisions.
 
@@ -102,47 +143,41 @@ class IMLE(Perturbed):
         two_sides: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(layer, n_samples=n_samples, sigma=sigma, multiplicative=False, options=options)
-        name = type(self).__name__
-        self.lambd = positive(lambd, where=name, name="lambd")
-        self.kappa = positive(kappa, where=name, name="kappa")
-        self.two_sides = bool(two_sides)
+        super().__init__(layer, n_samples=n_samples, sigma=sigma, kappa=kappa, two_sides=two_sides, options=options)
+        self.lambd = positive(lambd, where=type(self).__name__, name="lambd")
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, lambd={self.lambd}, kappa={self.kappa}, two_sides={self.two_sides}"
+        return f"{super().extra_repr()}, lambd={self.lambd}"
 
-    def forward(self, pred_cost: Any, **data: Any) -> Any:
-        w, batched, dtype = self.flat(pred_cost)
-        z, frame = self.prepare(w, self.instance_data(data, len(w)))
-        eps = sum_of_gamma((len(z), self.n_samples, z.shape[1]), kappa=self.kappa, generator=self.generator, like=z)
-        costs, sols = self.perturb(z.detach(), frame, eps)
-        y = _TargetDistribution.apply(z, costs, sols, self, frame)
-        return self.unflat(y, batched, dtype)
+    def target_step(self, z: torch.Tensor, grad: torch.Tensor) -> float:
+        return self.lambd
 
 
 class _TargetDistribution(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx: Any, z: torch.Tensor, costs: torch.Tensor, sols: torch.Tensor, rule: IMLE, frame: Frame
+        ctx: Any, z: torch.Tensor, costs: torch.Tensor, sols: torch.Tensor, rule: PerturbAndMAP, frame: Frame
     ) -> torch.Tensor:
-        ctx.save_for_backward(costs, sols)
+        ctx.save_for_backward(z, costs, sols)
         ctx.rule, ctx.frame = rule, frame
         return sols.mean(dim=1)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        costs, sols = ctx.saved_tensors
+        z, costs, sols = ctx.saved_tensors
         frame: Frame = ctx.frame
-        rule: IMLE = ctx.rule
+        rule: PerturbAndMAP = ctx.rule
         s = costs.shape[1]
-        delta = rule.lambd * torch.nan_to_num(grad).unsqueeze(1)
+        g = torch.nan_to_num(grad)
+        lambd = rule.target_step(z.detach(), g)
+        delta = lambd * g.unsqueeze(1)
         if rule.two_sides:
             both = rule.decide_samples(torch.cat([costs + delta, costs - delta], dim=1), frame)
             failed = failed_rows(both)
-            out = (both[:, :s] - both[:, s:]).mean(dim=1) / (2 * rule.lambd)
+            out = (both[:, :s] - both[:, s:]).mean(dim=1) / (2 * lambd + rule.guard)
         else:
             moved = rule.decide_samples(costs + rule.sign * delta, frame)
             failed = failed_rows(moved) | failed_rows(sols)
-            out = rule.sign * (moved - sols).mean(dim=1) / rule.lambd
+            out = rule.sign * (moved - sols).mean(dim=1) / (lambd + rule.guard)
         # No gradient where a solve has no decision (on_failure="nan").
-        return zero_failed(torch.nan_to_num(out), failed), None, None, None, None
+        return rule.observe(zero_failed(torch.nan_to_num(out), failed)), None, None, None, None

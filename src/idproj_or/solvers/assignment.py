@@ -31,7 +31,7 @@ from ortools.graph.python import linear_sum_assignment
 from .. import statuses
 from ..checks import Sense
 from ..statuses import Outcome
-from .base import NO_DATA, Data, ModelSpec, ResidentSolver
+from .base import NO_DATA, Data, LinearRows, ModelSpec, ResidentSolver
 from .scaling import EPS, choice_error, integer_costs, proven, scale_exponent
 
 _OPTIMAL = linear_sum_assignment.SimpleLinearSumAssignment.OPTIMAL
@@ -151,3 +151,11 @@ class AssignmentSpec(ModelSpec):
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         return assignment_equalities(self.n, self.m)
+
+    def linear_rows(self, data: Data = NO_DATA) -> LinearRows:
+        # row sums, then column sums: == 1 on the smaller side (both when square), <= 1 on the other
+        n, m = self.n, self.m
+        a = np.concatenate([np.kron(np.eye(n), np.ones((1, m))), np.kron(np.ones((1, n)), np.eye(m))])
+        lower = np.concatenate([np.full(n, 1.0 if n <= m else -np.inf), np.full(m, 1.0 if n >= m else -np.inf)])
+        size = n * m
+        return LinearRows(a, lower, np.ones(n + m), np.zeros(size), np.ones(size), np.arange(n + m))

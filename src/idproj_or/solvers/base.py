@@ -6,7 +6,7 @@ import abc
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -307,6 +307,98 @@ class ModelSpec(abc.ABC):
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``A y = b`` (``A`` of shape ``(m, prod(shape))``) that every feasible decision
         satisfies, restricted to constraints over cost variables only; used by ``"auto"``."""
+
+    def linear_rows(self, data: Data = NO_DATA) -> LinearRows:
+        """The model's linear description over the cost entries with one instance's ``data``
+        (CaVE's binding normals, :mod:`idproj_or.rules.cave`); a ValueError (saying which
+        constraint) for a model that has none over the cost entries alone."""
+        raise ValueError(
+            "its model has no linear description over the cost variables (CaVE reads linear "
+            "constraints, as the declared LP/MIP and CP-SAT models and the knapsack, shortest path, "
+            "assignment and top-k layers state them)"
+        )
+
+
+class LinearRows(NamedTuple):
+    """A model's linear description over its cost entries (:meth:`ModelSpec.linear_rows`): rows
+    ``lower <= a @ y <= upper`` (``a``: ``(m, n)`` over the flattened cost entries; an open side
+    is -inf / inf, an equality has equal ends) and bounds ``var_lower <= y <= var_upper`` per
+    cost entry. ``origin``: per row, the model's constraint it states (its index in the model's
+    order), or -1 for an equality ``y_j = y_k`` of a variable repeated in the costs. Constraints
+    that involve no cost variable are left out."""
+
+    a: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    var_lower: np.ndarray
+    var_upper: np.ndarray
+    origin: np.ndarray
+
+
+# One constraint of a model as its linear row: ({model variable: coefficient}, lower, upper).
+Row = tuple[Mapping[int, float], float, float]
+
+
+def cost_rows(
+    var_index: np.ndarray,
+    rows: Sequence[Row | None],
+    var_lower: np.ndarray,
+    var_upper: np.ndarray,
+    describe: Callable[[int], str],
+) -> LinearRows:
+    """The :class:`LinearRows` of a model's constraints ``rows`` (in the model's order; None for
+    one that involves no variable) over the cost entries at the model variables ``var_index``,
+    with the bounds ``var_lower`` / ``var_upper`` of every model variable. A variable repeated in
+    the costs takes a row's coefficient at its first position and adds the equality ``y_j = y_k``;
+    a fixed variable that is not a cost variable is a constant. A constraint over cost and other
+    (unfixed) variables is a ValueError (``describe(k)`` names it): which
+    rows bind at a decision is known from the cost entries only when the rows involve no other
+    variable."""
+    n = len(var_index)
+    first, repeats = repeat_rows(var_index)
+    var_lower = np.asarray(var_lower, dtype=np.float64)
+    var_upper = np.asarray(var_upper, dtype=np.float64)
+    fixed = (var_lower == var_upper) & np.isfinite(var_lower)
+    dense, lower, upper, origin = [], [], [], []
+    for k, row in enumerate(rows):
+        if row is None:
+            continue
+        terms, lo, hi = row
+        used = [v for v, c in terms.items() if c != 0 and (v in first or not fixed[v])]
+        inside = [v in first for v in used]
+        if not any(inside):
+            continue
+        if not all(inside):
+            raise ValueError(
+                f"{describe(k)} involves variables other than the cost variables; CaVE reads which "
+                "constraints bind at the true decision, which gives the cost variables only (state "
+                "the constraint over the cost variables, or leave the others out of it)"
+            )
+        a = np.zeros(n)
+        for v in used:
+            a[first[v]] += terms[v]
+        # a fixed variable that is not a cost variable is a constant of the row
+        shift = sum(c * var_lower[v] for v, c in terms.items() if c != 0 and fixed[v] and v not in first)
+        dense.append(a)
+        lower.append(lo - shift)
+        upper.append(hi - shift)
+        origin.append(k)
+    for terms, _ in repeats:
+        a = np.zeros(n)
+        for pos, c in terms.items():
+            a[pos] = c
+        dense.append(a)
+        lower.append(0.0)
+        upper.append(0.0)
+        origin.append(-1)
+    return LinearRows(
+        np.array(dense).reshape(len(dense), n),
+        np.array(lower, dtype=np.float64),
+        np.array(upper, dtype=np.float64),
+        var_lower[var_index],
+        var_upper[var_index],
+        np.array(origin, dtype=np.int64),
+    )
 
 
 def repeat_rows(var_index: np.ndarray) -> tuple[dict[int, int], list[tuple[dict[int, float], float]]]:

@@ -164,3 +164,23 @@ class Bounds:
     def crossed(self) -> bool:
         """Whether an entry's lower bound is above its upper one (the instance is infeasible)."""
         return any(bool((lo > hi).any()) for lo, hi in self.current)
+
+
+def with_data(
+    fields: Sequence[BoundField], bounds: dict[bool, tuple[np.ndarray, np.ndarray]], data: Data
+) -> dict[bool, tuple[np.ndarray, np.ndarray]]:
+    """The model's ``(lower, upper)`` bounds of its constraints (key False) and variables (key
+    True), indexed as in the model, with one instance's ``data`` applied as a resident solver
+    applies it (copies; the model's own bounds where the data leave them out)."""
+    out = {kind: (lo.copy(), hi.copy()) for kind, (lo, hi) in bounds.items()}
+    given = [k for k, f in enumerate(fields) if f.name in data]
+    if not given:
+        return out
+    own = [(bounds[f.variables][0][list(f.index)], bounds[f.variables][1][list(f.index)]) for f in fields]
+    current = Bounds(fields, own)
+    for k in given:
+        field = fields[k]
+        lo, hi = current.target(k, np.asarray(data[field.name]))
+        out[field.variables][0][list(field.index)] = lo
+        out[field.variables][1][list(field.index)] = hi
+    return out

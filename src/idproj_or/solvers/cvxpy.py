@@ -71,7 +71,7 @@ from cvxpy.utilities import scopes
 from .. import statuses
 from ..checks import ObjectiveMode, Sense, check_objective_mode
 from ..statuses import Outcome
-from .base import NO_DATA, Data, DataField, ModelSpec, ResidentSolver
+from .base import NO_DATA, Data, DataField, LinearRows, ModelSpec, ResidentSolver, cost_rows
 from .highs import HighsArrays, HighsModel
 from .scaling import beyond_range
 
@@ -169,6 +169,47 @@ class CvxpySpec(ModelSpec):
         ]
         rows = a[keep][:, cols].toarray() if keep else np.zeros((0, len(cols)))
         return rows, -np.asarray(b)[keep]
+
+    def linear_rows(self, data: Data = NO_DATA) -> LinearRows:
+        if self.interface:  # the generic route may compile cones other than the linear ones
+            dims = pickle.loads(self.interface)[1].cone_dims
+            if dims.zero + dims.nonneg != self.rows:
+                raise ValueError(
+                    "the compiled problem has cone constraints (second-order, exponential, ...) besides "
+                    "linear ones; CaVE reads linear constraints only"
+                )
+        p = self.parameters(data)
+        a, b = self.matrix(p)
+        col_lower, col_upper = column_bounds(self, p)
+        # compiled rows A z + b == 0 (the first ``zero``), A z + b >= 0 (the others)
+        rows = sp.csr_array(a)
+        upper = np.where(np.arange(self.rows) < self.zero, -b, math.inf)
+        terms = []
+        for r in range(self.rows):
+            span = slice(rows.indptr[r], rows.indptr[r + 1])
+            terms.append(
+                (dict(zip(rows.indices[span].tolist(), rows.data[span].tolist())), float(-b[r]), float(upper[r]))
+            )
+        entry: dict[int, int] = {}
+        if self.dual_index is not None:
+            for k, r in enumerate(np.asarray(self.dual_index).tolist()):
+                entry.setdefault(int(r), k)
+
+        def describe(r: int) -> str:
+            at = f" (entry {entry[r]} of the constraints, in problem.constraints order)" if r in entry else ""
+            return f"compiled constraint row {r}{at}"
+
+        return cost_rows(np.asarray(self.cols), terms, col_lower, col_upper, describe)
+
+
+def column_bounds(spec: CvxpySpec, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The compiled columns' bounds at the parameter vector ``p``."""
+    lower = spec.col_lower.copy() if spec.lower is None else np.asarray(spec.lower @ p, dtype=np.float64)
+    upper = spec.col_upper.copy() if spec.upper is None else np.asarray(spec.upper @ p, dtype=np.float64)
+    booleans = list(spec.boolean)  # as CVXPY's own interfaces: booleans are integers in [0, 1]
+    lower[booleans] = np.maximum(lower[booleans], 0.0)
+    upper[booleans] = np.minimum(upper[booleans], 1.0)
+    return lower, upper
 
 
 def _data_columns(spec: CvxpySpec) -> np.ndarray:
@@ -276,13 +317,7 @@ class HighsSolver(CompiledSolver):
         return HighsModel(arrays)
 
     def _col_bounds(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        spec = self.spec
-        lower = spec.col_lower.copy() if spec.lower is None else np.asarray(spec.lower @ p, dtype=np.float64)
-        upper = spec.col_upper.copy() if spec.upper is None else np.asarray(spec.upper @ p, dtype=np.float64)
-        booleans = list(spec.boolean)  # as CVXPY's own interfaces: booleans are integers in [0, 1]
-        lower[booleans] = np.maximum(lower[booleans], 0.0)
-        upper[booleans] = np.minimum(upper[booleans], 1.0)
-        return lower, upper
+        return column_bounds(self.spec, p)
 
     def interrupt(self) -> None:
         self.model.interrupt()

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import statuses
 from ..checks import Sense
-from .base import NO_DATA, ChunkResult, ChunkSolver, Data, DataField, ModelSpec
+from .base import NO_DATA, ChunkResult, ChunkSolver, Data, DataField, LinearRows, ModelSpec
 from .scaling import EPS
 
 # How the kernel ended each instance (its ``ends`` codes 0-3): proven optimal, time limit (the
@@ -232,3 +232,19 @@ class KnapsackSpec(ModelSpec):
         # capacity is always 0 at that capacity, but not at an instance's larger one.)
         n = len(self.weights[0])
         return np.zeros((0, n)), np.zeros(0)
+
+    def linear_rows(self, data: Data = NO_DATA) -> LinearRows:
+        # weights @ y <= capacities (as given, or the instance's), 0 <= y <= 1
+        weights = data.get("weights")
+        if weights is None:
+            weights = np.array(self.weights, dtype=np.float64) / np.array(self.scales)[:, None]
+        capacities = np.asarray(data.get("capacity", self.given_capacities), dtype=np.float64)
+        d, n = weights.shape
+        return LinearRows(
+            np.asarray(weights, dtype=np.float64),
+            np.full(d, -np.inf),
+            capacities.reshape(d),
+            np.zeros(n),
+            np.ones(n),
+            np.arange(d),
+        )

@@ -47,8 +47,18 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 from .. import statuses
 from ..checks import Declared, Sense, resolve_sense
 from ..statuses import Outcome
-from .base import NO_DATA, Data, ResidentSolver, dense_rows, repeat_rows
-from .bounds import INFEASIBLE_BOUNDS, UPPER, BoundField, Bounds, Change, DeclaredSpec, bound_fields, side_of
+from .base import NO_DATA, Data, LinearRows, ResidentSolver, cost_rows, dense_rows, repeat_rows
+from .bounds import (
+    INFEASIBLE_BOUNDS,
+    UPPER,
+    BoundField,
+    Bounds,
+    Change,
+    DeclaredSpec,
+    bound_fields,
+    side_of,
+    with_data,
+)
 from .certificate import OPEN_BOUND, choose_basis, mp_box
 from .scaling import beyond_range
 
@@ -401,6 +411,51 @@ class LinearSpec(DeclaredSpec):
 
     def equalities(self) -> tuple[np.ndarray, np.ndarray]:
         return linear_equalities(self.proto(), np.asarray(self.var_index), self.bounds)
+
+    def linear_rows(self, data: Data = NO_DATA) -> LinearRows:
+        return mp_linear_rows(self.proto(), np.asarray(self.var_index), self.bounds, data)
+
+
+def mp_linear_rows(
+    proto: linear_solver_pb2.MPModelProto,
+    var_index: np.ndarray,
+    bounds: Sequence[BoundField] = (),
+    data: Data = NO_DATA,
+) -> LinearRows:
+    """The model's linear description over the cost variables (CaVE), with one instance's
+    ``data``: its constraints and variable bounds (a magnitude of 1e20 or more is infinite, as
+    for the solvers). A general constraint (indicator, SOS, ...) is a ValueError that names it."""
+    if len(proto.general_constraint):
+        kind = proto.general_constraint[0].WhichOneof("general_constraint")
+        raise ValueError(
+            f"general constraint 0 of the model is a {kind} constraint; CaVE reads linear constraints only"
+        )
+
+    def bound(values: np.ndarray) -> np.ndarray:
+        return np.where(np.abs(values) >= OPEN_BOUND, np.copysign(np.inf, values), values)
+
+    # the bounds of the constraints (key False) and of the variables (key True), in model order
+    rows = {
+        kind: (np.array([e.lower_bound for e in entries]), np.array([e.upper_bound for e in entries]))
+        for kind, entries in ((False, proto.constraint), (True, proto.variable))
+    }
+    if data:
+        rows = with_data(bounds, rows, data)
+    lower, upper = (bound(a) for a in rows[False])
+    terms = [
+        (_sum_terms(ct.var_index, ct.coefficient), float(lo), float(hi))
+        for ct, lo, hi in zip(proto.constraint, lower, upper)
+    ]
+    return cost_rows(
+        var_index, terms, bound(rows[True][0]), bound(rows[True][1]), lambda k: f"constraint {k} of the model"
+    )
+
+
+def _sum_terms(variables: Sequence[int], coefficients: Sequence[float]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for v, c in zip(variables, coefficients):
+        out[v] = out.get(v, 0.0) + float(c)
+    return out
 
 
 def linear_equalities(

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import Sense, check_sense
-from .base import NO_DATA, Data, DataField, ExactChunkSolver, ModelSpec
+from .base import NO_DATA, Data, DataField, ExactChunkSolver, LinearRows, ModelSpec
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
 ENUMERATE_WORK = 4096
@@ -243,6 +243,15 @@ class ShortestPathSpec(ModelSpec):
         b[self.source] += 1.0
         b[self.target] -= 1.0
         return a, b
+
+    def linear_rows(self, data: Data = NO_DATA) -> LinearRows:
+        # flow conservation (out - in = 1 at the source, -1 at the target, 0 elsewhere), 0 <= y <= 1
+        a, _ = self.equalities()
+        b = np.zeros(self.n_nodes)
+        b[int(data.get("source", self.source))] += 1.0
+        b[int(data.get("target", self.target))] -= 1.0
+        n = len(self.tails)
+        return LinearRows(a, b, b.copy(), np.zeros(n), np.ones(n), np.arange(self.n_nodes))
 
 
 def _node(value: Any, name: str, n_nodes: int, *, where: str) -> int:

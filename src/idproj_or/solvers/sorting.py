@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checks import Sense
-from .base import NO_DATA, Data, DataField, ExactChunkSolver, ModelSpec
+from .base import NO_DATA, Data, DataField, ExactChunkSolver, LinearRows, ModelSpec
 
 
 class _SortSolver(ExactChunkSolver):
@@ -97,6 +97,13 @@ class TopKSpec(_SortSpec):
         # sum(y) == k whatever an instance's k: the all-ones direction is invariant for every
         # instance. (With k == 0 or n every direction is, but only for that k.)
         return np.ones((1, self.n)), np.array([float(self.k)])
+
+    def linear_rows(self, data: Data = NO_DATA) -> LinearRows:
+        # sum(y) == k (the instance's), 0 <= y <= 1
+        k = np.full(1, float(data.get("k", self.k)))
+        return LinearRows(
+            np.ones((1, self.n)), k, k.copy(), np.zeros(self.n), np.ones(self.n), np.zeros(1, dtype=np.int64)
+        )
 
 
 @dataclass(frozen=True)
