@@ -218,9 +218,10 @@ def plot(res: dict[str, Any]) -> None:
     left.set_xlabel("normalized test regret (%)")
     left.legend(fontsize=8)
     seconds = [np.mean([r["seconds_per_epoch"] for r in res["runs"][n]]) for n in names]
-    right.barh(y + height * (len(epochs) - 1) / 2, seconds, 0.6, color="tab:gray")
-    right.set_xscale("log")
-    right.set_xlabel("seconds per epoch (log)")
+    bars = right.barh(y + height * (len(epochs) - 1) / 2, seconds, 0.6, color="tab:gray")
+    right.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+    right.set_xlim(0, 1.15 * max(seconds))
+    right.set_xlabel("seconds per epoch")
     for ax in (left, right):
         ax.grid(True, axis="x", alpha=0.3)
     fig.suptitle(
