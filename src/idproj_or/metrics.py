@@ -107,15 +107,30 @@ def regret(
         >>> regret(layer, torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[5.0, 2.0, 1.0]])).tolist()
         [3.0]
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"regret: reduction={reduction!r} must be one of {', '.join(map(repr, REDUCTIONS))}")
+    _check_reduction(reduction, "regret")
     r, _ = _regrets(layer, pred_costs, true_costs, optimal, dict(data or {}), "regret")
+    return _reduce(r, reduction)
+
+
+def _check_reduction(reduction: str, where: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{where}: reduction={reduction!r} must be one of {', '.join(map(repr, REDUCTIONS))}")
+
+
+def _reduce(r: torch.Tensor, reduction: str) -> torch.Tensor:
     # Instances without a decision (on_failure="nan") are NaN here and skipped by the reductions.
     if reduction == "sum":
         return r.nansum()
     if reduction == "mean":
         return r.nanmean()
     return r
+
+
+def _normalized(r: torch.Tensor, best: torch.Tensor, where: str) -> float:
+    denominator = float(best.abs().sum())
+    if denominator == 0.0:
+        raise ValueError(f"{where}: every optimal objective is 0; the normalized regret is undefined")
+    return float(r.nansum()) / denominator
 
 
 def normalized_regret(
@@ -139,10 +154,7 @@ def normalized_regret(
         0.125
     """
     r, best = _regrets(layer, pred_costs, true_costs, optimal, dict(data or {}), "normalized_regret")
-    denominator = float(best.abs().sum())
-    if denominator == 0.0:
-        raise ValueError("normalized_regret: every optimal objective is 0; the normalized regret is undefined")
-    return float(r.nansum()) / denominator
+    return _normalized(r, best, "normalized_regret")
 
 
 def unambiguous_regret(
@@ -204,18 +216,11 @@ def unambiguous_regret(
         >>> unambiguous_regret(layer, torch.tensor([[1.0, 1.0, 5.0]]), torch.tensor([[0.0, 3.0, 1.0]])).tolist()
         [3.0]
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"unambiguous_regret: reduction={reduction!r} must be one of {', '.join(map(repr, REDUCTIONS))}"
-        )
+    _check_reduction(reduction, "unambiguous_regret")
     r, _ = _unambiguous_regrets(
         layer, pred_costs, true_costs, optimal, dict(data or {}), tolerance, max_iter, "unambiguous_regret"
     )
-    if reduction == "sum":
-        return r.nansum()
-    if reduction == "mean":
-        return r.nanmean()
-    return r
+    return _reduce(r, reduction)
 
 
 def normalized_unambiguous_regret(
@@ -243,12 +248,7 @@ def normalized_unambiguous_regret(
     r, best = _unambiguous_regrets(
         layer, pred_costs, true_costs, optimal, dict(data or {}), tolerance, max_iter, "normalized_unambiguous_regret"
     )
-    denominator = float(best.abs().sum())
-    if denominator == 0.0:
-        raise ValueError(
-            "normalized_unambiguous_regret: every optimal objective is 0; the normalized regret is undefined"
-        )
-    return float(r.nansum()) / denominator
+    return _normalized(r, best, "normalized_unambiguous_regret")
 
 
 def _unambiguous_regrets(
