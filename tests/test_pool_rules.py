@@ -55,3 +55,28 @@ def test_bad_reduction_and_label_shape(cls: type) -> None:
         cls(layer(), solutions=POOL, reduction="x")
     with pytest.raises(ValueError, match=r"must have shape \(2, 3\) like the predictions"):
         cls(layer(), solutions=POOL)(torch.rand(2, 3), torch.rand(2, 4))
+
+
+@pytest.mark.parametrize("cls", RULES, ids=lambda c: c.__name__)
+def test_serial_and_pool_give_identical_losses_and_gradients(cls: type, force_pool) -> None:
+    """The rule's solves (which refresh the pool) on a 2-worker pool equal the in-process ones."""
+    gen = torch.Generator().manual_seed(0)
+    pred = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    true = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    label = POOL[torch.arange(6) % 3]
+    label = label if cls in (ipo.NoiseContrastive, ipo.ContrastiveMAP) else true
+    results = []
+    for options in ({}, {"workers": 2}):
+        knapsack = ipo.KnapsackLayer([[3, 4, 5]], [7], **options)
+        if options:
+            force_pool(knapsack)
+        rule = cls(knapsack, solutions=POOL[:1], solve_ratio=1.0)
+        p = pred.clone().requires_grad_(True)
+        loss = rule(p, label)
+        loss.backward()
+        if options:
+            assert rule.last_info.mode == "pool"
+        results.append((loss.detach(), p.grad, len(rule.cache)))
+    assert results[0][2] > 1  # the solves joined the pool
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert results[0][2] == results[1][2]
