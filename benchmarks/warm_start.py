@@ -11,7 +11,8 @@ initialisation in the same batch order; ours pass the batch's indices as ``ids=`
   (every row solved), with the box certificate, and with the box certificate and warm starts.
 - Shortest path 6 x 6 as a declared GLOP LP (``0 <= x <= 1``, flow conservation), the identity
   rule without projection (PyEPO's NID), 5 epochs: PyEPO NID on
-  ``pyepo.model.ort.shortestPathModel(solver="glop")``; ours cold, and with the basis certificate.
+  ``pyepo.model.ort.shortestPathModel(solver="glop")``; ours cold, by default (the network path
+  shortcut decides every row), and with warm starts and the basis certificate (network path off).
 - A CP-SAT scheduling model (20 optional jobs with release times, deadlines and durations on one
   machine, ``no_overlap``; predicted profits on the jobs' presence, maximised), identity without
   projection, 3 epochs: ours cold and warm (hints of every variable, start times included).
@@ -41,7 +42,7 @@ from tqdm.auto import tqdm
 
 import idproj_or as ipo
 from idproj_or import data
-from idproj_or.solvers.certificate import BASIS_CERTIFICATE, BOX_CERTIFICATE
+from idproj_or.solvers.certificate import BASIS_CERTIFICATE, BOX_CERTIFICATE, NETWORK_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "warm_start.json"
@@ -156,10 +157,11 @@ def facility(n: int, seed: int) -> Problem:
     )
 
 
-def ours(p: Problem, rule: str, *, box: bool, warm: bool) -> tuple[Step, Callable[[], list[str]]]:
+def ours(p: Problem, rule: str, *, box: bool, warm: bool, network: bool) -> tuple[Step, Callable[[], list[str]]]:
     layer = p.make(warm_start=warm)
-    if not box:
+    if not box:  # every shortcut off
         layer.handle.batch.box = None
+    layer.handle.batch.network = network
     sign = -1.0 if p.sense == "max" else 1.0
     module: Any = {"spo+": lambda: ipo.SPOPlus(layer), "dbb": lambda: ipo.Blackbox(layer, lambd=20)}.get(
         rule, lambda: layer
@@ -221,7 +223,7 @@ def train(p: Problem, step: Step, epochs: int, seed: int) -> dict[str, float]:
 SECTIONS: list[tuple[str, Callable[[int, int], Problem], str, int, int, tuple[str, ...]]] = [
     ("knapsack 48x3, CP-SAT, SPO+", knapsack, "spo+", 3, 1000, ("pyepo", "cold", "box", "box+warm")),
     ("knapsack 48x3, CP-SAT, Blackbox", knapsack, "dbb", 3, 1000, ("pyepo", "cold", "box", "box+warm")),
-    ("shortest path 6x6, GLOP, NID", shortest_path, "nid", 5, 1000, ("pyepo", "cold", "warm")),
+    ("shortest path 6x6, GLOP, NID", shortest_path, "nid", 5, 1000, ("pyepo", "cold", "network", "warm")),
     ("scheduling 20 jobs, CP-SAT, identity", scheduling, "nid", 3, 300, ("cold", "warm")),
     ("facility location 4x10, SCIP, identity", facility, "nid", 3, 300, ("cold", "warm")),
 ]
@@ -242,11 +244,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if config == "pyepo":
                     step, words = pyepo(p, rule)
                 else:
-                    step, words = ours(p, rule, box=config != "cold", warm="warm" in config)
+                    step, words = ours(
+                        p, rule, box=config != "cold", warm="warm" in config, network=config == "network"
+                    )
                 row: dict[str, Any] = train(p, step, epochs, seed)
                 seen = words()
                 row["box"] = seen.count(BOX_CERTIFICATE) / len(seen) if seen else None
                 row["basis"] = seen.count(BASIS_CERTIFICATE) / len(seen) if seen else None
+                row["network"] = seen.count(NETWORK_PATH) / len(seen) if seen else None
                 rows.setdefault(config, []).append(row)
         out["sections"][title] = {"rule": rule, "epochs": epochs, "train": n, "rows": rows}
     return out
@@ -255,6 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 LABELS = {
     "pyepo": "PyEPO {rule} ({solver})",
     "cold": "ours, cold (every row solved)",
+    "network": "ours, default (network path shortcut)",
     "box": "ours, box certificate",
     "box+warm": "ours, box certificate + warm starts (hints)",
     "warm": "ours, warm starts ({how})",
@@ -269,7 +275,7 @@ def table(res: dict[str, Any]) -> str:
         base = "pyepo" if "pyepo" in rows else "cold"
         ref = np.mean([r["seconds_per_epoch"] for r in rows[base]])
         solver = "SCIP" if "knapsack" in title else "GLOP"
-        how = "basis certificate" if "GLOP" in title else "hints"
+        how = "basis certificate; network path off" if "GLOP" in title else "hints"
         lines += [
             "",
             f"**{title}**: {sec['train']} training instances, {sec['epochs']} epochs.",
@@ -280,7 +286,11 @@ def table(res: dict[str, Any]) -> str:
         ]
         for config, runs in rows.items():
             sec_epoch = np.mean([r["seconds_per_epoch"] for r in runs])
-            shares = [(r["box"] or 0.0) + (r["basis"] or 0.0) for r in runs if r["box"] is not None]
+            shares = [
+                (r["box"] or 0.0) + (r["basis"] or 0.0) + (r.get("network") or 0.0)
+                for r in runs
+                if r["box"] is not None
+            ]
             share = f"{100 * np.mean(shares):.0f}%" if shares else ""
             label = LABELS[config].format(rule=PYEPO_NAMES[sec["rule"]], solver=solver, how=how)
             loss = np.mean([r["loss"] for r in runs])

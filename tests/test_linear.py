@@ -178,10 +178,17 @@ def test_solution_does_not_depend_on_previous_instances(backend: str) -> None:
     solver, x = grid_lp(backend) if backend in ("GLOP", "CLP") else knapsack(backend)
     rng = np.random.default_rng(3)
     costs = torch.from_numpy(rng.integers(0, 3, size=(24, len(x))).astype(float))
-    layer = ipo.LinearSolverLayer(solver, x, "min" if backend in ("GLOP", "CLP") else "max")
+
+    def solver_layer() -> ipo.LinearSolverLayer:
+        made = ipo.LinearSolverLayer(solver, x, "min" if backend in ("GLOP", "CLP") else "max")
+        made.handle.batch.network = False  # the grid would be decided by the network path shortcut
+        return made
+
+    layer = solver_layer()
     forward = layer.solve(costs)
     backward = layer.solve(costs.flip(0)).flip(0)
-    one_by_one = torch.stack([ipo.LinearSolverLayer(solver, x, layer.sense).solve(c) for c in costs])
+    assert "NETWORK_PATH" not in layer.last_info.solver_status
+    one_by_one = torch.stack([solver_layer().solve(c) for c in costs])
     assert torch.equal(forward, backward)
     assert torch.equal(forward, one_by_one)
 

@@ -31,7 +31,8 @@ def knapsack(n: int = 12, dims: int = 2, seed: int = 0, **options: object) -> ip
 
 
 def grid_lp(backend: str = "GLOP", size: int = 4, **options: object) -> ipo.LinearSolverLayer:
-    """PyEPO's grid shortest path as a declared LP (arcs right and down, 0 <= x <= 1)."""
+    """PyEPO's grid shortest path as a declared LP (arcs right and down, 0 <= x <= 1), without
+    the network path shortcut (it would decide every row before the basis certificate)."""
     arcs = [(i * size + j, i * size + j + 1) for i in range(size) for j in range(size - 1)]
     arcs += [(i * size + j, (i + 1) * size + j) for i in range(size - 1) for j in range(size)]
     solver = pywraplp.Solver.CreateSolver(backend)
@@ -42,7 +43,9 @@ def grid_lp(backend: str = "GLOP", size: int = 4, **options: object) -> ipo.Line
             x[k] for k, (i, _) in enumerate(arcs) if i == node
         )
         solver.Add(flow == (-1 if node == 0 else 1 if node == last else 0))
-    return ipo.LinearSolverLayer(solver, x, projection="none", **options)
+    layer = ipo.LinearSolverLayer(solver, x, projection="none", **options)
+    layer.handle.batch.network = False
+    return layer
 
 
 def facility(backend: str = "SCIP", **options: object) -> ipo.LinearSolverLayer:

@@ -67,6 +67,11 @@ class BatchSolver:
     in-process until one is attached again (``deepcopy`` keeps the same executor).
     """
 
+    # The network path shortcut (unit-flow LPs on acyclic networks) on; False (per instance):
+    # the box and basis certificates alone. A class default, so copies pickled before it existed
+    # read it too.
+    network: bool = True
+
     def __init__(
         self,
         spec: ModelSpec,
@@ -142,8 +147,9 @@ class BatchSolver:
         ``stop_at_failure`` the rows after a failed one (within its chunk) are not attempted;
         with ``duals`` the backends that know them report duals (:class:`BatchInfo`); with
         ``warm`` (``(B, s)`` states, NaN rows where none) each row starts from its state and the
-        result's ``warm`` holds the states to keep. The rows that the spec's box certificate
-        decides (:mod:`idproj_or.solvers.certificate`) are not sent to a solver."""
+        result's ``warm`` holds the states to keep. The rows that the spec's box certificate, basis
+        certificate or network path shortcut decides (:mod:`idproj_or.solvers.certificate`) are
+        not sent to a solver."""
         data = dict(data or {})
         if self.box is None or duals:
             return self._solve(costs, data, stop_at_failure, duals, warm)
@@ -151,6 +157,8 @@ class BatchSolver:
         rest = np.arange(n)
         decided: list[tuple[Certified, np.ndarray]] = []
         checks = [lambda c, d, w: self.box.certify(c, d)]
+        if self.network and self.box.network is not None:
+            checks.insert(0, lambda c, d, w: self.box.certify_network(c, d))
         if warm is not None and warm.shape[1] and self.box.basis:
             checks.append(lambda c, d, w: self.box.certify_basis(c, d, w))
         for check in checks:

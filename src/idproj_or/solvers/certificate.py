@@ -26,6 +26,10 @@ is feasible for the instance's bounds and ``d`` has the KKT signs there (``d >= 
 bound, ``<= 0`` at an upper one, ``0`` strictly between), all within ``DUAL_TOLERANCE`` of the
 cost's scale, 100 times tighter than GLOP's own optimality tolerance. The check needs no solver,
 only a batched ``m x m`` solve in the caller.
+
+The network path shortcut (:mod:`idproj_or.solvers.network`): an LP that is a unit flow on an
+acyclic network (a shortest path written as flow conservation and ``0 <= x <= 1``) is decided by a
+shortest-path pass over its nodes, every instance, in the caller; status ``"NETWORK_PATH"``.
 """
 
 from __future__ import annotations
@@ -44,9 +48,11 @@ from scipy import sparse
 
 from .base import Data
 from .bounds import BOTH, LOWER, UPPER, BoundField
+from .network import Network, detect, shortest
 
 BOX_CERTIFICATE = "BOX_CERTIFICATE"
 BASIS_CERTIFICATE = "BASIS_CERTIFICATE"
+NETWORK_PATH = "NETWORK_PATH"
 FLOAT_TOLERANCE = 1e-9
 DUAL_TOLERANCE = 1e-9
 OPEN_BOUND = 1e20
@@ -87,6 +93,8 @@ class LinearBox:
         integral: every coefficient and bound is an integer (so are an instance's data).
         basis: the model is an LP whose solver reports optimal bases as warm states
             (:meth:`certify_basis`).
+        flows: the model's rows and bounds are all it has (no other constraint), so
+            :attr:`network` may read it as a network flow (:meth:`certify_network`).
     """
 
     var_index: np.ndarray
@@ -102,12 +110,13 @@ class LinearBox:
     row_of: np.ndarray
     integral: bool
     basis: bool = False
+    flows: bool = False
 
     def _key(self) -> tuple[Any, ...]:
         arrays = (self.var_index, self.low, self.high, self.row_low, self.row_high, self.own, self.row_of)
         m = self.matrix
         parts = (*arrays, m.data, m.indices, m.indptr)
-        shape = (m.shape, self.own_offset, self.sign, self.bounds, self.integral, self.basis)
+        shape = (m.shape, self.own_offset, self.sign, self.bounds, self.integral, self.basis, self.flows)
         return (*(a.tobytes() for a in parts), *(a.shape for a in parts), *shape)
 
     def __eq__(self, other: object) -> bool:  # value equality: specs compare equal when rebuilt
@@ -187,6 +196,39 @@ class LinearBox:
         fixed = chosen @ self.own + self.own_offset
         bound = np.einsum("ij,ij->i", total[ok], chosen) + self.own_offset
         return Certified(ok, chosen[:, self.var_index], fixed, bound, time.perf_counter() - t0)
+
+    @functools.cached_property
+    def network(self) -> Network | None:
+        """The model as a unit flow on an acyclic network (read once), or None."""
+        if not self.flows:
+            return None
+        return detect(self.matrix, self.row_low, self.row_high, self.low, self.high)
+
+    def certify_network(self, costs: np.ndarray, data: Data) -> Certified:
+        """Which rows of ``costs`` ``(B, n)`` (with ``data``'s rows) a shortest path decides: all
+        whose data keep the network (its right-hand side, arcs in ``[0, >= 1]``), whose costs are
+        finite and whose sink is reachable."""
+        t0 = time.perf_counter()
+        net = self.network
+        batch = len(costs)
+        if net is None:
+            empty = np.empty((0, len(self.var_index)))
+            return Certified(np.zeros(batch, dtype=bool), empty, np.empty(0), np.empty(0), 0.0, NETWORK_PATH)
+        total = (self.scatter @ costs.T).T + self.own
+        signed = self.sign * total
+        ok = np.isfinite(signed).all(axis=1)
+        if any(data.get(field.name) is not None for field in self.bounds):
+            low, high, row_low, row_high = self._instance_bounds(data, batch)
+            ok &= (low == 0).all(axis=1) & (high >= 1).all(axis=1)
+            ok &= (row_low == net.rhs).all(axis=1) & (row_high == net.rhs).all(axis=1)
+        rows = np.flatnonzero(ok)
+        x, reach = shortest(net, signed[rows])
+        mask = np.zeros(batch, dtype=bool)
+        mask[rows[reach]] = True
+        chosen = x[reach]
+        fixed = chosen @ self.own + self.own_offset
+        bound = np.einsum("ij,ij->i", total[mask], chosen) + self.own_offset
+        return Certified(mask, chosen[:, self.var_index], fixed, bound, time.perf_counter() - t0, NETWORK_PATH)
 
     @functools.cached_property
     def columns(self) -> np.ndarray:
@@ -332,6 +374,7 @@ def mp_box(
         np.arange(len(proto.constraint), dtype=np.int64),
         integral=False,
         basis=basis and len(proto.constraint) <= BASIS_ROWS,
+        flows=True,
     )
 
 
