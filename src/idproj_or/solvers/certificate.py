@@ -18,6 +18,10 @@ Integral models (CP-SAT's) are checked exactly: an instance whose row sums could
 magnitude is left to the solver. Others are checked within ``FLOAT_TOLERANCE`` relative, the
 feasibility tolerance solvers use.
 
+CVXPY's compiled LPs and MIPs (:class:`AffineBox`): bounds, right-hand sides and the own objective
+affine in the parameters that per-instance data fill, applied per instance; a row of a single
+coefficient also bounds its variable (the row stays, and is checked).
+
 The basis certificate (LPs on GLOP or CLP, with warm starts): each instance id keeps its last
 optimal vertex ``x*`` and an optimal basis there (:func:`choose_basis`, in the worker). For the
 instance's new cost ``t`` the basis gives duals ``y`` (``B^T y = t_B``) and reduced costs
@@ -75,6 +79,27 @@ class Certified(NamedTuple):
     bound: np.ndarray
     seconds: float
     word: str = BOX_CERTIFICATE
+
+
+class Instance(NamedTuple):
+    """A batch's model as the certificates read it after each row's data: ``(B, v)`` variable
+    and ``(B, m)`` row bounds, the own objective (``(v,)`` or ``(B, v)``) and its constant
+    (``(B,)``), and ``exact``: the rows the arrays describe exactly (the others are left to the
+    solver)."""
+
+    low: np.ndarray
+    high: np.ndarray
+    row_low: np.ndarray
+    row_high: np.ndarray
+    own: np.ndarray
+    offset: np.ndarray
+    exact: np.ndarray
+
+
+def _own_value(chosen: np.ndarray, own: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The own objective's coefficients at ``chosen`` ``(k, v)``: ``own`` ``(v,)`` or the ``rows``
+    of a per-instance ``(B, v)``."""
+    return chosen @ own if own.ndim == 1 else np.einsum("ij,ij->i", own[rows], chosen)
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,13 +185,19 @@ class LinearBox:
             hi[:, at[sets_high]] = values[:, sets_high]
         return low, high, row_low, row_high
 
+    def _instance(self, data: Data, batch: int) -> Instance:
+        """The batch's bounds after ``data``'s rows, the own objective; every row exact."""
+        low, high, row_low, row_high = self._instance_bounds(data, batch)
+        offset = np.full(batch, self.own_offset)
+        return Instance(low, high, row_low, row_high, self.own, offset, np.ones(batch, dtype=bool))
+
     def certify(self, costs: np.ndarray, data: Data) -> Certified:
         """Which rows of ``costs`` ``(B, n)`` (with ``data``'s rows) the corner decides."""
         t0 = time.perf_counter()
         batch = len(costs)
-        total = (self.scatter @ costs.T).T + self.own
+        low, high, row_low, row_high, own, offset, exact = self._instance(data, batch)
+        total = (self.scatter @ costs.T).T + own
         signed = self.sign * total
-        low, high, row_low, row_high = self._instance_bounds(data, batch)
         free = signed == 0
         floor = np.where(np.isfinite(low), low, np.where(np.isfinite(high), high, 0.0))
         x = np.where(signed > 0, low, np.where(signed < 0, high, floor))
@@ -178,11 +209,10 @@ class LinearBox:
         if self.integral:  # exact while every partial sum stays below 2^52
             slack_low = slack_high = 0.0
             reach = np.maximum(np.abs(x_min), np.abs(x_max))
-            exact = (magnitude @ reach.T).T.max(axis=1, initial=0.0) <= EXACT_LIMIT
+            exact = exact & ((magnitude @ reach.T).T.max(axis=1, initial=0.0) <= EXACT_LIMIT)
             exact &= (np.abs(np.where(np.isfinite(row_low), row_low, 0.0)) <= EXACT_LIMIT).all(axis=1)
             exact &= (np.abs(np.where(np.isfinite(row_high), row_high, 0.0)) <= EXACT_LIMIT).all(axis=1)
         else:
-            exact = np.ones(batch, dtype=bool)
             slack_low = FLOAT_TOLERANCE * np.maximum(1.0, np.abs(row_low))
             slack_high = FLOAT_TOLERANCE * np.maximum(1.0, np.abs(row_high))
         ok = (
@@ -193,8 +223,8 @@ class LinearBox:
             & (act_max <= row_high + slack_high).all(axis=1)
         )
         chosen = x[ok]
-        fixed = chosen @ self.own + self.own_offset
-        bound = np.einsum("ij,ij->i", total[ok], chosen) + self.own_offset
+        fixed = _own_value(chosen, own, ok) + offset[ok]
+        bound = np.einsum("ij,ij->i", total[ok], chosen) + offset[ok]
         return Certified(ok, chosen[:, self.var_index], fixed, bound, time.perf_counter() - t0)
 
     @functools.cached_property
@@ -202,7 +232,13 @@ class LinearBox:
         """The model as a unit flow on an acyclic network (read once), or None."""
         if not self.flows:
             return None
-        return detect(self.matrix, self.row_low, self.row_high, self.low, self.high)
+        rows = self.network_rows
+        return detect(self.matrix[rows], self.row_low[rows], self.row_high[rows], self.low, self.high)
+
+    @functools.cached_property
+    def network_rows(self) -> np.ndarray:
+        """The rows the network reads (the others hold in its variables' bounds)."""
+        return np.arange(self.matrix.shape[0])
 
     def certify_network(self, costs: np.ndarray, data: Data) -> Certified:
         """Which rows of ``costs`` ``(B, n)`` (with ``data``'s rows) a shortest path decides: all
@@ -214,20 +250,23 @@ class LinearBox:
         if net is None:
             empty = np.empty((0, len(self.var_index)))
             return Certified(np.zeros(batch, dtype=bool), empty, np.empty(0), np.empty(0), 0.0, NETWORK_PATH)
-        total = (self.scatter @ costs.T).T + self.own
+        own, offset = self.own, np.full(batch, self.own_offset)
+        ok = np.ones(batch, dtype=bool)
+        if data:
+            low, high, row_low, row_high, own, offset, ok = self._instance(data, batch)
+            ok = ok & (low == 0).all(axis=1) & (high >= 1).all(axis=1)
+            kept = self.network_rows
+            ok &= (row_low[:, kept] == net.rhs).all(axis=1) & (row_high[:, kept] == net.rhs).all(axis=1)
+        total = (self.scatter @ costs.T).T + own
         signed = self.sign * total
-        ok = np.isfinite(signed).all(axis=1)
-        if any(data.get(field.name) is not None for field in self.bounds):
-            low, high, row_low, row_high = self._instance_bounds(data, batch)
-            ok &= (low == 0).all(axis=1) & (high >= 1).all(axis=1)
-            ok &= (row_low == net.rhs).all(axis=1) & (row_high == net.rhs).all(axis=1)
+        ok &= np.isfinite(signed).all(axis=1)
         rows = np.flatnonzero(ok)
         x, reach = shortest(net, signed[rows])
         mask = np.zeros(batch, dtype=bool)
         mask[rows[reach]] = True
         chosen = x[reach]
-        fixed = chosen @ self.own + self.own_offset
-        bound = np.einsum("ij,ij->i", total[mask], chosen) + self.own_offset
+        fixed = _own_value(chosen, own, mask) + offset[mask]
+        bound = np.einsum("ij,ij->i", total[mask], chosen) + offset[mask]
         return Certified(mask, chosen[:, self.var_index], fixed, bound, time.perf_counter() - t0, NETWORK_PATH)
 
     @functools.cached_property
@@ -447,3 +486,122 @@ def cpsat_box(
         row_of,
         integral=True,
     )
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class AffineBox(LinearBox):
+    """A linear model whose bounds, right-hand sides and own objective are affine in a parameter
+    vector ``p`` that per-instance data fill (CVXPY's compiled problems,
+    :mod:`idproj_or.solvers.cvxpy`). The inherited arrays are the model at ``p0``.
+
+    A row with a single coefficient (CVXPY compiles ``x >= 0`` and ``x <= 1`` as rows) also
+    bounds its variable: each instance's box is the variables' own bounds intersected with those
+    rows' (the rows stay, and are checked), integer variables' bounds rounded inward with a
+    ``FLOAT_TOLERANCE`` margin (so the box never cuts off an integer the rows admit), and the
+    network reads the other rows.
+
+    Args:
+        p0: ``(P + 1,)`` the base parameter vector (a trailing constant 1).
+        slots: per data name, its start in ``p`` and its shape (entries column-major).
+        affine: ``(r, P + 1)`` the entries of the stacked vector ``[col_low | col_high |
+            row_low | row_high | own | own_offset | checked]`` that data reach, at ``target``.
+        target: ``(r,)`` their positions in the stacked vector.
+        checked: row coefficients that data reach, at ``p0``: an instance whose values differ
+            is left to the solver.
+        col_low, col_high: ``(v,)`` the variables' own bounds at ``p0``, before the rows'.
+        clamp_low, clamp_high: ``(v,)`` bounds every instance's variable bounds are clamped to
+            (booleans: ``[0, 1]``).
+        integer: ``(v,)`` integer variables.
+    """
+
+    p0: np.ndarray
+    slots: tuple[tuple[str, int, tuple[int, ...]], ...]
+    affine: sparse.csr_array
+    target: np.ndarray
+    checked: np.ndarray
+    col_low: np.ndarray
+    col_high: np.ndarray
+    clamp_low: np.ndarray
+    clamp_high: np.ndarray
+    integer: np.ndarray
+
+    def _key(self) -> tuple[Any, ...]:
+        a = self.affine
+        parts = [self.p0, self.target, self.checked, self.col_low, self.col_high, self.clamp_low, self.clamp_high]
+        parts += [self.integer, a.data, a.indices, a.indptr]
+        return (*super()._key(), *(x.tobytes() for x in parts), *(x.shape for x in parts), a.shape, self.slots)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AffineBox) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    @functools.cached_property
+    def singles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows with a single nonzero coefficient: their indices, columns and coefficients."""
+        m = self.matrix.copy()
+        m.eliminate_zeros()
+        rows = np.flatnonzero(np.diff(m.indptr) == 1)
+        at = m.indptr[rows]
+        return rows, m.indices[at].astype(np.int64), m.data[at].astype(np.float64)
+
+    @functools.cached_property
+    def network_rows(self) -> np.ndarray:
+        return np.setdiff1d(np.arange(self.matrix.shape[0]), self.singles[0])
+
+    def boxed(
+        self, col_low: np.ndarray, col_high: np.ndarray, row_low: np.ndarray, row_high: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The variables' ``(B, v)`` bounds from their own ``(B, v)`` and the single-coefficient
+        rows' ``(B, m)``: clamped, intersected, integers rounded inward."""
+        low = np.maximum(col_low, self.clamp_low)
+        high = np.minimum(col_high, self.clamp_high)
+        rows, cols, coef = self.singles
+        if len(rows):
+            lo, hi = row_low[:, rows], row_high[:, rows]
+            up = coef > 0
+            with np.errstate(invalid="ignore"):
+                implied_low = np.where(up, lo / coef, hi / coef)
+                implied_high = np.where(up, hi / coef, lo / coef)
+            np.maximum.at(low.T, cols, implied_low.T)  # the transposes are views: low and high change
+            np.minimum.at(high.T, cols, implied_high.T)
+        integer = self.integer
+        if integer.any():
+            lo, hi = low[:, integer], high[:, integer]
+            with np.errstate(invalid="ignore"):
+                low[:, integer] = np.ceil(lo - FLOAT_TOLERANCE * np.maximum(1.0, np.abs(lo)))
+                high[:, integer] = np.floor(hi + FLOAT_TOLERANCE * np.maximum(1.0, np.abs(hi)))
+        return low, high
+
+    def _instance(self, data: Data, batch: int) -> Instance:
+        given = [(start, shape, data[name]) for name, start, shape in self.slots if data.get(name) is not None]
+        if not given:
+            return Instance(
+                np.broadcast_to(self.low, (batch, len(self.low))),
+                np.broadcast_to(self.high, (batch, len(self.high))),
+                np.broadcast_to(self.row_low, (batch, len(self.row_low))),
+                np.broadcast_to(self.row_high, (batch, len(self.row_high))),
+                self.own,
+                np.full(batch, self.own_offset),
+                np.ones(batch, dtype=bool),
+            )
+        p = np.repeat(self.p0[None], batch, axis=0)
+        for start, shape, values in given:
+            values = np.asarray(values, dtype=np.float64).reshape((batch, *shape))
+            flat = values.transpose((0, *range(len(shape), 0, -1))).reshape(batch, -1)  # column-major
+            p[:, start : start + flat.shape[1]] = flat
+        v, m = len(self.low), len(self.row_low)
+        base = np.concatenate(
+            [self.col_low, self.col_high, self.row_low, self.row_high, self.own, [self.own_offset], self.checked]
+        )
+        stacked = np.repeat(base[None], batch, axis=0)
+        stacked[:, self.target] = (self.affine @ p.T).T
+        cuts = np.cumsum([v, v, m, m, v, 1])
+        col_low, col_high, row_low, row_high, own, offset, checked = np.split(stacked, cuts, axis=1)
+        low, high = self.boxed(col_low, col_high, row_low, row_high)
+        exact = (checked == self.checked).all(axis=1)
+        return Instance(low, high, row_low, row_high, own, offset[:, 0], exact)
+
+    def certify_basis(self, costs: np.ndarray, data: Data, states: np.ndarray) -> Certified:
+        raise NotImplementedError("no basis certificate for a parametric model")

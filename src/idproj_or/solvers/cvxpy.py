@@ -29,14 +29,20 @@ Resident solver:
 
 - HiGHS (the default): a resident model (:mod:`idproj_or.solvers.highs`) built once from the
   compiled data (the same matrices CVXPY's own HiGHS interface passes); each solve changes the
-  cost columns and what the data changes, clears the previous basis and solution (no warm
-  start, so ties do not depend on the previous instance) and runs: several times faster than
+  cost columns and what the data changes, clears the previous basis and solution (ties do not
+  depend on the previous instance; an LP with warm starts then starts from the basis shipped
+  with the instance, and reports its optimal basis as the state to keep) and runs: several times faster than
   ``problem.solve(solver="HIGHS")`` per instance (docs/benchmarks.md, "Design measurements").
 - any other CVXPY solver (CLARABEL, SCS, SCIPY, OSQP, GUROBI, ...): per instance the compiled
   problem is re-instantiated with the new parameter values (``solver.apply(param_prob)``, the
   step CVXPY's own DPP fast path does) and passed to ``solver.solve_via_data``. This skips
   CVXPY's canonicalisation but not the solver's set-up. (For GLOP and PDLP,
   :class:`LinearSolverLayer` keeps the model resident instead.)
+
+Shortcuts: an LP or MIP (no cone but the zero and nonnegative ones) carries its compiled form as
+the box certificate and the network path shortcut read it (:func:`compiled_box`, an
+:class:`~idproj_or.solvers.certificate.AffineBox`: what data reach, applied per instance in the
+caller), on every route.
 
 Outcomes: ``bound`` is HiGHS's dual bound (a MIP) or optimum (an LP) in the user's units with the
 fixed part (NaN on the other routes). With duals requested, an LP reports ``duals``: one entry per
@@ -54,6 +60,7 @@ A time limit with a feasible point is a decision (``"feasible"``), as is
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 import time
@@ -72,6 +79,7 @@ from .. import statuses
 from ..checks import ObjectiveMode, Sense, check_objective_mode
 from ..statuses import Outcome
 from .base import NO_DATA, Data, DataField, LinearRows, ModelSpec, ResidentSolver, cost_rows
+from .certificate import AffineBox
 from .highs import HighsArrays, HighsModel
 from .scaling import beyond_range
 
@@ -118,6 +126,7 @@ class CvxpySpec(ModelSpec):
     data_params: tuple[int, ...]  # per field: parameter id (the generic route sets them)
     interface: bytes = b""  # generic route: pickled (CVXPY solver interface, ParamConeProg)
     fields: tuple[DataField, ...] = ()
+    box: AffineBox | None = None  # the box certificate and network path shortcut (LP/MIP only)
 
     @property
     def on_caller_thread(self) -> bool:  # type: ignore[override]
@@ -126,6 +135,11 @@ class CvxpySpec(ModelSpec):
     @property
     def rows(self) -> int:
         return self.a.shape[0] // (len(self.col_lower) + 1)
+
+    @property
+    def warm_start(self) -> bool | None:
+        # An LP on the resident HiGHS model starts from each instance's last optimal basis.
+        return False if self.solver == "HIGHS" and not self.integer else None
 
     def build(self) -> ResidentSolver:
         if self.solver == "HIGHS":
@@ -355,11 +369,11 @@ class HighsSolver(CompiledSolver):
     def solve(self, cost: np.ndarray, time_limit: float | None, data: Data = NO_DATA) -> Outcome:
         self._apply(self.spec.parameters(data))
         self.model.set_costs(self.cols, self.coeffs[self.cols] + self.sign * cost)
-        run = self.model.run(time_limit)
+        run = self.model.run(time_limit, self.hint, keep=self.warm_requested)
         if run.x is None:
             return statuses.no_decision(run.status, run.word)
         bound = self.sign * (run.bound + self.offset)
-        extra: dict[str, Any] = {"bound": bound}
+        extra: dict[str, Any] = {"bound": bound, "warm": run.basis}
         if self.duals_requested and self.spec.dual_index is not None:
             assert run.row_value is not None
             slack = run.row_value + self.b
@@ -557,7 +571,93 @@ def cvxpy_spec(
         interface=interface,
         fields=fields,
     )
+    dims = param_prob.cone_dims
+    if name == "HIGHS" or dims.zero + dims.nonneg == spec.rows:  # an LP or MIP: no other cone
+        spec = dataclasses.replace(spec, box=compiled_box(spec))
     return spec, groups
+
+
+def compiled_box(spec: CvxpySpec) -> AffineBox:
+    """The compiled LP/MIP as the box certificate and the network path shortcut read it (in the
+    user's sense: the cost entries at their compiled columns, the fixed part ``sign * q``): rows
+    ``A z >= -b`` (equalities for the first ``zero``), the column bounds, and what data reach
+    (right-hand sides, column bounds, the fixed part; changed coefficients: no shortcut)."""
+    p0 = spec.p0
+    a, b = spec.matrix(p0)
+    matrix = sp.csr_array(a)
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    n, m, zero = len(spec.col_lower), spec.rows, spec.zero
+    sign = -1.0 if spec.sense == "max" else 1.0
+    col_low = spec.col_lower.copy() if spec.lower is None else np.asarray(spec.lower @ p0, dtype=np.float64)
+    col_high = spec.col_upper.copy() if spec.upper is None else np.asarray(spec.upper @ p0, dtype=np.float64)
+    row_low = -np.asarray(b, dtype=np.float64)
+    row_high = np.where(np.arange(m) < zero, row_low, math.inf)
+    q = spec.q @ p0
+    boolean = np.zeros(n, dtype=bool)
+    boolean[list(spec.boolean)] = True
+    integer = np.zeros(n, dtype=bool)
+    integer[list(spec.integer)] = True
+    # the stacked vector [col_low | col_high | row_low | row_high | own | offset | checked]
+    data_cols = _data_columns(spec)
+    pieces: list[sp.csr_array] = []
+    targets: list[np.ndarray] = []
+    for tensor, at in ((spec.lower, 0), (spec.upper, n)):
+        rows = _touched(tensor, data_cols)
+        if len(rows):
+            pieces.append(sp.csr_array(tensor)[rows])
+            targets.append(at + rows)
+    entries = _touched(spec.a, data_cols)
+    entry_cols = entries // max(m, 1)
+    tensor_a = sp.csr_array(spec.a)
+    rhs = entries[entry_cols == n]
+    if len(rhs):
+        i = rhs % m
+        pieces.append(-tensor_a[rhs])
+        targets.append(2 * n + i)
+        eq = i < zero
+        pieces.append(-tensor_a[rhs[eq]])
+        targets.append(2 * n + m + i[eq])
+    coeff = entries[entry_cols < n]
+    q_rows = _touched(spec.q, data_cols)
+    if len(q_rows):
+        pieces.append(sign * sp.csr_array(spec.q)[q_rows])
+        targets.append(2 * n + 2 * m + q_rows)  # q's last row, the offset, lands on it
+    checked = np.zeros(0)
+    if len(coeff):
+        checked_rows = tensor_a[coeff]
+        checked = np.asarray(checked_rows @ p0[:, None], dtype=np.float64)[:, 0]
+        pieces.append(checked_rows)
+        targets.append(3 * n + 2 * m + 1 + np.arange(len(coeff)))
+    width = len(p0)
+    affine = sp.csr_array(sp.vstack(pieces)) if pieces else sp.csr_array((0, width))
+    box = AffineBox(
+        np.asarray(spec.cols, dtype=np.int64),
+        col_low,
+        col_high,
+        matrix,
+        row_low,
+        row_high,
+        sign * np.asarray(q[:n], dtype=np.float64),
+        float(sign * q[n]),
+        sign,
+        (),
+        np.zeros(0, dtype=np.int64),
+        integral=False,
+        flows=True,
+        p0=p0,
+        slots=tuple((f.name, start, shape) for f, (start, shape) in zip(spec.fields, spec.slots)),
+        affine=affine,
+        target=np.concatenate(targets).astype(np.int64) if targets else np.zeros(0, dtype=np.int64),
+        checked=checked,
+        col_low=col_low,
+        col_high=col_high,
+        clamp_low=np.where(boolean, 0.0, -math.inf),
+        clamp_high=np.where(boolean, 1.0, math.inf),
+        integer=integer,
+    )
+    low, high = box.boxed(col_low[None], col_high[None], row_low[None], row_high[None])
+    return dataclasses.replace(box, low=low[0], high=high[0])
 
 
 def _generic_bytes(interface: Any, param_prob: Any, costs: list[cp.Parameter], *, replace: bool) -> bytes:

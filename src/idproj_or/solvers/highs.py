@@ -5,7 +5,8 @@ Worker side: imports numpy and highspy only.
 
 Each run starts from a cleared solver (no basis, no incumbent carried from the previous
 instance), with one thread, seed 0 and a zero MIP gap, so that the answer depends on the
-current model alone.
+current model alone; or, for an LP with warm starts, from the basis shipped with the instance
+(:meth:`HighsModel.run`'s ``basis``: the columns' then the rows' ``HighsBasisStatus`` codes).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class HighsRun(NamedTuple):
     row_dual: np.ndarray | None = None
     col_dual: np.ndarray | None = None
     bound: float = math.nan
+    basis: np.ndarray | None = None  # an LP's optimal basis (status codes), when asked for
 
 
 class HighsModel:
@@ -129,11 +131,15 @@ class HighsModel:
         for i, j, v in zip(rows.tolist(), cols.tolist(), values.tolist()):
             self.highs.changeCoeff(i, j, v)
 
-    def run(self, time_limit: float | None) -> HighsRun:
+    def run(self, time_limit: float | None, basis: np.ndarray | None = None, *, keep: bool = False) -> HighsRun:
+        """Solve from a cleared solver, or (an LP) from ``basis``; with ``keep`` an LP's optimal
+        run reports its basis."""
         highs = self.highs
         # Forget the previous basis and solution: a warm start would make the optimum returned
-        # among ties depend on the instance solved before.
+        # among ties depend on the instance solved before. Only the instance's own state starts it.
         highs.clearSolver()
+        if basis is not None and not self.mip:
+            self._set_basis(basis)
         self._stop = False
         if time_limit != self._time_limit:
             highs.setOptionValue("time_limit", math.inf if time_limit is None else float(time_limit))
@@ -156,6 +162,12 @@ class HighsModel:
         else:
             bound = float(info.objective_function_value) if common == statuses.OPTIMAL else math.nan
         duals = solution.dual_valid and not self.mip
+        kept = None
+        if keep and not self.mip and common == statuses.OPTIMAL:
+            found = highs.getBasis()
+            if found.valid:
+                found_status = (*found.col_status, *found.row_status)
+                kept = np.fromiter(map(int, found_status), dtype=np.float64, count=len(found_status))
         return HighsRun(
             common,
             word,
@@ -164,4 +176,24 @@ class HighsModel:
             np.array(solution.row_dual, dtype=np.float64) if duals else None,
             np.array(solution.col_dual, dtype=np.float64) if duals else None,
             bound if math.isfinite(bound) else math.nan,
+            kept,
         )
+
+    def _set_basis(self, basis: np.ndarray) -> None:
+        """Start from ``basis`` (status codes); a basis HiGHS refuses leaves the cold start."""
+        import highspy
+
+        lp = self.lp
+        if len(basis) != lp.num_col_ + lp.num_row_:
+            return
+        codes = basis.astype(np.int64).tolist()
+        kinds = [highspy.HighsBasisStatus(k) for k in range(5)]  # kLower, kBasic, kUpper, kZero, kNonbasic
+        if not all(0 <= k < 5 for k in codes):
+            return
+        start = highspy.HighsBasis()
+        start.col_status = [kinds[k] for k in codes[: lp.num_col_]]
+        start.row_status = [kinds[k] for k in codes[lp.num_col_ :]]
+        start.valid = True
+        start.alien = True  # checked and repaired by HiGHS: data may have made it singular
+        if self.highs.setBasis(start) != highspy.HighsStatus.kOk:
+            self.highs.clearSolver()
