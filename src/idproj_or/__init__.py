@@ -1,6 +1,7 @@
 """idproj_or: declared OR-Tools / CVXPY optimisation models as PyTorch layers, trained with
 identity-with-projection gradients (Sahoo et al., ICLR 2023) or the rules it is compared with
-(SPO+, blackbox differentiation, perturbed optimisers, Fenchel-Young, I-MLE).
+(every rule of PyEPO: SPO+, blackbox differentiation, perturbed optimisers, Fenchel-Young, I-MLE
+and the rest; :mod:`idproj_or.rules.acronyms` has PyEPO's names).
 
 Imports are lazy: ``import idproj_or`` is cheap, and solver workers load only what they use.
 """
