@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 import idproj_or as ipo
@@ -189,3 +190,39 @@ def test_pool_gives_the_same_rows(force_pool):
     assert pooled.last_info.mode == "pool"
     assert pooled.last_info.solver_status == serial.last_info.solver_status
     assert BOX_CERTIFICATE in serial.last_info.solver_status
+
+
+@pytest.mark.parametrize(
+    ("backend", "sense", "field", "value", "expected"),
+    [
+        ("SCIP", "max", "ub", [[2.5]], 2.0),  # an upper bound from data, rounded down
+        ("CBC", "min", "box", [[[0.5, 3.7]]], 1.0),  # a (lower, upper) pair, the lower rounded up
+    ],
+)
+def test_fractional_data_bounds_of_integer_variables_are_rounded_inward(backend, sense, field, value, expected):
+    """The corner of a MIP must be integral with the instance's own bounds too: found by review,
+    a bound of 2.5 from data gave x = 2.5 labelled optimal."""
+    solver = pywraplp.Solver.CreateSolver(backend)
+    x = [solver.IntVar(0, 10, f"x{i}") for i in range(2)]
+    solver.Add(x[0] + x[1] <= 100)
+    costs = torch.tensor([[1.0, -1.0]] if sense == "max" else [[1.0, 1.0]], dtype=torch.float64)
+    decided = []
+    for shortcut in (True, False):
+        layer = ipo.LinearSolverLayer(solver, x, sense=sense, data={field: [x[0]]})
+        if not shortcut:
+            layer.handle.batch.box = None
+        decided.append(layer.solve(costs, **{field: torch.tensor(value, dtype=torch.float64)}))
+        assert layer.last_info.status == ("optimal",)
+    assert decided[0].tolist() == decided[1].tolist() == [[expected, 0.0]]
+
+
+@pytest.mark.parametrize("big", [1e20, 1e30])
+def test_bounds_of_1e20_and_more_are_infinite_for_the_certificate(big):
+    """Solvers read |bound| >= 1e20 as infinite: the corner at 1e20 is no optimum (SCIP: unbounded)."""
+    solver = pywraplp.Solver.CreateSolver("SCIP")
+    x = [solver.NumVar(0, big, f"x{i}") for i in range(2)]
+    solver.Add(x[0] - x[1] <= 5)
+    layer = ipo.LinearSolverLayer(solver, x, sense="max", on_failure="nan")
+    layer.solve(torch.tensor([[1.0, 1.0]]))
+    assert layer.last_info.solver_status != ("BOX_CERTIFICATE",)
+    assert layer.last_info.status != ("optimal",)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 from pyepo.metric.unambregret import calUnambRegret, unambRegret
 from pyepo.model.ort import knapsackModel, shortestPathCpModel, shortestPathModel
@@ -264,3 +265,18 @@ def test_errors():
         metrics.normalized_unambiguous_regret(layer, c, torch.zeros(3, 4))
     with pytest.raises(ValueError, match="normalized_unambiguous_regret: max_iter=-1 must be a positive int"):
         metrics.normalized_unambiguous_regret(layer, c, c, max_iter=-1)
+
+
+@pytest.mark.parametrize("backend", ["GLOP", "SCIP", "CLP"])
+@pytest.mark.parametrize("scale", [1.0, 1e3])
+def test_large_predictions_still_find_the_worst_tie(backend, scale):
+    """Found by review: with predictions of 1e3 the rounded costs are ~1e8, and a delta small
+    enough to be safe sank below the solver's tolerance (a better tie came back: 0, not 3)."""
+    solver = pywraplp.Solver.CreateSolver(backend)
+    x = [solver.Var(0, 1, backend == "SCIP", f"x{i}") for i in range(3)]
+    solver.Add(x[0] + x[1] + x[2] == 1)
+    solver.Add(x[0] + 2 * x[1] + x[2] <= 5)  # not a network: the solver decides
+    layer = ipo.LinearSolverLayer(solver, x, sense="min", projection="none")
+    pred = torch.tensor([[2.0, 2.0, 7.0]], dtype=torch.float64) * scale  # items 0 and 1 tie
+    true = torch.tensor([[0.0, 3.0, 1.0]], dtype=torch.float64)  # item 1 is the worse tie
+    assert metrics.unambiguous_regret(layer, pred, true).tolist() == [3.0]

@@ -102,6 +102,22 @@ def _own_value(chosen: np.ndarray, own: np.ndarray, rows: np.ndarray) -> np.ndar
     return chosen @ own if own.ndim == 1 else np.einsum("ij,ij->i", own[rows], chosen)
 
 
+def round_inward(low: np.ndarray, high: np.ndarray, integer: np.ndarray) -> None:
+    """Integer variables' ``(B, v)`` bounds rounded inward, in place, with a ``FLOAT_TOLERANCE``
+    margin (a bound within it of an integer is that integer): the corner must be integral."""
+    if integer.any():
+        lo, hi = low[:, integer], high[:, integer]
+        with np.errstate(invalid="ignore"):
+            low[:, integer] = np.ceil(lo - FLOAT_TOLERANCE * np.maximum(1.0, np.abs(lo)))
+            high[:, integer] = np.floor(hi + FLOAT_TOLERANCE * np.maximum(1.0, np.abs(hi)))
+
+
+def opened(values: Any) -> np.ndarray:
+    """Bounds of magnitude ``>= OPEN_BOUND`` as infinite, as the LP solvers read them."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.abs(values) >= OPEN_BOUND, np.copysign(np.inf, values), values)
+
+
 @dataclass(frozen=True, eq=False)
 class LinearBox:
     """A linear model as the certificate reads it (plain arrays: it travels with the spec).
@@ -136,9 +152,11 @@ class LinearBox:
     integral: bool
     basis: bool = False
     flows: bool = False
+    integer: np.ndarray | None = None
 
     def _key(self) -> tuple[Any, ...]:
-        arrays = (self.var_index, self.low, self.high, self.row_low, self.row_high, self.own, self.row_of)
+        arrays: tuple[np.ndarray, ...] = (self.var_index, self.low, self.high, self.row_low, self.row_high, self.own)
+        arrays = (*arrays, self.row_of, *(() if self.integer is None else (self.integer,)))
         m = self.matrix
         parts = (*arrays, m.data, m.indices, m.indptr)
         shape = (m.shape, self.own_offset, self.sign, self.bounds, self.integral, self.basis, self.flows)
@@ -174,8 +192,7 @@ class LinearBox:
             index = np.asarray(field.index)
             lo, hi = (low, high) if field.variables else (row_low, row_high)
             at = index if field.variables else self.row_of[index]
-            # a bound of magnitude >= 1e20 is infinite, as the LP solvers read it
-            values = np.where(np.abs(values) >= OPEN_BOUND, np.copysign(np.inf, values), values)
+            values = opened(values)
             if values.ndim == 3:  # (lower, upper) pairs
                 lo[:, at], hi[:, at] = values[..., 0], values[..., 1]
                 continue
@@ -183,6 +200,8 @@ class LinearBox:
             sets_low, sets_high = (side == LOWER) | (side == BOTH), (side == UPPER) | (side == BOTH)
             lo[:, at[sets_low]] = values[:, sets_low]
             hi[:, at[sets_high]] = values[:, sets_high]
+        if self.integer is not None:  # data may give an integer variable a fractional bound
+            round_inward(low, high, self.integer)
         return low, high, row_low, row_high
 
     def _instance(self, data: Data, batch: int) -> Instance:
@@ -386,10 +405,10 @@ def mp_box(
         proto.HasField("quadratic_objective") and len(proto.quadratic_objective.coefficient)
     ):
         return None
-    low = np.array([var.lower_bound for var in proto.variable], dtype=np.float64)
-    high = np.array([var.upper_bound for var in proto.variable], dtype=np.float64)
-    if is_mip:
-        integer = np.array([var.is_integer for var in proto.variable], dtype=bool)
+    low = opened([var.lower_bound for var in proto.variable])
+    high = opened([var.upper_bound for var in proto.variable])
+    integer = np.array([var.is_integer for var in proto.variable], dtype=bool) if is_mip else None
+    if integer is not None:
         low[integer], high[integer] = np.ceil(low[integer]), np.floor(high[integer])
     indptr = np.cumsum([0] + [len(ct.var_index) for ct in proto.constraint])
     indices = np.array([v for ct in proto.constraint for v in ct.var_index], dtype=np.int64)
@@ -404,8 +423,8 @@ def mp_box(
         low,
         high,
         matrix,
-        np.array([ct.lower_bound for ct in proto.constraint], dtype=np.float64),
-        np.array([ct.upper_bound for ct in proto.constraint], dtype=np.float64),
+        opened([ct.lower_bound for ct in proto.constraint]),
+        opened([ct.upper_bound for ct in proto.constraint]),
         own_coeffs,
         float(own_offset),
         -1.0 if sense == "max" else 1.0,
@@ -414,6 +433,7 @@ def mp_box(
         integral=False,
         basis=basis and len(proto.constraint) <= BASIS_ROWS,
         flows=True,
+        integer=integer if integer is not None and integer.any() else None,
     )
 
 
@@ -523,12 +543,11 @@ class AffineBox(LinearBox):
     col_high: np.ndarray
     clamp_low: np.ndarray
     clamp_high: np.ndarray
-    integer: np.ndarray
 
     def _key(self) -> tuple[Any, ...]:
         a = self.affine
         parts = [self.p0, self.target, self.checked, self.col_low, self.col_high, self.clamp_low, self.clamp_high]
-        parts += [self.integer, a.data, a.indices, a.indptr]
+        parts += [a.data, a.indices, a.indptr]
         return (*super()._key(), *(x.tobytes() for x in parts), *(x.shape for x in parts), a.shape, self.slots)
 
     def __eq__(self, other: object) -> bool:
@@ -566,12 +585,8 @@ class AffineBox(LinearBox):
                 implied_high = np.where(up, hi / coef, lo / coef)
             np.maximum.at(low.T, cols, implied_low.T)  # the transposes are views: low and high change
             np.minimum.at(high.T, cols, implied_high.T)
-        integer = self.integer
-        if integer.any():
-            lo, hi = low[:, integer], high[:, integer]
-            with np.errstate(invalid="ignore"):
-                low[:, integer] = np.ceil(lo - FLOAT_TOLERANCE * np.maximum(1.0, np.abs(lo)))
-                high[:, integer] = np.floor(hi + FLOAT_TOLERANCE * np.maximum(1.0, np.abs(hi)))
+        if self.integer is not None:
+            round_inward(low, high, self.integer)
         return low, high
 
     def _instance(self, data: Data, batch: int) -> Instance:
@@ -599,6 +614,7 @@ class AffineBox(LinearBox):
         stacked[:, self.target] = (self.affine @ p.T).T
         cuts = np.cumsum([v, v, m, m, v, 1])
         col_low, col_high, row_low, row_high, own, offset, checked = np.split(stacked, cuts, axis=1)
+        col_low, col_high, row_low, row_high = map(opened, (col_low, col_high, row_low, row_high))
         low, high = self.boxed(col_low, col_high, row_low, row_high)
         exact = (checked == self.checked).all(axis=1)
         return Instance(low, high, row_low, row_high, own, offset[:, 0], exact)

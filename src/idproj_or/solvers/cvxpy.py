@@ -79,7 +79,7 @@ from .. import statuses
 from ..checks import ObjectiveMode, Sense, check_objective_mode
 from ..statuses import Outcome
 from .base import NO_DATA, Data, DataField, LinearRows, ModelSpec, ResidentSolver, cost_rows
-from .certificate import AffineBox
+from .certificate import AffineBox, opened
 from .highs import HighsArrays, HighsModel
 from .scaling import beyond_range
 
@@ -589,9 +589,9 @@ def compiled_box(spec: CvxpySpec) -> AffineBox:
     matrix.sort_indices()
     n, m, zero = len(spec.col_lower), spec.rows, spec.zero
     sign = -1.0 if spec.sense == "max" else 1.0
-    col_low = spec.col_lower.copy() if spec.lower is None else np.asarray(spec.lower @ p0, dtype=np.float64)
-    col_high = spec.col_upper.copy() if spec.upper is None else np.asarray(spec.upper @ p0, dtype=np.float64)
-    row_low = -np.asarray(b, dtype=np.float64)
+    col_low = opened(spec.col_lower if spec.lower is None else spec.lower @ p0)
+    col_high = opened(spec.col_upper if spec.upper is None else spec.upper @ p0)
+    row_low = opened(-np.asarray(b, dtype=np.float64))
     row_high = np.where(np.arange(m) < zero, row_low, math.inf)
     q = spec.q @ p0
     boolean = np.zeros(n, dtype=bool)
