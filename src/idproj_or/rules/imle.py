@@ -24,6 +24,7 @@ adaptive I-MLE (:mod:`.aimle`) sets it at each backward.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,7 @@ def sum_of_gamma(
     return torch.ops.idproj_or.sum_of_gamma(list(shape), float(kappa), like.detach(), generator_key(generator))
 
 
-class PerturbAndMAP(Perturbed):
+class PerturbAndMAP(Perturbed, abc.ABC):
     """What :class:`IMLE` and :class:`~idproj_or.rules.aimle.AdaptiveIMLE` share: forward, the
     mean decision of ``n_samples`` Sum-of-Gamma perturbations ``c_hat + sigma eps_s``; backward,
     the same perturbations moved to the target distribution by the step ``lambda`` that
@@ -99,6 +100,7 @@ class PerturbAndMAP(Perturbed):
         y = _TargetDistribution.apply(z, costs, sols, self, frame)
         return self.unflat(y, batched, dtype)
 
+    @abc.abstractmethod
     def target_step(self, z: torch.Tensor, grad: torch.Tensor) -> torch.Tensor | float:
         """The step ``lambda`` of this backward, for the ``(B, n)`` costs ``z`` and the NaN-free
         ``(B, n)`` gradient ``grad = dL/dy``."""

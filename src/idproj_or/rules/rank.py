@@ -19,6 +19,7 @@ No solve in backward; the forward solves only to refresh the pool (with probabil
 
 from __future__ import annotations
 
+import abc
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-class _Rank(PoolRule):
+class _Rank(PoolRule, abc.ABC):
     def __init__(self, layer: Any, *, reduction: str = "mean", **options: Unpack[RuleOptions]) -> None:
         super().__init__(layer, reduction=reduction, options=options)
 
@@ -43,6 +44,7 @@ class _Rank(PoolRule):
         loss = self.loss(z @ pool.T, c @ pool.T, z, c, pool)
         return reduce(loss.to(dtype), self.reduction)
 
+    @abc.abstractmethod
     def loss(
         self, scores: torch.Tensor, truth: torch.Tensor, z: torch.Tensor, c: torch.Tensor, pool: torch.Tensor
     ) -> torch.Tensor:

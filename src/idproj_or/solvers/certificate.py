@@ -261,12 +261,12 @@ class LinearBox:
 
     def certify_network(self, costs: np.ndarray, data: Data) -> Certified:
         """Which rows of ``costs`` ``(B, n)`` (with ``data``'s rows) a shortest path decides: all
-        whose data keep the network (its right-hand side, arcs in ``[0, >= 1]``), whose costs are
-        finite and whose sink is reachable."""
+        whose data keep the network (its right-hand side, arcs in ``[0, >= 1]``) and whose costs
+        are finite, when the sink is reachable."""
         t0 = time.perf_counter()
         net = self.network
         batch = len(costs)
-        if net is None:
+        if net is None or not net.reachable:
             empty = np.empty((0, len(self.var_index)))
             return Certified(np.zeros(batch, dtype=bool), empty, np.empty(0), np.empty(0), 0.0, NETWORK_PATH)
         own, offset = self.own, np.full(batch, self.own_offset)
@@ -280,10 +280,9 @@ class LinearBox:
         signed = self.sign * total
         ok &= np.isfinite(signed).all(axis=1)
         rows = np.flatnonzero(ok)
-        x, reach = shortest(net, signed[rows])
+        chosen = shortest(net, signed[rows])
         mask = np.zeros(batch, dtype=bool)
-        mask[rows[reach]] = True
-        chosen = x[reach]
+        mask[rows] = True
         fixed = _own_value(chosen, own, mask) + offset[mask]
         bound = np.einsum("ij,ij->i", total[mask], chosen) + offset[mask]
         return Certified(mask, chosen[:, self.var_index], fixed, bound, time.perf_counter() - t0, NETWORK_PATH)

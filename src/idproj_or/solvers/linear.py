@@ -59,7 +59,7 @@ from .bounds import (
     side_of,
     with_data,
 )
-from .certificate import OPEN_BOUND, choose_basis, mp_box
+from .certificate import OPEN_BOUND, choose_basis, mp_box, opened
 from .scaling import beyond_range
 
 # Backend name (as accepted by pywraplp.Solver.CreateSolver) -> MPModelRequest solver type.
@@ -431,9 +431,6 @@ def mp_linear_rows(
             f"general constraint 0 of the model is a {kind} constraint; CaVE reads linear constraints only"
         )
 
-    def bound(values: np.ndarray) -> np.ndarray:
-        return np.where(np.abs(values) >= OPEN_BOUND, np.copysign(np.inf, values), values)
-
     # the bounds of the constraints (key False) and of the variables (key True), in model order
     rows = {
         kind: (np.array([e.lower_bound for e in entries]), np.array([e.upper_bound for e in entries]))
@@ -441,13 +438,13 @@ def mp_linear_rows(
     }
     if data:
         rows = with_data(bounds, rows, data)
-    lower, upper = (bound(a) for a in rows[False])
+    lower, upper = (opened(a) for a in rows[False])
     terms = [
         (_sum_terms(ct.var_index, ct.coefficient), float(lo), float(hi))
         for ct, lo, hi in zip(proto.constraint, lower, upper)
     ]
     return cost_rows(
-        var_index, terms, bound(rows[True][0]), bound(rows[True][1]), lambda k: f"constraint {k} of the model"
+        var_index, terms, opened(rows[True][0]), opened(rows[True][1]), lambda k: f"constraint {k} of the model"
     )
 
 

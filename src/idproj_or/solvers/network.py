@@ -16,16 +16,19 @@ topological order; its indicator is an optimal vertex, integral, so it is optima
 integer arcs as well. An unreachable sink is left to the solver (it reports infeasible).
 
 :func:`detect` reads the structure once per model, from the arrays of the box certificate
-(:class:`~idproj_or.solvers.certificate.LinearBox`); :func:`shortest` runs the pass for a batch,
-vectorised over the batch's rows, one step per level of the topological order.
+(:class:`~idproj_or.solvers.certificate.LinearBox`); :func:`shortest` solves a batch with the
+ready shortest-path layer's exact solver (:class:`~idproj_or.solvers.shortest_path.DagPathSolver`).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+
+from .shortest_path import DagPathSolver, ShortestPathSpec, _reachable, _topological_order
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,8 +40,9 @@ class Network:
             row, if any, is the last).
         rhs: ``(m,)`` the rows' right-hand side (every instance must keep it).
         source, sink: the nodes of supply and demand.
-        levels: per level of the topological order (in order), its nodes ``(k,)`` and their
-            incoming arcs ``(k, d)``, padded with ``-1``.
+        nodes: how many (the model's rows, and the missing row's node if any).
+        reachable: whether a path leads from source to sink (if not, the solver reports every
+            instance infeasible).
     """
 
     tail: np.ndarray
@@ -47,7 +51,13 @@ class Network:
     source: int
     sink: int
     nodes: int
-    levels: tuple[tuple[np.ndarray, np.ndarray], ...]
+    reachable: bool
+
+    @functools.cached_property
+    def solver(self) -> DagPathSolver:
+        """The ready shortest-path layer's solver on these arcs (built once per process)."""
+        arcs = (tuple(self.tail.tolist()), tuple(self.head.tolist()))
+        return DagPathSolver(ShortestPathSpec(*arcs, self.nodes, self.source, self.sink, "min"))
 
 
 def detect(
@@ -85,74 +95,14 @@ def detect(
     b = np.append(row_low, -row_low.sum()) if virtual else row_low.astype(np.float64)
     if not (np.isin(b, (-1.0, 0.0, 1.0)).all() and (b == 1).sum() == 1 and (b == -1).sum() == 1):
         return None
-    levels = _levels(plus, minus, nodes)
-    if levels is None:
+    source, sink = int(np.flatnonzero(b == 1)[0]), int(np.flatnonzero(b == -1)[0])
+    if _topological_order(nodes, plus, minus) is None:
         return None
-    return Network(
-        plus,
-        minus,
-        np.asarray(row_low, dtype=np.float64).copy(),
-        int(np.flatnonzero(b == 1)[0]),
-        int(np.flatnonzero(b == -1)[0]),
-        nodes,
-        levels,
-    )
+    reachable = bool(_reachable(nodes, plus, minus, source)[sink])
+    return Network(plus, minus, np.asarray(row_low, dtype=np.float64).copy(), source, sink, nodes, reachable)
 
 
-def _levels(tail: np.ndarray, head: np.ndarray, nodes: int) -> tuple[tuple[np.ndarray, np.ndarray], ...] | None:
-    """The nodes by level of a topological order (Kahn's), each with its incoming arcs padded
-    with -1; None when the arcs have a cycle."""
-    indegree = np.bincount(head, minlength=nodes)
-    order = np.argsort(head, kind="stable")
-    starts = np.searchsorted(head[order], np.arange(nodes + 1))
-    out_order = np.argsort(tail, kind="stable")
-    out_starts = np.searchsorted(tail[out_order], np.arange(nodes + 1))
-    level = np.flatnonzero(indegree == 0)
-    remaining = indegree.copy()
-    seen = 0
-    out: list[tuple[np.ndarray, np.ndarray]] = []
-    while len(level):
-        seen += len(level)
-        ins = [order[starts[k] : starts[k + 1]] for k in level]
-        width = max((len(i) for i in ins), default=0)
-        padded = np.full((len(level), max(width, 1)), -1, dtype=np.int64)
-        for row, arcs in enumerate(ins):
-            padded[row, : len(arcs)] = arcs
-        out.append((level, padded))
-        arcs_out = np.concatenate([out_order[out_starts[k] : out_starts[k + 1]] for k in level])
-        np.subtract.at(remaining, head[arcs_out], 1)
-        touched = np.unique(head[arcs_out])
-        level = touched[remaining[touched] == 0]
-    return tuple(out) if seen == nodes else None
-
-
-def shortest(net: Network, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def shortest(net: Network, weights: np.ndarray) -> np.ndarray:
     """For each row of ``weights`` ``(B, v)`` (finite arc costs), a shortest source-sink path's
-    indicator ``(B, v)`` and whether the sink is reachable ``(B,)`` (unreachable rows: zeros)."""
-    batch, v = weights.shape
-    pred = np.full((batch, net.nodes), -1, dtype=np.int64)
-    # arc -1 (padding) reads the extra column: an infinite cost from an infinite distance
-    w = np.hstack([weights, np.full((batch, 1), np.inf)])
-    tail = np.append(net.tail, net.nodes)
-    dist = np.full((batch, net.nodes + 1), np.inf)  # and the padding's node
-    for level, ins in net.levels:
-        cand = dist[:, tail[ins]] + w[:, ins]  # (B, k, d)
-        best = np.argmin(cand, axis=2)
-        dist[:, level] = np.take_along_axis(cand, best[..., None], axis=2)[..., 0]
-        pred[:, level] = ins[np.arange(len(level)), best]
-        if net.source in level:  # the path starts here, whatever reaches it
-            dist[:, net.source] = 0.0
-            pred[:, net.source] = -1
-    reach = np.isfinite(dist[:, net.sink])
-    x = np.zeros((batch, v))
-    rows = np.flatnonzero(reach)
-    cur = np.full(len(rows), net.sink, dtype=np.int64)
-    for _ in range(net.nodes):
-        moving = cur != net.source
-        if not moving.any():
-            break
-        rows, cur = rows[moving], cur[moving]
-        arc = pred[rows, cur]
-        x[rows, arc] = 1.0
-        cur = net.tail[arc]
-    return x, reach
+    indicator ``(B, v)``."""
+    return net.solver.decide_chunk(weights)
