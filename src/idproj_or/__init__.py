@@ -88,6 +88,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "VRPLayer": ("layers.vrp", "VRPLayer"),
     "KnapsackLayer": ("layers.knapsack", "KnapsackLayer"),
     "ShortestPathLayer": ("layers.shortest_path", "ShortestPathLayer"),
+    "GridShortestPathLayer": ("layers.grid_path", "GridShortestPathLayer"),
     "TopKLayer": ("layers.sorting", "TopKLayer"),
     "RankingLayer": ("layers.sorting", "RankingLayer"),
     "problems": ("problems", None),
@@ -104,6 +105,7 @@ if TYPE_CHECKING:
     from .layers.assignment import AssignmentLayer
     from .layers.cpsat import CpSatLayer
     from .layers.cvxpy import CvxpyLayer
+    from .layers.grid_path import GridShortestPathLayer
     from .layers.knapsack import KnapsackLayer
     from .layers.linear import LinearSolverLayer
     from .layers.mathopt import MathOptLayer, ModelBuilderLayer
