@@ -46,42 +46,49 @@ CLAMPED = "NEGATIVE_COSTS_CLAMPED"
 
 
 @njit(cache=True)
-def _before(dk: float, vk: int, dl: float, vl: int) -> bool:
-    return dk < dl or (dk == dl and vk < vl)
+def _before(dist, a, b):  # pragma: no cover - compiled
+    """Whether vertex ``a`` is settled before ``b``: the order (distance, index)."""
+    return dist[a] < dist[b] or (dist[a] == dist[b] and a < b)
 
 
 @njit(cache=True)
-def _push(keys, verts, size, d, v):  # pragma: no cover - compiled
-    i = size
-    keys[i], verts[i] = d, v
+def _sift_up(heap, pos, dist, i):  # pragma: no cover - compiled
+    v = heap[i]
     while i > 0:
         parent = (i - 1) // 2
-        if not _before(keys[i], verts[i], keys[parent], verts[parent]):
+        if not _before(dist, v, heap[parent]):
             break
-        keys[i], keys[parent] = keys[parent], keys[i]
-        verts[i], verts[parent] = verts[parent], verts[i]
+        heap[i] = heap[parent]
+        pos[heap[i]] = i
         i = parent
-    return size + 1
+    heap[i] = v
+    pos[v] = i
 
 
 @njit(cache=True)
-def _pop(keys, verts, size):  # pragma: no cover - compiled
-    d, v = keys[0], verts[0]
+def _pop(heap, pos, dist, size):  # pragma: no cover - compiled
+    """The first vertex of the heap, removed; returns it and the new size."""
+    top = heap[0]
+    pos[top] = -1
     size -= 1
-    keys[0], verts[0] = keys[size], verts[size]
+    if size == 0:
+        return top, size
+    v = heap[size]
     i = 0
     while True:
-        left, right, best = 2 * i + 1, 2 * i + 2, i
-        if left < size and _before(keys[left], verts[left], keys[best], verts[best]):
-            best = left
-        if right < size and _before(keys[right], verts[right], keys[best], verts[best]):
-            best = right
-        if best == i:
+        child = 2 * i + 1
+        if child >= size:
             break
-        keys[i], keys[best] = keys[best], keys[i]
-        verts[i], verts[best] = verts[best], verts[i]
-        i = best
-    return d, v, size
+        if child + 1 < size and _before(dist, heap[child + 1], heap[child]):
+            child += 1
+        if not _before(dist, heap[child], v):
+            break
+        heap[i] = heap[child]
+        pos[heap[i]] = i
+        i = child
+    heap[i] = v
+    pos[v] = i
+    return top, size
 
 
 @njit(cache=True)
@@ -93,24 +100,22 @@ def dijkstra_grid(costs, height, width, steps, source, target):  # pragma: no co
     dist = np.empty(n)
     pred = np.empty(n, dtype=np.int64)
     done = np.empty(n, dtype=np.bool_)
-    # lazy deletion: a vertex enters the heap once per improvement, at most its in-degree + 1 times
-    cap = n * (steps.shape[0] + 1)
-    keys = np.empty(cap)
-    verts = np.empty(cap, dtype=np.int64)
+    heap = np.empty(n, dtype=np.int64)  # an indexed binary heap: each vertex at most once
+    pos = np.empty(n, dtype=np.int64)  # a vertex's place in the heap, -1 outside it
     for r in range(n_rows):
         c = costs[r]
         dist[:] = np.inf
         pred[:] = -1
         done[:] = False
+        pos[:] = -1
         dist[source] = max(c[source], 0.0)
-        size = _push(keys, verts, 0, dist[source], source)
+        heap[0], pos[source], size = source, 0, 1
         while size > 0:
-            d, u, size = _pop(keys, verts, size)
-            if done[u]:
-                continue
+            u, size = _pop(heap, pos, dist, size)
             done[u] = True
             if u == target:
                 break
+            d = dist[u]
             ui, uj = u // width, u % width
             for k in range(steps.shape[0]):
                 vi, vj = ui + steps[k, 0], uj + steps[k, 1]
@@ -123,7 +128,10 @@ def dijkstra_grid(costs, height, width, steps, source, target):  # pragma: no co
                 if nd < dist[v]:
                     dist[v] = nd
                     pred[v] = u
-                    size = _push(keys, verts, size, nd, v)
+                    if pos[v] < 0:
+                        heap[size], pos[v] = v, size
+                        size += 1
+                    _sift_up(heap, pos, dist, pos[v])
         v = target
         while v != -1:
             out[r, v] = 1.0
