@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -216,16 +217,18 @@ def _call(name, rule, pred, true, w_star, g):
     return (rule(pred) * g).sum()
 
 
-def test_every_rule_runs_on_the_grid_identically_serial_and_in_the_pool(force_pool):
+def test_every_rule_runs_on_the_grid_identically_serial_in_the_pool_and_on_an_executor(force_pool):
     gen = torch.Generator().manual_seed(4)
     true = torch.rand(6, 5, 5, generator=gen, dtype=torch.float64) + 0.1
     pred = torch.rand(6, 5, 5, generator=gen, dtype=torch.float64) + 0.1
     g = torch.randn(6, 5, 5, generator=gen, dtype=torch.float64)
     w_star = ipo.GridShortestPathLayer(5, 5, projection="none")(true)
     serial, pooled = ipo.GridShortestPathLayer(5, 5), force_pool(ipo.GridShortestPathLayer(5, 5, workers=2))
+    executor = ThreadPoolExecutor(2)
+    on_executor = ipo.GridShortestPathLayer(5, 5, executor=executor, executor_workers=2)
     for name, make in RULES.items():
         results = []
-        for layer in (serial, pooled):
+        for layer in (serial, pooled, on_executor):
             p = pred.clone().requires_grad_(True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ipo.SolverWarning)  # perturbations may clamp
@@ -234,9 +237,11 @@ def test_every_rule_runs_on_the_grid_identically_serial_and_in_the_pool(force_po
                 out = _call(name, rule, p, true, w_star, g)
                 out.backward()
             assert torch.isfinite(out) and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
-            results.append((out.detach(), p.grad))
-        assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1]), name
-        assert rule.last_info.mode == "pool", name
+            results.append((out.detach(), p.grad, rule.last_info.mode))
+        assert [mode for *_, mode in results] == ["serial", "pool", "executor"], name
+        for out, grad, _ in results[1:]:
+            assert torch.equal(out, results[0][0]) and torch.equal(grad, results[0][1]), name
+    executor.shutdown()
 
 
 def test_errors_say_what_and_where():
