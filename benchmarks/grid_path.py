@@ -28,7 +28,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 import idproj_or as ipo
-from idproj_or.solvers.grid_path import _STEPS_8, dijkstra_grid
+from idproj_or.solvers.grid_path import _STEPS_8, grid_path_spec
 
 OUT = Path(__file__).parent / "results" / "grid_path.json"
 
@@ -114,15 +114,14 @@ def main() -> None:
         def layer_step(layer=layer, pred=pred) -> None:
             layer(pred).sum().backward()
 
-        ours = dijkstra_grid(c, size, size, _STEPS_8, 0, size * size - 1)
+        solver = grid_path_spec(size, size, 8, (0, 0), (-1, -1), where="benchmark").build()
+        ours = solver.solve_chunk(c, None, {}).solutions
         for name, paths in (("scipy", scipy_paths(c, size, size)), ("heapq", heapq_paths(c, size, size))):
             np.testing.assert_allclose((paths * c).sum(1), (ours * c).sum(1), rtol=1e-12, err_msg=name)
         row = {
             "size": size,
             "batch": args.batch,
-            "ours_solver": timed(
-                lambda c=c, size=size: dijkstra_grid(c, size, size, _STEPS_8, 0, size * size - 1), args.repeats
-            ),
+            "ours_solver": timed(lambda c=c, solver=solver: solver.solve_chunk(c, None, {}), args.repeats),
             "ours_layer_fwd_bwd": timed(layer_step, args.repeats),
             "scipy": timed(lambda c=c, size=size: scipy_paths(c, size, size), max(1, args.repeats // 3)),
             "heapq": timed(lambda c=c, size=size: heapq_paths(c, size, size), max(1, args.repeats // 3)),

@@ -127,7 +127,10 @@ def test_gradient_is_minus_projected_identity():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: ipo.ShortestPathLayer([(0, 1), (1, 0)], 0, 1), r"ShortestPathLayer: the graph has a cycle"),
+        (
+            lambda: ipo.ShortestPathLayer([(0, 1), (1, 0)], 0, 1, sense="max"),
+            r"ShortestPathLayer: the graph has a cycle and sense='max': a longest simple path is NP-hard",
+        ),
         (lambda: ipo.ShortestPathLayer([(0, 0), (0, 1)], 0, 1), r"arcs\[0\]=\(0, 0\) is a self-loop"),
         (lambda: ipo.ShortestPathLayer([(0, 1), (2, 1)], 0, 2), r"target 2 is not reachable from source 0"),
         (lambda: ipo.ShortestPathLayer([(0, 1)], 1, 1), r"source and target are both 1"),

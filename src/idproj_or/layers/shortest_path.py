@@ -15,11 +15,16 @@ if TYPE_CHECKING:
 
 
 class ShortestPathLayer(OptLayer):
-    """Shortest (or longest) ``source -> target`` path in a directed acyclic graph as a layer:
-    arc costs ``(E,)`` -> the path's 0/1 arc indicator ``y``.
+    """Shortest (or longest) ``source -> target`` path in a directed graph as a layer: arc costs
+    ``(E,)`` -> the path's 0/1 arc indicator ``y``.
 
-    Exact for costs of any sign (the graph is acyclic), vectorised over the batch; see the module
-    docstring. ``projection="auto"`` uses flow conservation: adding node potentials
+    On a directed acyclic graph: exact for costs of any sign, vectorised over the batch; see the
+    module docstring. A graph with cycles is solved by Dijkstra (compiled), for ``sense="min"``
+    and costs ``>= 0``: a negative cost is clamped at zero and the row labelled ``"feasible"``
+    (solver status ``NEGATIVE_COSTS_CLAMPED``), since a cheapest simple path with negative costs
+    is NP-hard to find; its ``projection="auto"`` is ``"norm"``.
+
+    On a DAG, ``projection="auto"`` uses flow conservation: adding node potentials
     ``p_tail - p_head`` to the arc costs shifts every path's length by the same amount (whatever
     the instance's pair), so the decision does not change.
 
@@ -32,11 +37,11 @@ class ShortestPathLayer(OptLayer):
 
     Args:
         arcs: ``(E, 2)`` int pairs ``(tail, head)``; the cost of arc ``e`` is ``w[..., e]``.
-            Parallel arcs are allowed, self-loops and cycles are not.
+            Parallel arcs and cycles are allowed, self-loops are not.
         source: start node (the default of every instance).
         target: end node, reachable from ``source``, other than it (the default of every instance).
         n_nodes: number of nodes; default ``max(arcs) + 1``.
-        sense: ``"min"`` (default) or ``"max"`` (longest path).
+        sense: ``"min"`` (default) or ``"max"`` (longest path; a DAG only).
         **options: ``projection``, ``noise``, ``workers``, ``route``, ``executor``,
             ``executor_workers``, ``time_limit``,
             ``on_failure``, ``generator`` (see :mod:`idproj_or.options`). ``time_limit`` is refused

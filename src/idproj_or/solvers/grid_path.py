@@ -15,7 +15,8 @@ one chunk of instances per call): the graph has cycles, so it needs costs ``>= 0
 - **Ties**: vertices are settled in the order (distance, vertex index ``i * W + j``) and a vertex's
   predecessor is the first settled neighbour that reaches it at its final distance, neighbours
   taken in the fixed order up-left, up, up-right, left, right, down-left, down, down-right (the
-  diagonals left out for 4 neighbours). The path depends on its own row only: serial, pool and
+  diagonals left out for 4 neighbours); the distances leave out the source's cost, which every
+  path pays (:mod:`idproj_or.solvers._dijkstra`). The path depends on its own row only: serial, pool and
   executor results are identical.
 - **Arithmetic**: distances are float64 sums along the path, so a decision is optimal up to the
   float64 rounding of sums of at most ``H * W`` costs.
@@ -32,134 +33,47 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from ..checks import Sense
-from ..statuses import FEASIBLE, OPTIMAL
+from ._dijkstra import CLAMPED, clamped_result, csr, dijkstra_csr
 from .base import ChunkResult, ChunkSolver, Data, ModelSpec
 
 NEIGHBOURS = (4, 8)
 # Steps (di, dj) in the order a settled vertex relaxes its neighbours (the ties' order).
 _STEPS_8 = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)], dtype=np.int64)
 _STEPS_4 = np.array([(-1, 0), (0, -1), (0, 1), (1, 0)], dtype=np.int64)
-CLAMPED = "NEGATIVE_COSTS_CLAMPED"
-
-
-@njit(cache=True)
-def _before(dist, a, b):  # pragma: no cover - compiled
-    """Whether vertex ``a`` is settled before ``b``: the order (distance, index)."""
-    return dist[a] < dist[b] or (dist[a] == dist[b] and a < b)
-
-
-@njit(cache=True)
-def _sift_up(heap, pos, dist, i):  # pragma: no cover - compiled
-    v = heap[i]
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _before(dist, v, heap[parent]):
-            break
-        heap[i] = heap[parent]
-        pos[heap[i]] = i
-        i = parent
-    heap[i] = v
-    pos[v] = i
-
-
-@njit(cache=True)
-def _pop(heap, pos, dist, size):  # pragma: no cover - compiled
-    """The first vertex of the heap, removed; returns it and the new size."""
-    top = heap[0]
-    pos[top] = -1
-    size -= 1
-    if size == 0:
-        return top, size
-    v = heap[size]
-    i = 0
-    while True:
-        child = 2 * i + 1
-        if child >= size:
-            break
-        if child + 1 < size and _before(dist, heap[child + 1], heap[child]):
-            child += 1
-        if not _before(dist, heap[child], v):
-            break
-        heap[i] = heap[child]
-        pos[heap[i]] = i
-        i = child
-    heap[i] = v
-    pos[v] = i
-    return top, size
-
-
-@njit(cache=True)
-def dijkstra_grid(costs, height, width, steps, source, target):  # pragma: no cover - compiled
-    """Rows of ``costs`` ``(B, H * W)`` (clamped at zero) -> the 0/1 vertex indicators ``(B, H * W)``
-    of their cheapest ``source -> target`` paths (see the module docstring for the ties)."""
-    n_rows, n = costs.shape
-    out = np.zeros((n_rows, n))
-    dist = np.empty(n)
-    pred = np.empty(n, dtype=np.int64)
-    done = np.empty(n, dtype=np.bool_)
-    heap = np.empty(n, dtype=np.int64)  # an indexed binary heap: each vertex at most once
-    pos = np.empty(n, dtype=np.int64)  # a vertex's place in the heap, -1 outside it
-    for r in range(n_rows):
-        c = costs[r]
-        dist[:] = np.inf
-        pred[:] = -1
-        done[:] = False
-        pos[:] = -1
-        dist[source] = max(c[source], 0.0)
-        heap[0], pos[source], size = source, 0, 1
-        while size > 0:
-            u, size = _pop(heap, pos, dist, size)
-            done[u] = True
-            if u == target:
-                break
-            d = dist[u]
-            ui, uj = u // width, u % width
-            for k in range(steps.shape[0]):
-                vi, vj = ui + steps[k, 0], uj + steps[k, 1]
-                if vi < 0 or vi >= height or vj < 0 or vj >= width:
-                    continue
-                v = vi * width + vj
-                if done[v]:
-                    continue
-                nd = d + max(c[v], 0.0)
-                if nd < dist[v]:
-                    dist[v] = nd
-                    pred[v] = u
-                    if pos[v] < 0:
-                        heap[size], pos[v] = v, size
-                        size += 1
-                    _sift_up(heap, pos, dist, pos[v])
-        v = target
-        while v != -1:
-            out[r, v] = 1.0
-            v = pred[v]
-    return out
+__all__ = ["CLAMPED", "GridPathSolver", "GridPathSpec", "grid_path_spec"]
 
 
 class GridPathSolver(ChunkSolver):
-    """Dijkstra on every row of a chunk (the grid is always connected: every row has a path)."""
+    """Dijkstra on every row of a chunk, over the grid's arcs ``u -> v`` of cost ``w_v`` (the grid
+    is connected: every row has a path)."""
 
     def __init__(self, spec: GridPathSpec) -> None:
-        self.height, self.width = spec.shape
-        self.steps = _STEPS_8 if spec.neighbours == 8 else _STEPS_4
+        height, width = spec.shape
+        steps = _STEPS_8 if spec.neighbours == 8 else _STEPS_4
+        tails, heads = [], []
+        for u in range(height * width):
+            i, j = divmod(u, width)
+            for di, dj in steps.tolist():
+                if 0 <= i + di < height and 0 <= j + dj < width:
+                    tails.append(u)
+                    heads.append((i + di) * width + j + dj)
+        self.indptr, _ = csr(height * width, np.array(tails))  # listed by tail already
+        self.heads = np.array(heads)
         self.source, self.target = spec.source, spec.target
 
     def solve_chunk(self, costs: np.ndarray, time_limit: float | None, data: Data) -> ChunkResult:
         t0 = time.perf_counter()
         n = len(costs)
         c = np.ascontiguousarray(costs, dtype=np.float64)
-        sols = dijkstra_grid(c, self.height, self.width, self.steps, self.source, self.target)
-        times = np.full(n, (time.perf_counter() - t0) / max(n, 1))
-        objective = np.einsum("ij,ij->i", c, sols)
-        clamped: list[bool] = np.any(c < 0, axis=1).tolist()
-        if not any(clamped):
-            return ChunkResult(sols, [OPTIMAL] * n, ["OPTIMAL"] * n, times, bound=objective)
-        status = [FEASIBLE if bad else OPTIMAL for bad in clamped]
-        words = [CLAMPED if bad else "OPTIMAL" for bad in clamped]
-        return ChunkResult(sols, status, words, times, bound=np.where(clamped, np.nan, objective))
+        ends = np.full(n, self.source), np.full(n, self.target)
+        path, _ = dijkstra_csr(c, self.heads, self.indptr, self.heads, *ends)
+        sols = np.zeros_like(c)
+        sols[:, self.source] = 1.0
+        rows, steps = np.nonzero(path >= 0)
+        sols[rows, self.heads[path[rows, steps]]] = 1.0
+        return clamped_result(c, sols, t0)
 
 
 @dataclass(frozen=True)

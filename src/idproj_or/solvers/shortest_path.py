@@ -16,6 +16,14 @@ Both run on a whole chunk at once with numpy, a few microseconds per instance on
 Every row is computed independently of the others, so serial, pool and executor results are
 identical.
 
+A graph with cycles is solved by Dijkstra's algorithm instead (:class:`CyclicPathSolver`, compiled,
+the chunk at once), which needs arc costs ``>= 0``: a negative one is clamped at zero and the row
+is labelled ``feasible`` (solver status ``NEGATIVE_COSTS_CLAMPED``), never ``optimal``, since a
+cheapest simple path with negative costs is NP-hard to find. Its ``"auto"`` projection is
+``"norm"``: the node potentials that flow conservation allows would make costs negative. Ties:
+nodes are settled in the order (distance, node index), a node's arc the first (in index order)
+from the first settled node that reaches it at its final distance.
+
 An instance may have its own pair (data ``source`` and ``target``): it gets the decision a layer
 built with that pair gives, ties included. ``source == target`` is the empty path (all zeros); a
 target its source does not reach leaves the instance infeasible.
@@ -28,6 +36,7 @@ conservation ``A y = e_source - e_target`` (``A`` the node-arc incidence matrix)
 from __future__ import annotations
 
 import operator
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +44,8 @@ from typing import Any
 import numpy as np
 
 from ..checks import Sense, check_sense
-from .base import NO_DATA, Data, DataField, ExactChunkSolver, LinearRows, ModelSpec
+from ._dijkstra import clamped_result, csr, dijkstra_csr
+from .base import NO_DATA, ChunkResult, ChunkSolver, Data, DataField, ExactChunkSolver, LinearRows, ModelSpec
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
 ENUMERATE_WORK = 4096
@@ -254,6 +264,38 @@ class ShortestPathSpec(ModelSpec):
         return LinearRows(a, b, b.copy(), np.zeros(n), np.ones(n), np.arange(self.n_nodes))
 
 
+class CyclicPathSolver(ChunkSolver):
+    """Dijkstra on every row of a chunk, from each row's own source (a graph with cycles)."""
+
+    def __init__(self, spec: ShortestPathSpec) -> None:
+        tails, heads = np.asarray(spec.tails), np.asarray(spec.heads)
+        self.indptr, self.order = csr(spec.n_nodes, tails)
+        self.heads = heads[self.order]
+        self.source, self.target = spec.source, spec.target
+
+    def solve_chunk(self, costs: np.ndarray, time_limit: float | None, data: Data) -> ChunkResult:
+        t0 = time.perf_counter()
+        n = len(costs)
+        c = np.ascontiguousarray(costs, dtype=np.float64)
+        sources = data["source"].astype(np.int64) if "source" in data else np.full(n, self.source)
+        targets = data["target"].astype(np.int64) if "target" in data else np.full(n, self.target)
+        path, reached = dijkstra_csr(c, self.order, self.indptr, self.heads, sources, targets)
+        sols = np.zeros_like(c)
+        rows, steps = np.nonzero(path >= 0)
+        sols[rows, self.order[path[rows, steps]]] = 1.0
+        return clamped_result(c, sols, t0, reached)
+
+
+@dataclass(frozen=True)
+class CyclicPathSpec(ShortestPathSpec):
+    resident_solver = CyclicPathSolver  # type: ignore[assignment]
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        # Flow conservation holds, but its node potentials make costs negative, which Dijkstra
+        # cannot take: "auto" is "norm".
+        return np.zeros((0, len(self.tails))), np.zeros(0)
+
+
 def _node(value: Any, name: str, n_nodes: int, *, where: str) -> int:
     try:
         node = operator.index(value)
@@ -288,14 +330,17 @@ def dag_path_spec(arcs: Any, source: Any, target: Any, *, n_nodes: Any, sense: s
     t = _node(target, "target", n_nodes, where=where)
     if s == t:
         raise ValueError(f"{where}: source and target are both {s}; they must differ")
-    if _topological_order(n_nodes, tails, heads) is None:
-        raise ValueError(
-            f"{where}: the graph has a cycle; the layer needs a directed acyclic graph (with "
-            "projected, possibly negative costs a cycle would make the path problem unbounded)"
-        )
     if not _reachable(n_nodes, tails, heads, s)[t]:
         raise ValueError(f"{where}: target {t} is not reachable from source {s}")
-    return ShortestPathSpec(tuple(tails.tolist()), tuple(heads.tolist()), n_nodes, s, t, sense)
+    arcs_ = (tuple(tails.tolist()), tuple(heads.tolist()))
+    if _topological_order(n_nodes, tails, heads) is not None:
+        return ShortestPathSpec(*arcs_, n_nodes, s, t, sense)
+    if sense == "max":
+        raise ValueError(
+            f"{where}: the graph has a cycle and sense='max': a longest simple path is NP-hard to find "
+            "(a DAG takes sense='max'; a graph with cycles takes sense='min' with costs >= 0)"
+        )
+    return CyclicPathSpec(*arcs_, n_nodes, s, t, sense)
 
 
 def grid_arcs(h: int, w: int) -> list[tuple[int, int]]:
