@@ -266,3 +266,23 @@ def test_errors_say_what_and_where():
         layer(torch.rand(2, 4, 3))
     with pytest.raises(ValueError, match=r"(?i)nan|finite"):
         layer(torch.full((3, 4), float("nan")))
+
+
+def test_degenerate_grids_and_costs_near_the_float64_limit():
+    assert ipo.GridShortestPathLayer(1, 1, projection="none")(torch.tensor([[2.0]])).tolist() == [[1.0]]
+    layer = ipo.GridShortestPathLayer(1, 3, projection="none")
+    y = layer(torch.tensor([[1e308, 1e308, 1e308]], dtype=torch.float64))
+    assert y.tolist() == [[1.0, 1.0, 1.0]] and layer.last_info.status == ("optimal",)
+    big = ipo.GridShortestPathLayer(2, 3, neighbours=4, projection="none")
+    y = big(torch.tensor([[1e308, 1.5e308, 1e308], [1e308, 1e308, 1e308]], dtype=torch.float64))
+    assert y.int().tolist() == [[1, 0, 0], [1, 1, 1]]
+
+
+def test_negative_end_cells_never_change_the_decision_and_stay_optimal():
+    w = torch.tensor([[-1.0, 1.0, 1.0], [1.0, 3.0, 1.0], [1.0, 1.0, -2.0]])
+    layer = ipo.GridShortestPathLayer(3, 3, neighbours=4, projection="none")
+    y = layer(w)
+    assert layer.last_info.status == ("optimal",)
+    assert torch.equal(y, layer(w.clamp(min=0)))
+    best = min(sum(w.reshape(-1)[list(p)].tolist()) for p in _simple_paths(3, 3, 4, 0, 8))
+    assert float((y * w).sum()) == best

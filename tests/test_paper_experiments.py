@@ -49,7 +49,24 @@ def test_globe_tsp_tiny(tiny):
     scaled = globe_tsp._scaled(summary)
     assert set(scaled) == set(globe_tsp.SCALED_RUNS) and {v["n_train"] for v in scaled.values()} == {80}
     assert set(summary["sensitivity"]) == {str(v["k"]) for v in summary["settings"].values()}
+    # every hypothesis for the gap has a row against its base (with 1x and with more data)
+    rows = globe_tsp._hypotheses(summary)
+    bases = {base for _, base in rows}
+    assert bases == {"k5-identity-a0.5", "k5-identity-a0.5-n80"}
+    assert {key for key, base in rows if base == "k5-identity-a0.5"} >= {
+        f"k5-identity-a0.5{tail}" for tail in globe_tsp.HYPOTHESES
+    }
+    assert {v.get("schedule") for v in summary["settings"].values()} >= {"cosine", "quarter"}
+    assert {v.get("noise_until") for v in summary["settings"].values()} >= {0.25, 1.0}
+    assert "Hypotheses for the gap" in globe_tsp.details(summary)
     assert (folder / "globe_tsp.json").exists() and (folder / "globe_tsp.png").exists()
+
+
+def test_globe_tsp_learning_rate():
+    lr = globe_tsp.learning_rate
+    assert [lr("half", 1.0, e, 40) for e in (1, 20, 21, 40)] == [1.0, 1.0, 0.1, 0.1]
+    assert [lr("quarter", 1.0, e, 40) for e in (1, 30, 31, 40)] == [1.0, 1.0, 0.1, 0.1]
+    assert lr("cosine", 1.0, 1, 40) == 1.0 and 0 < lr("cosine", 1.0, 40, 40) < 0.01
 
 
 def test_globe_tsp_exact_tours_need_precise_positions():

@@ -129,3 +129,26 @@ def test_serial_and_pool_agree(force_pool):
     pooled = force_pool(ipo.ShortestPathLayer(arcs, 0, 5, workers=2))
     assert torch.equal(pooled(c, source=sources, target=targets), serial)
     assert pooled.last_info.mode == "pool"
+
+
+def test_costs_near_the_float64_limit_still_give_the_cheapest_path():
+    # path sums would overflow: the row is scaled by a power of two before the search
+    arcs = [(0, 1), (1, 2), (2, 1), (0, 2)]
+    layer = ipo.ShortestPathLayer(arcs, 0, 2, projection="none")
+    y = layer(torch.tensor([[1e308, 1e308, 0.0, 1.7e308], [1e308, 0.5e308, 0.0, 1.7e308]], dtype=torch.float64))
+    assert y.tolist() == [[0, 0, 0, 1], [1, 1, 0, 0]] and layer.last_info.status == ("optimal",) * 2
+
+
+def test_cone_aligned_reads_flow_conservation_on_a_graph_with_cycles():
+    arcs = [(0, 1), (1, 0), (1, 2), (0, 2)]
+    layer = ipo.ShortestPathLayer(arcs, 0, 2)
+    true_sol = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    normals = ipo.ConeAligned(layer).normals(true_sol)
+    # at 0 -> 1 -> 2: the three flow rows (both orientations), y >= 0 on the two unused arcs and
+    # y <= 1 on the two used ones
+    a = torch.tensor([[1.0, -1.0, 0.0, 1.0], [-1.0, 1.0, 1.0, 0.0], [0.0, 0.0, -1.0, -1.0]], dtype=torch.float64)
+    eye = torch.eye(4, dtype=torch.float64)
+    expected = torch.cat([a, -a, -eye[[1, 3]], eye[[0, 2]]])
+    torch.testing.assert_close(normals[0], expected)
+    loss = ipo.ConeAligned(layer)(torch.tensor([[1.0, 2.0, 1.0, 3.0]], requires_grad=True), true_sol)
+    assert torch.isfinite(loss)

@@ -27,10 +27,14 @@ class GridShortestPathLayer(OptLayer):
     one) is clamped at zero inside the solver, as blackbox-backprop does: the decision is a
     cheapest path for ``max(w, 0)``, and such a row has status ``"feasible"`` (solver status
     ``NEGATIVE_COSTS_CLAMPED``), never ``"optimal"``, since the cheapest path for ``w`` itself is
-    NP-hard to find. The clamp is not part of the projection: the backward passes every entry.
-    Costs from a non-negative output (e.g. ``softplus``) with ``projection="norm"`` or ``"none"``
-    stay non-negative; ``"mean"`` and ``"std"`` centre them and change which path is cheapest
-    (paths have different lengths), so they are projections of the costs only in name here.
+    NP-hard to find. Negative costs of the two end cells are the exception: they never change the
+    decision (every path pays them), so the row stays ``"optimal"``. The clamp is not part of the
+    projection: the backward passes every entry.
+
+    Projections: the forward always solves the costs as given (plus the noise margin); the
+    projection shapes the backward. ``"norm"`` and ``"none"`` keep the backward's story exact;
+    ``"mean"`` and ``"std"`` centre the costs, which changes which path is cheapest (paths have
+    different lengths), so their Jacobian belongs to another problem: prefer ``"norm"``.
 
     ``projection="auto"`` uses the two equalities ``y[source] = y[target] = 1``: the end cells'
     costs are set to zero (every path pays them), then the costs are normalised.

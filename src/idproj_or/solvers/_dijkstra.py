@@ -27,26 +27,45 @@ def csr(n_nodes: int, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([[0], np.cumsum(np.bincount(tails, minlength=n_nodes))]), order
 
 
+def dijkstra_rows(
+    costs: np.ndarray,
+    cost_of: np.ndarray,
+    indptr: np.ndarray,
+    heads: np.ndarray,
+    sources: np.ndarray,
+    targets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`dijkstra_csr` on float64 costs, each row whose path sums could overflow scaled first
+    by a power of two (exact, the same decision)."""
+    c = np.ascontiguousarray(costs, dtype=np.float64)
+    peak = np.abs(c).max(axis=1, initial=0.0)
+    big = peak > np.finfo(np.float64).max / (2.0 * len(indptr))
+    if big.any():
+        c = c.copy()
+        c[big] = np.ldexp(c[big], -np.frexp(peak[big])[1][:, None] + 1000 - int(np.log2(len(indptr)) + 2))
+    return dijkstra_csr(c, cost_of, indptr, heads, sources.astype(np.int64), targets.astype(np.int64))
+
+
 def clamped_result(
-    costs: np.ndarray, sols: np.ndarray, started: float, reached: np.ndarray | None = None
+    costs: np.ndarray, sols: np.ndarray, started: float, negative: np.ndarray, reached: np.ndarray
 ) -> ChunkResult:
-    """A chunk's result: ``optimal`` where every cost is ``>= 0``, ``feasible`` (solver status
-    ``NEGATIVE_COSTS_CLAMPED``, no bound) where the solver clamped a negative one; NaN rows and
-    ``infeasible`` where the target was not reached."""
+    """A chunk's result: ``optimal`` where no cost the decision depends on is negative,
+    ``feasible`` (solver status ``NEGATIVE_COSTS_CLAMPED``, no bound) where the solver clamped
+    one (``negative``: ``(B, n)``, those entries); NaN rows and ``infeasible`` where the target
+    was not reached."""
     n = len(costs)
     times = np.full(n, (time.perf_counter() - started) / max(n, 1))
     objective = np.einsum("ij,ij->i", costs, sols)
-    clamped: list[bool] = np.any(costs < 0, axis=1).tolist()
-    if not any(clamped) and (reached is None or reached.all()):
+    clamped: list[bool] = np.any(negative, axis=1).tolist()
+    if not any(clamped) and reached.all():
         return ChunkResult(sols, [OPTIMAL] * n, ["OPTIMAL"] * n, times, bound=objective)
     status = [FEASIBLE if bad else OPTIMAL for bad in clamped]
     words = [CLAMPED if bad else "OPTIMAL" for bad in clamped]
     bound = np.where(clamped, np.nan, objective)
-    if reached is not None:
-        for i in np.flatnonzero(~reached).tolist():
-            status[i], words[i] = "infeasible", "INFEASIBLE"
-        sols[~reached] = np.nan
-        bound[~reached] = np.nan
+    for i in np.flatnonzero(~reached).tolist():
+        status[i], words[i] = "infeasible", "INFEASIBLE"
+    sols[~reached] = np.nan
+    bound[~reached] = np.nan
     return ChunkResult(sols, status, words, times, bound=bound)
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import Sense
-from ._dijkstra import CLAMPED, clamped_result, csr, dijkstra_csr
+from ._dijkstra import CLAMPED, clamped_result, csr, dijkstra_rows
 from .base import ChunkResult, ChunkSolver, Data, ModelSpec
 
 NEIGHBOURS = (4, 8)
@@ -59,21 +59,25 @@ class GridPathSolver(ChunkSolver):
                 if 0 <= i + di < height and 0 <= j + dj < width:
                     tails.append(u)
                     heads.append((i + di) * width + j + dj)
-        self.indptr, _ = csr(height * width, np.array(tails))  # listed by tail already
-        self.heads = np.array(heads)
+        self.indptr, _ = csr(height * width, np.array(tails, dtype=np.int64))  # listed by tail already
+        self.heads = np.array(heads, dtype=np.int64)
         self.source, self.target = spec.source, spec.target
+        # The end cells' costs never change the decision (the source's is not in the distances,
+        # every path pays the target's once): clamping them leaves a row optimal.
+        self.inner = np.ones(height * width, dtype=bool)
+        self.inner[[self.source, self.target]] = False
 
     def solve_chunk(self, costs: np.ndarray, time_limit: float | None, data: Data) -> ChunkResult:
         t0 = time.perf_counter()
         n = len(costs)
         c = np.ascontiguousarray(costs, dtype=np.float64)
         ends = np.full(n, self.source), np.full(n, self.target)
-        path, _ = dijkstra_csr(c, self.heads, self.indptr, self.heads, *ends)
+        path, reached = dijkstra_rows(c, self.heads, self.indptr, self.heads, *ends)
         sols = np.zeros_like(c)
         sols[:, self.source] = 1.0
         rows, steps = np.nonzero(path >= 0)
         sols[rows, self.heads[path[rows, steps]]] = 1.0
-        return clamped_result(c, sols, t0)
+        return clamped_result(c, sols, t0, (c < 0) & self.inner, reached)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import Sense, check_sense
-from ._dijkstra import clamped_result, csr, dijkstra_csr
+from ._dijkstra import clamped_result, csr, dijkstra_rows
 from .base import NO_DATA, ChunkResult, ChunkSolver, Data, DataField, ExactChunkSolver, LinearRows, ModelSpec
 
 # Largest total number of arc entries over all paths for which the paths are enumerated.
@@ -242,21 +242,26 @@ class ShortestPathSpec(ModelSpec):
         )
         object.__setattr__(self, "fields", pair)
 
-    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
-        # Flow conservation, A y = e_source - e_target: an instance's own pair changes the right
-        # hand side only, so the rows (what "auto" removes) hold for every instance.
+    def incidence(self) -> np.ndarray:
+        """The node-arc incidence matrix: +1 at an arc's tail, -1 at its head."""
         n_arcs = len(self.tails)
         a = np.zeros((self.n_nodes, n_arcs))
         a[self.tails, np.arange(n_arcs)] += 1.0
         a[self.heads, np.arange(n_arcs)] -= 1.0
+        return a
+
+    def equalities(self) -> tuple[np.ndarray, np.ndarray]:
+        # Flow conservation, A y = e_source - e_target: an instance's own pair changes the right
+        # hand side only, so the rows (what "auto" removes) hold for every instance.
         b = np.zeros(self.n_nodes)
         b[self.source] += 1.0
         b[self.target] -= 1.0
-        return a, b
+        return self.incidence(), b
 
     def linear_rows(self, data: Data = NO_DATA) -> LinearRows:
-        # flow conservation (out - in = 1 at the source, -1 at the target, 0 elsewhere), 0 <= y <= 1
-        a, _ = self.equalities()
+        # flow conservation (out - in = 1 at the source, -1 at the target, 0 elsewhere), 0 <= y <= 1;
+        # with cycles too (a simple path is a vertex of this polytope, circulations aside)
+        a = self.incidence()
         b = np.zeros(self.n_nodes)
         b[int(data.get("source", self.source))] += 1.0
         b[int(data.get("target", self.target))] -= 1.0
@@ -279,11 +284,11 @@ class CyclicPathSolver(ChunkSolver):
         c = np.ascontiguousarray(costs, dtype=np.float64)
         sources = data["source"].astype(np.int64) if "source" in data else np.full(n, self.source)
         targets = data["target"].astype(np.int64) if "target" in data else np.full(n, self.target)
-        path, reached = dijkstra_csr(c, self.order, self.indptr, self.heads, sources, targets)
+        path, reached = dijkstra_rows(c, self.order, self.indptr, self.heads, sources, targets)
         sols = np.zeros_like(c)
         rows, steps = np.nonzero(path >= 0)
         sols[rows, self.order[path[rows, steps]]] = 1.0
-        return clamped_result(c, sols, t0, reached)
+        return clamped_result(c, sols, t0, c < 0, reached)
 
 
 @dataclass(frozen=True)
