@@ -52,7 +52,7 @@ def test_globe_tsp_tiny(tiny):
     # every hypothesis for the gap has a row against its base (with 1x and with more data)
     rows = globe_tsp._hypotheses(summary)
     bases = {base for _, base in rows}
-    assert bases == {"k5-identity-a0.5", "k5-identity-a0.5-n80"}
+    assert bases == {"k5-identity-a0.5", "k5-identity-a0.5-n80", "k5-identity-a0.0-n80"}
     assert {key for key, base in rows if base == "k5-identity-a0.5"} >= {
         f"k5-identity-a0.5{tail}" for tail in globe_tsp.HYPOTHESES
     }
