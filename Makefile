@@ -44,6 +44,7 @@ paper: $(STAMP)
 	$(BIN)/python examples/paper/globe_tsp.py
 	$(BIN)/python examples/paper/graph_matching.py
 	$(BIN)/python examples/paper/ranking.py
+	$(BIN)/python examples/paper/warcraft.py
 	$(BIN)/python examples/paper/report.py
 
 docs: $(STAMP)
