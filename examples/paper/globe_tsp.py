@@ -360,9 +360,11 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
     if ablations:
         key, base = max(ablations, key=lambda row: s[row[0]]["accuracy"]["mean"])
         v = s[key]
+        off = s.get(key.replace(f"-a{v['alpha']}-", "-a0.0-", 1))
+        lift = f"{pm(off['accuracy'])} -> " if off and off is not v else ""
         more += (
-            f"; best ablation (k={v['k']}, α={v['alpha']}): {pm(v['accuracy'])} with {v['n_train']} samples, "
-            f"{_change(v, s[base])}"
+            f"; best ablation (k={v['k']}, {v['n_train']} samples, {_change(v, s[base])}): "
+            f"{lift}{pm(v['accuracy'])} (α={v['alpha']})"
         )
     no_noise = [_get(summary, k, "identity", 0.0) for k in ks]
     best = [max((_get(summary, k, "identity", a) for a in ALPHAS[1:] if _get(summary, k, "identity", a)),
@@ -421,7 +423,8 @@ def _hypotheses(summary: dict[str, Any]) -> list[tuple[str, str]]:
     s = summary["settings"]
     k = ROBUST_K if any(v["k"] == ROBUST_K for v in s.values()) else min(v["k"] for v in s.values())
     prefix = f"k{k}-identity-a{ROBUST_ALPHA}"
-    bases = [prefix] + [key for key, v in s.items() if key == f"k{k}-identity-a{v['alpha']}-n{v['n_train']}"]
+    scaled = [key for key, v in s.items() if key == f"k{k}-identity-a{v['alpha']}-n{v['n_train']}"]
+    bases = [prefix] + sorted(scaled, key=lambda key: -s[key]["alpha"])
     rows = []
     for base in bases:
         changed = [
@@ -504,8 +507,8 @@ def details(summary: dict[str, Any]) -> str:
     if ablations:
         lines += [
             "",
-            f"Hypotheses for the gap to the paper: Identity, α = {ROBUST_ALPHA:g}, each row against its base row "
-            '("ahead"/"behind": by more than the larger standard deviation).',
+            "Hypotheses for the gap to the paper (Identity; α in the first half, as in the setting's name): each row "
+            'against its base row ("ahead"/"behind": by more than the larger standard deviation).',
             "",
             hypotheses_table(summary),
         ]
