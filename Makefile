@@ -40,6 +40,7 @@ bench: $(STAMP)
 
 # The paper's experiments (examples/paper/, cached under benchmarks/results/paper/), then docs/paper.md
 paper: $(STAMP)
+	$(BIN)/python examples/paper/dvae.py
 	$(BIN)/python examples/paper/l2x.py
 	$(BIN)/python examples/paper/globe_tsp.py
 	$(BIN)/python examples/paper/graph_matching.py

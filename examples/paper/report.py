@@ -20,7 +20,7 @@ from typing import Any
 
 from _common import RESULTS, ROOT
 
-EXPERIMENTS = ["l2x", "graph_matching", "ranking", "globe_tsp", "warcraft"]
+EXPERIMENTS = ["dvae", "l2x", "graph_matching", "ranking", "globe_tsp", "warcraft"]
 DOC = ROOT / "docs" / "paper.md"
 CLAIMS = "paper_claims"
 
