@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compare_pyepo.py
 	$(BIN)/python benchmarks/rules.py
 	$(BIN)/python benchmarks/tsp_solvers.py
+	$(BIN)/python benchmarks/grid_path.py
 	$(BIN)/python benchmarks/mathopt.py
 	$(BIN)/python benchmarks/vrp.py
 	$(BIN)/python benchmarks/vrp_learning.py

@@ -7,6 +7,23 @@ import signal
 import pytest
 
 
+@pytest.fixture(scope="session")
+def paper_tiny(tmp_path_factory):
+    """``(folder, run)``: ``run(module, seeds)`` runs a paper experiment's tiny setting (examples/paper/)
+    once per session into ``folder`` and returns its summary, so that each experiment's tests and
+    the report's test share the runs."""
+    folder = tmp_path_factory.mktemp("paper")
+    done = {}
+
+    def run(module, seeds=(1, 2)):
+        if module.NAME not in done:
+            args = ["--tiny", "--seeds", *map(str, seeds), "--quiet", "--out", str(folder)]
+            done[module.NAME] = module.main(args)
+        return done[module.NAME]
+
+    return folder, run
+
+
 @pytest.fixture
 def force_pool():
     """A function that makes a layer send every batch to its pool (``route="pool"``): parity

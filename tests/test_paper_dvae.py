@@ -18,8 +18,9 @@ import dvae  # noqa: E402
 pytest.importorskip("mlxtend")
 
 
-def test_dvae_tiny(tmp_path):
-    summary = dvae.main(["--tiny", "--seeds", "1", "2", "--quiet", "--out", str(tmp_path)])
+def test_dvae_tiny(paper_tiny):
+    tmp_path, run = paper_tiny
+    summary = run(dvae)
     assert summary["tiny"] and summary["seeds"] == [1, 2]
     assert set(summary["settings"]) == {dvae.key(m, n) for m in dvae.METHODS for n in dvae.NOISES}
     for v in summary["settings"].values():

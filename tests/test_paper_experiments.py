@@ -14,20 +14,19 @@ import idproj_or as ipo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "paper"))
 
+import dvae  # noqa: E402
 import globe_tsp  # noqa: E402
 import graph_matching  # noqa: E402
 import l2x  # noqa: E402
 import ranking  # noqa: E402
 import report  # noqa: E402
+import warcraft  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("paper")
-    return folder, {
-        module.NAME: module.main(["--tiny", "--seeds", "1", "2", "--quiet", "--out", str(folder)])
-        for module in (globe_tsp, graph_matching, l2x, ranking)
-    }
+def tiny(paper_tiny):
+    folder, run = paper_tiny
+    return folder, {module.NAME: run(module) for module in (globe_tsp, graph_matching, l2x, ranking)}
 
 
 def _check_runs(summary, methods):
@@ -263,8 +262,11 @@ def test_ranking_claim_verdicts(identity, blackbox, verdicts):
     assert [row["verdict"] for row in ranking.claims(_ranking_summary(identity, blackbox))] == verdicts
 
 
-def test_report_writes_the_claims_table(tiny, tmp_path):
-    folder, _ = tiny
+def test_report_writes_the_claims_table(tiny, paper_tiny, tmp_path):
+    folder, run = paper_tiny
+    pytest.importorskip("mlxtend")
+    run(dvae)
+    run(warcraft, seeds=(1,))
     doc = tmp_path / "paper.md"
     markers = ["paper_claims", *(f"paper_{name}" for name in report.EXPERIMENTS)]
     doc.write_text("".join(f"<!-- {m}: begin -->\nold\n<!-- {m}: end -->\n" for m in markers))
@@ -272,5 +274,5 @@ def test_report_writes_the_claims_table(tiny, tmp_path):
     text = doc.read_text()
     assert "old" not in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "**" in line]
-    assert len(rows) == 11  # three claims per experiment, two for ranking
+    assert len(rows) == 19  # three claims per experiment, two for ranking and Warcraft, six for the DVAE
     assert all(any(f"**{v}**" in row for v in ("reproduced", "partly", "not")) for row in rows)

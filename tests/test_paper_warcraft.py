@@ -15,8 +15,9 @@ sys.path.insert(0, str(ROOT / "examples" / "paper"))
 import warcraft  # noqa: E402
 
 
-def test_tiny_run(tmp_path):
-    summary = warcraft.main(["--tiny", "--seeds", "1", "--quiet", "--out", str(tmp_path)])
+def test_tiny_run(paper_tiny):
+    tmp_path, run = paper_tiny
+    summary = run(warcraft, seeds=(1,))
     assert summary["tiny"] and summary["seeds"] == [1]
     s = summary["settings"]
     assert set(s) == {
